@@ -1,0 +1,44 @@
+# Two commands on a fresh clone: `make demo` trains the seed MLP on MNIST,
+# `make test` runs the whole test suite. Each creates .venv and installs first.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+# A CPU build of torch: on this project's machines torch==2.13.0 is a local wheel
+# (PIP_FIND_LINKS=/opt/wheels); an unpinned torch pulls a multi-GB CUDA build.
+TORCH  ?= torch==2.13.0
+OUT    ?= out
+ARGS   ?=
+
+.PHONY: demo test bench venv venv-test clean help
+
+help:
+	@echo "make demo   # train 784-100-200-10 on MNIST (25 epochs), plot to $(OUT)/accuracy.png"
+	@echo "make test   # run the whole test suite on every installed backend"
+	@echo "make bench  # side-by-side benchmark (xpnet vs hand-written NumPy vs PyTorch)"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# Stamp files: re-install only when pyproject.toml changes.
+$(VENV)/.core: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e ".[plot,bench]"
+	touch $@
+
+$(VENV)/.test: $(VENV)/.core
+	$(BIN)/python -m pip install -q -e ".[test]" "$(TORCH)" "jax>=0.4.32"
+	touch $@
+
+venv: $(VENV)/.core
+venv-test: $(VENV)/.test
+
+demo: venv
+	$(BIN)/xpnet train --plot $(OUT)/accuracy.png --save $(OUT)/mnist_mlp.npz $(ARGS)
+
+test: venv-test
+	bash ci/test.sh $(BIN)/python $(ARGS)
+
+bench: venv-test
+	$(BIN)/python -m benchmarks.mlp $(ARGS)
+
+clean:
+	rm -rf $(VENV) $(OUT) .pytest_cache

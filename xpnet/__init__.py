@@ -1,0 +1,56 @@
+"""xpnet: a small, fast MLP library written once against the Python array API.
+
+The same layers, loss and training loop run on NumPy, CuPy, PyTorch, JAX and
+array-api-strict; pick one with ``backend=``.
+
+>>> import xpnet
+>>> model = xpnet.Sequential.mlp([784, 100, 200, 10], backend="numpy", seed=0)
+>>> model.n_params()
+99710
+"""
+
+from . import losses
+from ._version import __version__
+from .backend import Backend, available_backends, get_backend
+from .errors import (
+    BackendUnavailableError,
+    CheckpointError,
+    DataError,
+    DeviceMismatchError,
+    DivergenceError,
+    DTypeError,
+    ShapeError,
+    XpnetError,
+)
+from .layers import Dense, Layer, ReLU
+from .losses import grad_softmax_crossentropy_with_logits, softmax_crossentropy_with_logits
+from .network import Sequential, forward, predict, train
+from .training import Callback, History, iterate_minibatches
+
+__all__ = [
+    "__version__",
+    "Backend",
+    "get_backend",
+    "available_backends",
+    "Layer",
+    "Dense",
+    "ReLU",
+    "softmax_crossentropy_with_logits",
+    "grad_softmax_crossentropy_with_logits",
+    "forward",
+    "predict",
+    "train",
+    "iterate_minibatches",
+    "Sequential",
+    "History",
+    "Callback",
+    "losses",
+    "XpnetError",
+    "BackendUnavailableError",
+    "DeviceMismatchError",
+    "ShapeError",
+    "DTypeError",
+    "DivergenceError",
+    "CheckpointError",
+    "DataError",
+]

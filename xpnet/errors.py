@@ -1,0 +1,52 @@
+"""Exceptions raised by xpnet.
+
+Every error is a subclass of :class:`XpnetError` *and* of the built-in type a
+user would expect (``ValueError`` for a wrong shape, ``TypeError`` for a wrong
+dtype, ...), so ``except ValueError`` keeps working for people who do not know
+about xpnet's own classes.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "XpnetError",
+    "BackendUnavailableError",
+    "DeviceMismatchError",
+    "ShapeError",
+    "DTypeError",
+    "DivergenceError",
+    "CheckpointError",
+    "DataError",
+]
+
+
+class XpnetError(Exception):
+    """Base class of every error raised on purpose by xpnet."""
+
+
+class BackendUnavailableError(XpnetError, ImportError):
+    """A backend library is missing, or it has no usable device."""
+
+
+class DeviceMismatchError(XpnetError, ValueError):
+    """An array lives on another backend or device than the model."""
+
+
+class ShapeError(XpnetError, ValueError):
+    """An array has the wrong number of dimensions or the wrong shape."""
+
+
+class DTypeError(XpnetError, TypeError):
+    """An array has the wrong dtype (e.g. float labels, uint8 images)."""
+
+
+class DivergenceError(XpnetError, FloatingPointError):
+    """The training loss became NaN or infinite."""
+
+
+class CheckpointError(XpnetError, ValueError):
+    """A saved model is missing, truncated, corrupted or incompatible."""
+
+
+class DataError(XpnetError, ValueError):
+    """A dataset file is missing, truncated, corrupted or malformed."""

@@ -1,0 +1,88 @@
+"""Fully connected layer: ``output = input @ weights + biases``."""
+
+from __future__ import annotations
+
+from ..errors import ShapeError
+from ..initializers import as_generator, get_initializer
+from .base import Layer
+
+__all__ = ["Dense"]
+
+
+class Dense(Layer):
+    """Affine layer ``f(X) = X @ W + b`` with the tutorial's SGD step in ``backward``.
+
+    Parameters
+    ----------
+    input_units, output_units : int
+        Sizes of the input and output features.
+    learning_rate : float, default 0.1
+        Step size of the plain SGD update done inside :meth:`backward`
+        (ignored when an optimizer is attached).
+    init : str or callable, default "seed"
+        Weight initializer (see :mod:`xpnet.initializers`); ``"seed"`` is the
+        tutorial's ``normal * 0.01``. Biases start at zero.
+    rng : int, numpy.random.Generator or None
+        Host random generator (or seed) the weights are drawn from, so every
+        backend starts from identical weights.
+    backend : str or Backend, optional
+        Where the parameters live (default: :func:`xpnet.get_backend`).
+
+    Examples
+    --------
+    >>> import xpnet
+    >>> layer = xpnet.Dense(3, 2, rng=0, backend="numpy")
+    >>> layer.weights.shape, layer.biases.shape
+    ((3, 2), (2,))
+    """
+
+    param_names = ("weights", "biases")
+
+    def __init__(self, input_units: int, output_units: int, learning_rate: float = 0.1,
+                 *, init="seed", rng=None, backend=None):
+        super().__init__(backend=backend)
+        for arg, value in (("input_units", input_units), ("output_units", output_units)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{arg} must be a positive int, got {value!r}")
+        if isinstance(learning_rate, bool) or not isinstance(learning_rate, (int, float)) \
+                or not learning_rate >= 0 or learning_rate == float("inf"):
+            raise ValueError(
+                f"learning_rate must be a finite number >= 0, got {learning_rate!r}"
+            )
+        self.input_units = input_units
+        self.output_units = output_units
+        self.learning_rate = float(learning_rate)
+        host_w = get_initializer(init)(as_generator(rng), (input_units, output_units))
+        self.weights = self.backend.asarray(host_w)  # drawn in float64, cast once
+        self.biases = self.backend.zeros((output_units,))
+
+    def _check_input(self, input, name):
+        self.backend.check_array(input, name, ndim=2)
+        if input.shape[1] != self.input_units:
+            raise ShapeError(
+                f"{name} must have shape (n, {self.input_units}) for "
+                f"Dense({self.input_units}, {self.output_units}), got {tuple(input.shape)}"
+            )
+
+    def output_shape_for(self, input_shape):
+        return (input_shape[0], self.output_units)
+
+    def _forward(self, input):
+        return input @ self.weights + self.biases
+
+    def _backward(self, input, grad_output, need_input_grad=True):
+        # d loss / d input uses the weights *before* the update, as in the seed.
+        grad_input = grad_output @ self.weights.T if need_input_grad else None
+        if self.optimizer is None:
+            # Scale the small (n, out) gradient once instead of the (in, out)
+            # weight gradient: same step, fewer flops and temporaries.
+            g = grad_output * self.learning_rate
+            self.weights = self.backend.sub_(self.weights, input.T @ g)
+            self.biases = self.backend.sub_(self.biases, self.xp.sum(g, axis=0))
+        else:
+            self._apply_update({"weights": input.T @ grad_output,
+                                "biases": self.xp.sum(grad_output, axis=0)})
+        return grad_input
+
+    def extra_repr(self):
+        return f"{self.input_units}, {self.output_units}, learning_rate={self.learning_rate}"

@@ -1,0 +1,362 @@
+"""A network is a list of layers: the tutorial's free functions and ``Sequential``.
+
+The free functions (:func:`forward`, :func:`predict`, :func:`train`) accept a
+plain ``list`` of layers, exactly as in the tutorial, or a :class:`Sequential`.
+"""
+
+from __future__ import annotations
+
+from .backend import get_backend
+from .errors import DTypeError, ShapeError
+from .layers.base import Layer
+from .losses import _xent_sum_and_grad, one_hot
+from .training import Callback, History, first_trainable_index, fit_loop, train_step
+
+__all__ = ["forward", "predict", "train", "Sequential"]
+
+#: Rows per block in prediction: large enough to keep the BLAS busy, small
+#: enough that the (block, hidden) activations stay in cache.
+PREDICT_BLOCK = 1024
+
+
+def _layers_of(network) -> list:
+    layers = list(network.layers) if isinstance(network, Sequential) else list(network)
+    if not layers:
+        raise ValueError("network must contain at least one layer, got an empty list")
+    for i, layer in enumerate(layers):
+        if not isinstance(layer, Layer):
+            raise TypeError(
+                f"network[{i}] must be an xpnet Layer, got {type(layer).__name__}"
+            )
+    return layers
+
+
+def _check_labels(be, y, n_samples: int, n_classes: int | None, name: str = "y"):
+    """Shape, dtype and (one read-back) range check of integer labels."""
+    be.check_array(y, name, ndim=1, kind="integral")
+    if y.shape[0] != n_samples:
+        raise ShapeError(
+            f"{name} must have one label per sample: expected shape ({n_samples},), "
+            f"got {tuple(y.shape)}"
+        )
+    if n_classes is not None and n_samples:
+        xp = be.xp
+        lo, hi = int(xp.min(y)), int(xp.max(y))
+        if lo < 0 or hi >= n_classes:
+            raise ValueError(
+                f"{name} must hold class indices in [0, {n_classes - 1}] (the network has "
+                f"{n_classes} outputs), got values from {lo} to {hi}"
+            )
+
+
+def forward(network, X):
+    """Apply the layers in order; return the list of every layer's activation.
+
+    The last element is the network's output (the logits).
+    """
+    layers = _layers_of(network)
+    layers[0]._check_input(X, "X")
+    activations = []
+    for layer in layers:
+        X = layer._forward(X)
+        activations.append(X)
+    return activations
+
+
+def _logits_in_blocks(layers, X, block: int):
+    xp = layers[0].xp
+    n = X.shape[0]
+    if n <= block:
+        out = X
+        for layer in layers:
+            out = layer._forward(out)
+        return [out]
+    outs = []
+    for lo in range(0, n, block):
+        out = X[lo:min(lo + block, n), ...]  # the standard forbids out-of-range stops
+        for layer in layers:
+            out = layer._forward(out)
+        outs.append(out)
+    return outs
+
+
+def predict(network, X, *, batch_size: int = PREDICT_BLOCK):
+    """Predicted class indices (on the device), computed in blocks of ``batch_size`` rows."""
+    layers = _layers_of(network)
+    layers[0]._check_input(X, "X")
+    xp = layers[0].xp
+    preds = [xp.argmax(z, axis=1) for z in _logits_in_blocks(_eval_mode(layers), X, batch_size)]
+    return preds[0] if len(preds) == 1 else xp.concat(preds)
+
+
+def _eval_mode(layers):
+    return [layer for layer in layers if not getattr(layer, "identity_in_eval", False)]
+
+
+def train(network, X, y):
+    """One SGD step on batch ``(X, y)``; returns the mean loss as a 0-d device array.
+
+    Call ``float(loss)`` to read it (a host synchronisation on GPUs).
+    """
+    layers = _layers_of(network)
+    be = layers[0].backend
+    layers[0]._check_input(X, "X")
+    n_out = _n_outputs(layers)
+    _check_labels(be, y, X.shape[0], n_out)
+    onehot = one_hot(y, n_out, dtype=be.dtype, xp=be.xp)
+    loss_sum = train_step(layers, be.xp, X, onehot, first_trainable_index(layers))
+    return loss_sum / X.shape[0]
+
+
+def _n_outputs(layers) -> int | None:
+    for layer in reversed(layers):
+        units = getattr(layer, "output_units", None)
+        if units is not None:
+            return units
+    return None
+
+
+class Sequential:
+    """Layers applied in order, with ``fit``/``predict``/``evaluate``.
+
+    Parameters
+    ----------
+    layers : list of Layer
+    backend : str or Backend, optional
+        Where the model lives; layers built elsewhere are moved here once.
+        Default: the first layer's backend.
+    device, dtype : optional
+        Passed to :func:`xpnet.get_backend` together with ``backend``.
+
+    Examples
+    --------
+    >>> import xpnet
+    >>> model = xpnet.Sequential.mlp([4, 8, 3], backend="numpy", seed=0)
+    >>> model
+    Sequential([Dense(4, 8, learning_rate=0.1), ReLU(), Dense(8, 3, learning_rate=0.1)], backend=Backend(name='numpy', device='cpu', dtype='float32'))
+    """
+
+    def __init__(self, layers, *, backend=None, device=None, dtype=None):
+        layers = _layers_of(layers)
+        if backend is None and device is None and dtype is None:
+            be = layers[0].backend
+        else:
+            be = get_backend(backend if backend is not None else layers[0].backend,
+                             device=device, dtype=dtype)
+        self.layers = [layer.to(be) for layer in layers]
+        self.backend = be
+        self.stop_training = False
+        self.config: dict = {}
+
+    # -- construction helpers ------------------------------------------------
+    @classmethod
+    def mlp(cls, sizes, *, learning_rate: float = 0.1, init="seed", seed=0,
+            backend=None, device=None, dtype=None, activation=None) -> "Sequential":
+        """The tutorial's MLP: Dense layers of ``sizes`` with ReLU between them.
+
+        ``Sequential.mlp([784, 100, 200, 10])`` is the seed network. Weights are
+        drawn in order from one host Generator seeded with ``seed``.
+        """
+        from .initializers import as_generator
+        from .layers import Dense, ReLU
+
+        sizes = list(sizes)
+        if len(sizes) < 2:
+            raise ValueError(f"sizes needs at least input and output sizes, got {sizes!r}")
+        be = get_backend(backend, device=device, dtype=dtype)
+        rng = as_generator(seed)
+        make_act = activation or (lambda: ReLU(backend=be))
+        layers: list = []
+        for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+            if i:
+                layers.append(make_act())
+            layers.append(Dense(a, b, learning_rate, init=init, rng=rng, backend=be))
+        model = cls(layers, backend=be)
+        model.config = {"sizes": sizes, "learning_rate": learning_rate, "init": init
+                        if isinstance(init, str) else getattr(init, "__name__", "custom"),
+                        "seed": seed}
+        return model
+
+    # -- container protocol (so free functions accept a Sequential) ------------
+    def __iter__(self):
+        return iter(self.layers)
+
+    def __len__(self):
+        return len(self.layers)
+
+    def __getitem__(self, i):
+        return self.layers[i]
+
+    def __repr__(self):
+        return f"Sequential([{', '.join(map(repr, self.layers))}], backend={self.backend!r})"
+
+    @property
+    def n_outputs(self) -> int:
+        n = _n_outputs(self.layers)
+        if n is None:
+            raise ValueError("the network has no Dense layer, so its number of classes is unknown")
+        return n
+
+    @property
+    def n_inputs(self) -> int | None:
+        for layer in self.layers:
+            units = getattr(layer, "input_units", None)
+            if units is not None:
+                return units
+        return None
+
+    def to(self, backend=None, *, device=None, dtype=None) -> "Sequential":
+        """Move every layer to another backend/device/dtype (through the host, once)."""
+        be = get_backend(backend if backend is not None else self.backend, device=device,
+                         dtype=dtype)
+        self.layers = [layer.to(be) for layer in self.layers]
+        self.backend = be
+        return self
+
+    # -- inference -------------------------------------------------------------
+    def forward(self, X):
+        """Logits for a batch ``X`` (n, n_features)."""
+        return forward(self, X)[-1]
+
+    __call__ = forward
+
+    def predict_logits(self, X, *, batch_size: int = PREDICT_BLOCK):
+        """Logits for ``X``, computed in blocks of ``batch_size`` rows."""
+        self.layers[0]._check_input(X, "X")
+        outs = _logits_in_blocks(_eval_mode(self.layers), X, batch_size)
+        return outs[0] if len(outs) == 1 else self.backend.xp.concat(outs, axis=0)
+
+    def predict(self, X, *, batch_size: int = PREDICT_BLOCK):
+        """Predicted class indices for ``X`` (a device array of integers)."""
+        return predict(self, X, batch_size=batch_size)
+
+    def _accuracy(self, X, y, batch_size: int = PREDICT_BLOCK) -> float:
+        xp = self.backend.xp
+        hits = predict(self, X, batch_size=batch_size) == y
+        return float(xp.mean(xp.astype(hits, self.backend.dtype)))
+
+    def evaluate(self, X, y, *, batch_size: int = PREDICT_BLOCK) -> dict:
+        """Mean loss and accuracy on ``(X, y)``: ``{"loss": float, "accuracy": float}``."""
+        be = self.backend
+        xp = be.xp
+        self.layers[0]._check_input(X, "X")
+        _check_labels(be, y, X.shape[0], self.n_outputs)
+        total = be.zeros(())
+        hits = be.zeros(())
+        for i, z in enumerate(_logits_in_blocks(_eval_mode(self.layers), X, batch_size)):
+            lo = i * batch_size
+            yb = y[lo:lo + z.shape[0]]  # in range: z has at most n - lo rows
+            onehot = one_hot(yb, z.shape[1], dtype=be.dtype, xp=xp)
+            loss_sum, _ = _xent_sum_and_grad(xp, z, onehot)
+            total = total + loss_sum
+            hits = hits + xp.sum(xp.astype(xp.argmax(z, axis=1) == yb, be.dtype))
+        n = max(X.shape[0], 1)
+        return {"loss": float(total) / n, "accuracy": float(hits) / n}
+
+    # -- training ----------------------------------------------------------------
+    def fit(self, X, y, *, epochs: int = 1, batch_size: int = 32, shuffle: bool = True,
+            seed=0, validation_data=None, optimizer=None, callbacks=(),
+            progress: bool = False, check_every: int = 100, train_accuracy: bool = True,
+            history: History | None = None) -> History:
+        """Train with minibatch SGD (or ``optimizer``); return a :class:`History`.
+
+        Parameters
+        ----------
+        X : array (n, n_features) of the model's dtype, on the model's device
+        y : array (n,) of integer labels in ``[0, n_classes)``
+        epochs, batch_size : int
+            As in the tutorial (25 and 32); the last incomplete batch is dropped.
+        shuffle : bool
+            Reshuffle each epoch with a permutation drawn from ``seed``.
+        seed : int or numpy.random.Generator
+            Host RNG for the batch order: the same seed gives the same order on
+            every backend.
+        validation_data : (X_val, y_val), optional
+            Validation accuracy is recorded after each epoch.
+        optimizer : Optimizer, optional
+            Replaces the layers' built-in SGD step (see :mod:`xpnet.optimizers`).
+        callbacks : list of Callback
+        progress : bool
+            Show one tqdm bar per epoch.
+        check_every : int
+            Read the accumulated loss back every this many steps and stop with
+            :class:`~xpnet.errors.DivergenceError` if it is NaN/inf; 0 disables.
+        train_accuracy : bool
+            Also record accuracy on the whole training set after each epoch (as
+            the tutorial does).
+        """
+        be = self.backend
+        for arg, value in (("epochs", epochs), ("batch_size", batch_size)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{arg} must be a positive int, got {value!r}")
+        if isinstance(check_every, bool) or not isinstance(check_every, int) or check_every < 0:
+            raise ValueError(f"check_every must be an int >= 0, got {check_every!r}")
+        self.layers[0]._check_input(X, "X")
+        _check_labels(be, y, X.shape[0], self.n_outputs)
+        if batch_size > X.shape[0]:
+            raise ValueError(
+                f"batch_size={batch_size} is larger than the {X.shape[0]} training samples; "
+                "every batch would be dropped"
+            )
+        if validation_data is not None:
+            try:
+                vx, vy = validation_data
+            except (TypeError, ValueError):
+                raise TypeError("validation_data must be a pair (X_val, y_val)") from None
+            self.layers[0]._check_input(vx, "validation_data[0]")
+            _check_labels(be, vy, vx.shape[0], self.n_outputs, "validation_data[1]")
+        callbacks = list(callbacks)
+        for cb in callbacks:
+            if not isinstance(cb, Callback):
+                raise TypeError(f"callbacks must be xpnet Callback objects, got {type(cb).__name__}")
+        previous = [layer.optimizer for layer in self.layers]
+        if optimizer is not None:
+            for layer in self.layers:
+                if layer.param_names:
+                    layer.optimizer = optimizer
+        start = len(history) if history is not None else 0
+        try:
+            return fit_loop(self, X, y, epochs=epochs, batch_size=batch_size, shuffle=shuffle,
+                            rng=seed, validation_data=validation_data, callbacks=callbacks,
+                            progress=progress, check_every=check_every,
+                            train_accuracy=train_accuracy, history=history, start_epoch=start)
+        finally:
+            if optimizer is not None:
+                for layer, opt in zip(self.layers, previous):
+                    layer.optimizer = opt
+
+    # -- introspection -------------------------------------------------------------
+    def n_params(self) -> int:
+        return sum(layer.n_params() for layer in self.layers)
+
+    def summary(self, input_shape=None) -> str:
+        """A table of layers, output shapes and parameter counts (also returned)."""
+        shape = ("n", self.n_inputs if input_shape is None else input_shape)
+        rows = [("#", "layer", "output shape", "params")]
+        for i, layer in enumerate(self.layers):
+            units = getattr(layer, "output_units", None)
+            if units is not None:
+                shape = ("n", units)
+            rows.append((str(i), repr(layer), f"({shape[0]}, {shape[1]})", f"{layer.n_params():,}"))
+        widths = [max(len(r[c]) for r in rows) for c in range(4)]
+        lines = ["  ".join(cell.ljust(w) if c < 3 else cell.rjust(w)
+                           for c, (cell, w) in enumerate(zip(r, widths))) for r in rows]
+        rule = "-" * len(lines[0])
+        text = "\n".join([lines[0], rule, *lines[1:], rule,
+                          f"total params: {self.n_params():,}   backend: {self.backend!r}"])
+        return text
+
+    # -- persistence (see xpnet.checkpoint) ------------------------------------------
+    def save(self, path, **metadata) -> None:
+        """Save architecture, weights and metadata to one ``.npz`` file (atomically)."""
+        from .checkpoint import save_model
+
+        save_model(self, path, **metadata)
+
+    @classmethod
+    def load(cls, path, *, backend=None, device=None, dtype=None) -> "Sequential":
+        """Load a model saved by :meth:`save` onto any backend."""
+        from .checkpoint import load_model
+
+        return load_model(path, backend=backend, device=device, dtype=dtype)
+

@@ -1,0 +1,228 @@
+"""Minibatches, the training step, and the epoch loop behind ``Sequential.fit``.
+
+Everything here is written against the array API standard through a
+:class:`~xpnet.backend.Backend`; nothing imports an array library.
+
+The hot loop avoids per-step work nobody needs:
+
+* the dataset is on the device already; one permutation is uploaded per epoch
+  and batches are gathered with ``xp.take``;
+* labels are turned into a one-hot matrix once per ``fit``, not per step;
+* the loss is summed on the device and read back every ``check_every`` steps
+  (the divergence guard) and once per epoch, never per step;
+* the first trainable layer does not compute the gradient w.r.t. its input.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+from .errors import DivergenceError, ShapeError
+from .initializers import as_generator
+from .losses import _xent_sum_and_grad, one_hot
+
+__all__ = ["iterate_minibatches", "History", "Callback", "train_step"]
+
+
+def iterate_minibatches(inputs, targets, batchsize: int, shuffle: bool = False, *,
+                        rng=None, drop_last: bool = True, backend=None):
+    """Yield ``(inputs[idx], targets[idx])`` batches, as in the tutorial.
+
+    Like the tutorial, the last incomplete batch is dropped (``drop_last``).
+    With ``shuffle``, one permutation is drawn on the host from ``rng`` (a seed
+    or ``numpy.random.Generator``), uploaded once, and batches are gathered with
+    ``xp.take`` -- the same order on every backend for the same ``rng``.
+
+    Examples
+    --------
+    >>> import xpnet
+    >>> be = xpnet.get_backend("numpy")
+    >>> X, y = be.zeros((10, 3)), be.zeros((10,), dtype=be.index_dtype)
+    >>> [xb.shape for xb, yb in xpnet.iterate_minibatches(X, y, 4, shuffle=True, rng=0)]
+    [(4, 3), (4, 3)]
+    """
+    from .backend import backend_of, get_backend
+
+    if isinstance(batchsize, bool) or not isinstance(batchsize, int) or batchsize < 1:
+        raise ValueError(f"batchsize must be a positive int, got {batchsize!r}")
+    if inputs.shape[0] != targets.shape[0]:
+        raise ShapeError(
+            f"inputs and targets must have the same number of samples, got "
+            f"{inputs.shape[0]} and {targets.shape[0]}"
+        )
+    be = backend_of(inputs) if backend is None else get_backend(backend)
+    xp = be.xp
+    n = inputs.shape[0]
+    stop = n - batchsize + 1 if drop_last else n
+    if shuffle:
+        perm = be.asarray(as_generator(rng).permutation(n), dtype=be.index_dtype)
+        for start in range(0, stop, batchsize):
+            idx = perm[start:min(start + batchsize, n)]
+            yield xp.take(inputs, idx, axis=0), xp.take(targets, idx, axis=0)
+    else:
+        for start in range(0, stop, batchsize):
+            end = min(start + batchsize, n)  # the standard forbids out-of-range stops
+            yield inputs[start:end, ...], targets[start:end, ...]
+
+
+def train_step(layers, xp, X, onehot, first_trainable: int = 0):
+    """One forward/backward pass; returns the summed loss as a 0-d device array.
+
+    ``layers`` update their parameters inside ``_backward`` (or hand the
+    gradients to their optimizer). Unchecked: callers validate once.
+    """
+    activations = [X]
+    for layer in layers:
+        activations.append(layer._forward(activations[-1]))
+    loss_sum, grad = _xent_sum_and_grad(xp, activations[-1], onehot)
+    for i in range(len(layers) - 1, first_trainable - 1, -1):
+        grad = layers[i]._backward(activations[i], grad, i > first_trainable)
+    return loss_sum
+
+
+def first_trainable_index(layers) -> int:
+    """Index of the first layer with parameters (earlier layers need no backward)."""
+    for i, layer in enumerate(layers):
+        if layer.param_names:
+            return i
+    return len(layers)
+
+
+class Callback:
+    """Hooks called by :meth:`Sequential.fit`. Override what you need.
+
+    A callback may set ``model.stop_training = True`` to end training after
+    the current epoch (early stopping does this).
+    """
+
+    def on_train_begin(self, model, logs=None):
+        pass
+
+    def on_epoch_begin(self, model, epoch, logs=None):
+        pass
+
+    def on_epoch_end(self, model, epoch, logs=None):
+        pass
+
+    def on_train_end(self, model, logs=None):
+        pass
+
+
+@dataclass
+class History:
+    """Per-epoch records returned by :meth:`Sequential.fit`.
+
+    ``history["val_acc"]`` is the list of validation accuracies, one per epoch;
+    keys are ``epoch``, ``loss``, ``train_acc``, ``val_acc``, ``val_loss`` and
+    ``seconds`` (those that were computed).
+    """
+
+    history: dict = field(default_factory=dict)
+
+    def append(self, logs: dict) -> None:
+        for key, value in logs.items():
+            self.history.setdefault(key, []).append(value)
+
+    def __getitem__(self, key):
+        return self.history[key]
+
+    def __contains__(self, key):
+        return key in self.history
+
+    def __len__(self):
+        return len(self.history.get("epoch", []))
+
+    @property
+    def epochs(self) -> list:
+        return self.history.get("epoch", [])
+
+    def last(self) -> dict:
+        return {k: v[-1] for k, v in self.history.items() if v}
+
+
+def fit_loop(model, X, y, *, epochs, batch_size, shuffle, rng, validation_data,
+             callbacks, progress, check_every, train_accuracy, history=None,
+             start_epoch: int = 0, desc_prefix: str = "") -> History:
+    """The epoch loop of :meth:`Sequential.fit` (arguments already validated)."""
+    be = model.backend
+    xp = be.xp
+    layers = list(model.layers)
+    n_classes = model.n_outputs
+    onehot = one_hot(y, n_classes, dtype=be.dtype, xp=xp)  # once per fit
+    first = first_trainable_index(layers)
+    n = X.shape[0]
+    n_steps = max(n // batch_size, 0)
+    rng = as_generator(rng)
+    history = History() if history is None else history
+    model.stop_training = False
+    bar = None
+    for cb in callbacks:
+        cb.on_train_begin(model)
+    try:
+        for epoch in range(start_epoch, start_epoch + epochs):
+            for cb in callbacks:
+                cb.on_epoch_begin(model, epoch)
+            t0 = time.perf_counter()
+            perm = (be.asarray(rng.permutation(n), dtype=be.index_dtype) if shuffle else None)
+            total = be.zeros(())
+            bar = _progress(n_steps, f"{desc_prefix}epoch {epoch + 1}", progress)
+            for step in range(n_steps):
+                lo = step * batch_size
+                if perm is None:
+                    xb, tb = X[lo:lo + batch_size, ...], onehot[lo:lo + batch_size, ...]
+                else:
+                    idx = perm[lo:lo + batch_size]
+                    xb, tb = xp.take(X, idx, axis=0), xp.take(onehot, idx, axis=0)
+                total = total + train_step(layers, xp, xb, tb, first)
+                if check_every and (step + 1) % check_every == 0:
+                    _guard(float(total), epoch, step, check_every)
+                if bar is not None:
+                    bar.update(1)
+            loss_sum = float(total)  # the one read-back of the epoch
+            if bar is not None:
+                bar.close()
+                bar = None
+            if check_every:
+                _guard(loss_sum, epoch, n_steps - 1, check_every)
+            seconds = time.perf_counter() - t0
+            logs = {"epoch": epoch + 1,
+                    "loss": loss_sum / max(n_steps * batch_size, 1),
+                    "seconds": seconds}
+            if train_accuracy:
+                logs["train_acc"] = model._accuracy(X, y)
+            if validation_data is not None:
+                vx, vy = validation_data
+                logs["val_acc"] = model._accuracy(vx, vy)
+            history.append(logs)
+            for cb in callbacks:
+                cb.on_epoch_end(model, epoch, logs)
+            if model.stop_training:
+                break
+    finally:
+        if bar is not None:  # interrupted mid-epoch: leave the terminal clean
+            bar.close()
+    for cb in callbacks:
+        cb.on_train_end(model, history.last() if len(history) else {})
+    return history
+
+
+def _guard(value: float, epoch: int, step: int, check_every: int) -> None:
+    if not math.isfinite(value):
+        lo = max(step + 1 - check_every, 0)
+        raise DivergenceError(
+            f"training diverged: the loss became {value} in epoch {epoch + 1}, between "
+            f"steps {lo + 1} and {step + 1} (checked every {check_every} steps). "
+            "Lower the learning rate (e.g. by 10x), check the inputs for NaN/inf, "
+            "or pass check_every=0 to disable this guard."
+        )
+
+
+def _progress(total, desc, enabled):
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="batch", leave=False, dynamic_ncols=True,
+                mininterval=0.25)
