@@ -21,8 +21,8 @@ class Layer:
 
     #: Attribute names of trainable parameters (e.g. ``("weights", "biases")``).
     param_names: tuple[str, ...] = ()
-    #: Whether the layer behaves differently in training (Dropout).
-    training = True
+    #: True for layers that are the identity at inference (Dropout): predict skips them.
+    identity_in_eval = False
 
     def __init__(self, *, backend: Backend | str | None = None):
         self.backend = get_backend(backend)
@@ -114,8 +114,15 @@ class Layer:
         for n, g in lr_grads.items():
             setattr(self, n, be.sub_(getattr(self, n), g))
 
+    def get_config(self) -> dict:
+        """Constructor arguments (JSON-able) that rebuild this layer: ``type(self)(**config)``.
+
+        Checkpoints store it next to the parameters; layers with arguments override it.
+        """
+        return {}
+
     def extra_repr(self) -> str:
-        return ""
+        return ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.extra_repr()})"

@@ -84,5 +84,9 @@ class Dense(Layer):
                                 "biases": self.xp.sum(grad_output, axis=0)})
         return grad_input
 
+    def get_config(self):
+        return {"input_units": self.input_units, "output_units": self.output_units,
+                "learning_rate": self.learning_rate}
+
     def extra_repr(self):
         return f"{self.input_units}, {self.output_units}, learning_rate={self.learning_rate}"
