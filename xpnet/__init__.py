@@ -6,7 +6,7 @@ array-api-strict; pick one with ``backend=``.
 >>> import xpnet
 >>> model = xpnet.Sequential.mlp([784, 100, 200, 10], backend="numpy", seed=0)
 >>> model.n_params()
-99710
+100710
 """
 
 from . import losses

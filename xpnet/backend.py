@@ -338,18 +338,20 @@ class Backend:
                              device=self.device)
 
     def to_numpy(self, x) -> np.ndarray:
-        """Copy ``x`` back to the host as a NumPy array (an explicit transfer)."""
-        if isinstance(x, np.ndarray):
-            return x.copy()
-        if self.name == "cupy":
+        """Copy ``x`` back to the host as a NumPy array (an explicit transfer).
+
+        The result is always a fresh, writable copy: it never aliases device
+        or CPU tensor memory (``torch.Tensor.numpy()`` alone would).
+        """
+        if self.name == "cupy" and not isinstance(x, np.ndarray):
             return x.get()
-        if self.name == "torch":
-            return x.detach().cpu().numpy()
-        if self.name == "array_api_strict":
+        if self.name == "torch" and not isinstance(x, np.ndarray):
+            x = x.detach().cpu().numpy()
+        elif self.name == "array_api_strict" and not isinstance(x, np.ndarray):
             import array_api_strict as aas
 
-            return np.asarray(x.to_device(aas.Device("CPU_DEVICE")))
-        return np.asarray(x)
+            x = x.to_device(aas.Device("CPU_DEVICE"))
+        return np.array(x, copy=True)
 
     def synchronize(self) -> None:
         """Wait for queued device work (for timing); a no-op on the CPU."""
@@ -359,6 +361,19 @@ class Backend:
             import torch
 
             torch.cuda.synchronize(self.device)
+
+    def floating_point_errors_ignored(self):
+        """Context manager silencing NumPy's overflow/invalid warnings.
+
+        ``fit`` uses it while its divergence guard is on: the guard reports a
+        NaN/inf loss once, with the epoch and step, instead of a warning per
+        operation. Other backends do not warn, so this is a no-op for them.
+        """
+        if self.name in ("numpy", "array_api_strict"):  # strict computes with NumPy
+            return np.errstate(over="ignore", invalid="ignore", divide="ignore")
+        import contextlib
+
+        return contextlib.nullcontext()
 
     # -- validation -----------------------------------------------------------
     def owns(self, x) -> bool:

@@ -6,6 +6,8 @@ plain ``list`` of layers, exactly as in the tutorial, or a :class:`Sequential`.
 
 from __future__ import annotations
 
+import contextlib
+
 from .backend import get_backend
 from .errors import DTypeError, ShapeError
 from .layers.base import Layer
@@ -315,11 +317,14 @@ class Sequential:
                 if layer.param_names:
                     layer.optimizer = optimizer
         start = len(history) if history is not None else 0
+        quiet = be.floating_point_errors_ignored() if check_every else contextlib.nullcontext()
         try:
-            return fit_loop(self, X, y, epochs=epochs, batch_size=batch_size, shuffle=shuffle,
-                            rng=seed, validation_data=validation_data, callbacks=callbacks,
-                            progress=progress, check_every=check_every,
-                            train_accuracy=train_accuracy, history=history, start_epoch=start)
+            with quiet:
+                return fit_loop(self, X, y, epochs=epochs, batch_size=batch_size, shuffle=shuffle,
+                                rng=seed, validation_data=validation_data,
+                                callbacks=callbacks, progress=progress,
+                                check_every=check_every, train_accuracy=train_accuracy,
+                                history=history, start_epoch=start)
         finally:
             if optimizer is not None:
                 for layer, opt in zip(self.layers, previous):

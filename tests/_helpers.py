@@ -1,0 +1,54 @@
+"""Plain NumPy float64 references and finite differences used by several tests."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class RecordingOptimizer:
+    """Stores the gradients a layer hands over instead of stepping."""
+
+    def __init__(self):
+        self.grads = {}
+
+    def update(self, layer, grads):
+        self.grads = dict(grads)
+
+
+def numeric_grad(f, x: np.ndarray, eps: float = 1e-6) -> np.ndarray:
+    """Central differences of scalar f at x (float64)."""
+    g = np.zeros_like(x)
+    it = np.nditer(x, flags=["multi_index"])
+    for _ in it:
+        i = it.multi_index
+        old = x[i]
+        x[i] = old + eps
+        fp = f(x)
+        x[i] = old - eps
+        fm = f(x)
+        x[i] = old
+        g[i] = (fp - fm) / (2 * eps)
+    return g
+
+
+def ref_log_softmax(z):
+    z = z - z.max(axis=1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+
+
+def ref_xent(z, y):
+    """The tutorial's per-sample loss, with fancy indexing (fine on the host)."""
+    return -ref_log_softmax(z)[np.arange(len(z)), y]
+
+
+def ref_xent_grad(z, y):
+    p = np.exp(ref_log_softmax(z))
+    p[np.arange(len(z)), y] -= 1.0
+    return p / len(z)
+
+
+def rel_err(a, b) -> float:
+    """Norm-wise relative error max|a-b| / max|b| (robust near zeros)."""
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-300))

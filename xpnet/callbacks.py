@@ -1,0 +1,210 @@
+"""Callbacks for :meth:`Sequential.fit <xpnet.Sequential.fit>`: schedules and early stopping.
+
+A callback subclasses :class:`xpnet.training.Callback` and overrides any of
+``on_train_begin``, ``on_epoch_begin``, ``on_epoch_end`` and ``on_train_end``;
+setting ``model.stop_training = True`` ends training after the current epoch.
+
+Examples
+--------
+>>> import xpnet
+>>> from xpnet.callbacks import EarlyStopping, LearningRateScheduler
+>>> from xpnet.optimizers import Adam, get_schedule
+>>> be = xpnet.get_backend("numpy", dtype="float64")
+>>> model = xpnet.Sequential.mlp([2, 4, 2], backend=be, seed=0)
+>>> X = be.asarray([[0.0, 1.0], [1.0, 0.0]] * 4)
+>>> y = be.asarray([1, 0] * 4, dtype=be.index_dtype)
+>>> opt = Adam(0.01)
+>>> sched = LearningRateScheduler(get_schedule("step", epochs=4, step_size=2), opt)
+>>> hist = model.fit(X, y, epochs=4, batch_size=4, optimizer=opt, validation_data=(X, y),
+...                  callbacks=[sched, EarlyStopping(patience=10)])
+>>> sched.learning_rates
+[0.01, 0.01, 0.001, 0.001]
+"""
+
+from __future__ import annotations
+
+import math
+
+from .training import Callback
+
+__all__ = ["LearningRateScheduler", "EarlyStopping"]
+
+
+class LearningRateScheduler(Callback):
+    """Set the learning rate to ``base * schedule(epoch)`` at the start of each epoch.
+
+    Parameters
+    ----------
+    schedule : callable
+        ``epoch -> multiplier`` with 0-based epochs (see
+        :func:`xpnet.optimizers.get_schedule`); ``None`` leaves the rate alone.
+    optimizer : Optimizer, optional
+        The optimizer whose ``learning_rate`` to set. ``None`` (or an optimizer
+        without a fixed rate, such as ``SGD()``) sets the ``learning_rate`` of
+        every layer that has one instead -- the seed's in-backward SGD step.
+
+    Attributes
+    ----------
+    learning_rates : list of float
+        The rate used in each epoch (of the first layer, when per layer).
+
+    Notes
+    -----
+    The base rate(s) are read when training begins for the first time and the
+    rates are restored to them when training ends, so the model and the
+    optimizer are left as they were and a second ``fit`` with the same
+    callback continues the schedule from its epoch number.
+    """
+
+    def __init__(self, schedule, optimizer=None):
+        if schedule is not None and not callable(schedule):
+            raise TypeError(f"schedule must be callable epoch -> multiplier, got {schedule!r}")
+        self.schedule = schedule
+        self.optimizer = optimizer
+        self.learning_rates: list = []
+        self._base = None  # float (optimizer) or list of (layer, float)
+
+    def _targets_layers(self) -> bool:
+        return self.optimizer is None or getattr(self.optimizer, "learning_rate", None) is None
+
+    def on_train_begin(self, model, logs=None):
+        if self._base is not None:
+            return
+        if self._targets_layers():
+            self._base = [(layer, layer.learning_rate) for layer in model.layers
+                          if getattr(layer, "learning_rate", None) is not None]
+        else:
+            self._base = self.optimizer.learning_rate
+
+    def _set(self, multiplier: float) -> float:
+        if isinstance(self._base, list):
+            for layer, base in self._base:
+                layer.learning_rate = base * multiplier
+            return self._base[0][1] * multiplier if self._base else math.nan
+        self.optimizer.learning_rate = self._base * multiplier
+        return self.optimizer.learning_rate
+
+    def on_epoch_begin(self, model, epoch, logs=None):
+        if self.schedule is None:
+            return
+        multiplier = float(self.schedule(epoch))
+        if not math.isfinite(multiplier) or multiplier < 0:
+            raise ValueError(
+                f"schedule({epoch}) returned {multiplier!r}; a learning-rate multiplier must "
+                "be a finite number >= 0"
+            )
+        self.learning_rates.append(self._set(multiplier))
+
+    def on_train_end(self, model, logs=None):
+        if self._base is not None and self.schedule is not None:
+            self._set(1.0)
+
+
+class EarlyStopping(Callback):
+    """Stop training when a monitored metric stops improving.
+
+    Parameters
+    ----------
+    monitor : str, default "val_acc"
+        Key of the epoch logs (``val_acc``, ``train_acc``, ``loss``,
+        ``val_loss``...). Accuracies are maximised, anything else (a loss) is
+        minimised.
+    patience : int, default 3
+        Epochs without improvement after which training stops.
+    min_delta : float, default 0.0
+        Smallest change that counts as an improvement.
+    restore_best : bool, default True
+        At the end of training, put back the parameters of the best epoch
+        (when it was not the last one).
+
+    Attributes
+    ----------
+    best : float or None
+        Best value seen.
+    best_epoch : int or None
+        0-based epoch of ``best``.
+    stopped_epoch : int or None
+        0-based epoch after which training was stopped, ``None`` if it ran to
+        the end.
+
+    Raises
+    ------
+    KeyError
+        When the monitored key is missing from the epoch logs (``val_acc``
+        needs ``validation_data``).
+    """
+
+    def __init__(self, monitor: str = "val_acc", patience: int = 3, min_delta: float = 0.0,
+                 restore_best: bool = True):
+        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
+            raise ValueError(f"patience must be an int >= 0, got {patience!r}")
+        if isinstance(min_delta, bool) or not isinstance(min_delta, (int, float)) \
+                or not math.isfinite(min_delta) or min_delta < 0:
+            raise ValueError(f"min_delta must be a finite number >= 0, got {min_delta!r}")
+        self.monitor = monitor
+        self.patience = patience
+        self.min_delta = float(min_delta)
+        self.restore_best = bool(restore_best)
+        self.maximize = "acc" in monitor
+        self._reset()
+
+    def _reset(self):
+        self.best = None
+        self.best_epoch = None
+        self.stopped_epoch = None
+        self.wait = 0
+        self._last_epoch = None
+        self._best_params = None
+
+    def _improved(self, value: float) -> bool:
+        if self.best is None:
+            return not math.isnan(value)
+        if self.maximize:
+            return value > self.best + self.min_delta
+        return value < self.best - self.min_delta
+
+    def on_train_begin(self, model, logs=None):
+        self._reset()
+
+    def on_epoch_end(self, model, epoch, logs=None):
+        logs = logs or {}
+        if self.monitor not in logs:
+            raise KeyError(
+                f"EarlyStopping monitors {self.monitor!r}, which is not in the epoch logs "
+                f"(keys: {', '.join(sorted(logs))}); 'val_acc' needs fit(validation_data=...)"
+            )
+        value = float(logs[self.monitor])
+        self._last_epoch = epoch
+        if self._improved(value):
+            self.best, self.best_epoch, self.wait = value, epoch, 0
+            if self.restore_best:
+                self._best_params = _snapshot(model)
+            return
+        self.wait += 1
+        if self.wait >= self.patience:
+            self.stopped_epoch = epoch
+            model.stop_training = True
+
+    def on_train_end(self, model, logs=None):
+        if self.restore_best and self._best_params is not None \
+                and self.best_epoch != self._last_epoch:
+            _restore(model, self._best_params)
+
+    def __repr__(self) -> str:
+        return (f"EarlyStopping(monitor={self.monitor!r}, patience={self.patience}, "
+                f"min_delta={self.min_delta}, restore_best={self.restore_best})")
+
+
+def _copy(layer, array):
+    return layer.xp.asarray(array, copy=True)
+
+
+def _snapshot(model) -> list:
+    """Device copies of every parameter (arrays may be updated in place later)."""
+    return [{name: _copy(layer, p) for name, p in layer.params.items()} for layer in model.layers]
+
+
+def _restore(model, snapshot) -> None:
+    for layer, params in zip(model.layers, snapshot):
+        for name, value in params.items():
+            layer.set_param(name, _copy(layer, value))
