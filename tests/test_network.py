@@ -63,7 +63,7 @@ def test_first_layer_skips_the_input_gradient(backend):
 
     first._backward = spy
     model.fit(X, y, epochs=1, batch_size=16, train_accuracy=False)
-    assert calls == [False, False]
+    assert calls and set(calls) == {False}  # (compiled backends trace the step once)
 
 
 def test_same_seed_same_weights_bit_for_bit(backend):

@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import math
 
+import array_api_compat
+
 from .training import Callback
 
 __all__ = ["LearningRateScheduler", "EarlyStopping"]
@@ -196,7 +198,7 @@ class EarlyStopping(Callback):
 
 
 def _copy(layer, array):
-    return layer.xp.asarray(array, copy=True)
+    return layer.xp.asarray(array, copy=True, device=array_api_compat.device(array))
 
 
 def _snapshot(model) -> list:

@@ -28,8 +28,10 @@ Examples
 >>> path = os.path.join(tempfile.mkdtemp(), "model.npz")
 >>> model.save(path, metrics={"val_acc": 0.5})
 >>> again = xpnet.Sequential.load(path, dtype="float64")
->>> again
-Sequential([Dense(4, 8, learning_rate=0.1), ReLU(), Dense(8, 3, learning_rate=0.1)], backend=Backend(name='numpy', device='cpu', dtype='float64'))
+>>> again.backend
+Backend(name='numpy', device='cpu', dtype='float64')
+>>> [type(layer).__name__ for layer in again.layers]
+['Dense', 'ReLU', 'Dense']
 >>> again.metadata["metrics"]
 {'val_acc': 0.5}
 """

@@ -34,10 +34,10 @@ from __future__ import annotations
 import functools
 import gzip
 import hashlib
+import http.client
 import os
 import struct
 import sys
-import urllib.error
 import urllib.request
 import zlib
 from pathlib import Path
@@ -196,10 +196,10 @@ def read_idx(source, *, ndim: int | None = None, sha256: str | None = None) -> n
     >>> read_idx(raw)
     array([[0, 1, 2],
            [3, 4, 5]], dtype=uint8)
-    >>> read_idx(raw[:-1])
+    >>> read_idx(raw[:-1])  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    xpnet.errors.DataError: <bytes>: truncated IDX data: shape (2, 3) of uint8 needs 6 bytes after the header, got 5
+    xpnet.errors.DataError: <bytes>: truncated IDX data: shape (2, 3) of uint8 needs 6 bytes ...
     """
     name = os.fspath(source) if isinstance(source, (str, os.PathLike)) else "<bytes>"
     raw = _decompressed_bytes(source, name)
@@ -383,7 +383,7 @@ def download_mnist(cache_dir=None, *, mirrors=None, verify: bool = True,
             url = mirror + base + ".gz"
             try:
                 _download_one(url, dest, base, verify=verify, progress=progress)
-            except (OSError, DataError, ValueError, urllib.error.URLError) as exc:
+            except (OSError, DataError, ValueError, http.client.HTTPException) as exc:
                 errors.append(f"{url}: {type(exc).__name__}: {exc}")
                 continue
             if existing is not None and existing != dest:
@@ -499,7 +499,7 @@ def _scale(images: np.ndarray, dtype: str, flatten: bool) -> np.ndarray:
     return table[images]
 
 
-def load_mnist(data_dir=None, *, flatten: bool = True, dtype="float32", n_val: int = 10000,
+def load_mnist(data_dir=None, *, flatten: bool = True, dtype=None, n_val: int = 10000,
                backend=None, device=None, verify: bool = True, download: bool = True,
                mirrors=None, progress: bool = True):
     """MNIST split as the tutorial splits it: train, validation, test.
@@ -511,10 +511,10 @@ def load_mnist(data_dir=None, *, flatten: bool = True, dtype="float32", n_val: i
         see :func:`locate_mnist`.
     flatten : bool, default True
         Images as ``(n, 784)`` rows (``True``) or ``(n, 28, 28)``.
-    dtype : {"float32", "float64", "uint8"}, default "float32"
+    dtype : {"float32", "float64", "uint8"}, optional
         Floating dtypes hold pixels scaled to ``[0, 1]`` (``x / 255``);
-        ``"uint8"`` gives the raw 0..255 pixels (NumPy only). With a
-        ``backend``, ``None`` means the backend's dtype.
+        ``"uint8"`` gives the raw 0..255 pixels (NumPy only). Default: the
+        ``backend``'s dtype when one is given, else float32.
     n_val : int, default 10000
         The last ``n_val`` training images become the validation split.
     backend : str or Backend, optional

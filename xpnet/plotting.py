@@ -98,6 +98,9 @@ def plot_history(history, path, *, title: str | None = None, backend=None) -> Pa
     ax = fig.add_subplot()
     for label, ys in curves:
         ax.plot(epochs[:len(ys)], ys, marker="o", markersize=3, label=label)
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
     ax.set_ylabel("accuracy")
     full = title or "MNIST accuracy"

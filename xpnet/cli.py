@@ -1,0 +1,446 @@
+"""The ``xpnet`` command: train the tutorial's MLP on MNIST, evaluate, show examples.
+
+::
+
+    xpnet train [--backend numpy] [--epochs 25] [--plot out/accuracy.png] [--save out/model.npz]
+    xpnet evaluate out/model.npz [--backend torch]
+    xpnet show-examples --out out/examples.png
+
+``xpnet train`` with no option reproduces the tutorial: 784-100-200-10 with
+ReLU, batch 32, learning rate 0.1, 25 epochs, NumPy float32. It prints one
+line per epoch in a form scripts can parse::
+
+    epoch 3/25 loss=0.1234 train_acc=0.9650 val_acc=0.9612 seconds=0.71
+
+and ends with ``test_acc=... test_loss=... wall_seconds=...``.
+
+Errors (bad option values, missing or corrupted files, unavailable backends)
+exit with status 1 (2 for command-line syntax) and one line on stderr,
+``xpnet: error: ...``; set ``XPNET_DEBUG=1`` to see the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+from ._version import __version__
+from .backend import BACKEND_NAMES
+from .errors import XpnetError
+from .training import Callback
+
+__all__ = ["main", "build_parser"]
+
+OPTIMIZER_CHOICES = ("sgd", "momentum", "nesterov", "adam", "adamw")
+INIT_CHOICES = ("seed", "he_normal", "he_uniform", "glorot_normal", "glorot_uniform")
+SCHEDULE_CHOICES = ("none", "step", "cosine")
+N_FEATURES, N_CLASSES = 784, 10
+
+
+# --------------------------------------------------------------------------
+# Argument parsing
+# --------------------------------------------------------------------------
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line: ``xpnet: error: ...``."""
+
+    def error(self, message):
+        hint = f" (see '{self.prog} --help')"
+        self.exit(2, f"xpnet: error: {_one_line(message)}{hint}\n")
+
+
+def _one_line(text) -> str:
+    return " | ".join(line.strip() for line in str(text).splitlines() if line.strip())
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+
+
+def _float_in(low: float, high: float, *, low_open: bool = False, high_open: bool = False):
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        ok = math.isfinite(value) and (value > low if low_open else value >= low) \
+            and (value < high if high_open else value <= high)
+        if not ok:
+            lo = "(" if low_open else "["
+            hi = ")" if high_open else "]"
+            raise argparse.ArgumentTypeError(
+                f"expected a number in {lo}{low}, {high}{hi}, got {text!r}"
+            )
+        return value
+    return parse
+
+
+def _hidden(text: str) -> list[int]:
+    text = text.strip()
+    if text in ("", "none"):
+        return []
+    sizes = []
+    for part in text.split(","):
+        try:
+            size = int(part)
+        except ValueError:
+            size = 0
+        if size < 1:
+            raise argparse.ArgumentTypeError(
+                f"expected comma-separated positive layer sizes such as 100,200, got {text!r}"
+            )
+        sizes.append(size)
+    return sizes
+
+
+def _device(text: str):
+    return int(text) if text.isdigit() else text
+
+
+def _add_backend_args(p, *, dtype_default):
+    p.add_argument("--backend", choices=BACKEND_NAMES, default=None,
+                   help="array library (default: $XPNET_BACKEND or numpy)")
+    p.add_argument("--device", type=_device, default=None,
+                   help="device on that backend, e.g. cpu, cuda, cuda:1 (default: the "
+                        "backend's first device)")
+    p.add_argument("--dtype", choices=("float32", "float64"), default=dtype_default,
+                   help="floating dtype" + (" (default: float32)" if dtype_default else
+                                            " (default: the dtype the model was saved with)"))
+
+
+def _add_data_args(p):
+    p.add_argument("--data-dir", default=None, metavar="DIR",
+                   help="directory with the four MNIST files (.gz or raw); default: "
+                        "$XPNET_DATA_DIR, data/mnist of a checkout, ~/.cache/xpnet/mnist, "
+                        "else download")
+    p.add_argument("--no-verify", action="store_true",
+                   help="skip the SHA-256 check, to load another dataset in MNIST format "
+                        "(e.g. Fashion-MNIST)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``xpnet`` argument parser (subcommands ``train``, ``evaluate``, ``show-examples``)."""
+    parser = _Parser(
+        prog="xpnet",
+        description="Train and evaluate the tutorial's MLP on MNIST with any array backend.",
+    )
+    parser.add_argument("--version", action="version", version=f"xpnet {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    t = sub.add_parser(
+        "train", help="train 784-100-200-10 on MNIST (the tutorial's defaults)",
+        description="Train an MLP on MNIST. The defaults reproduce the tutorial: hidden "
+                    "layers 100,200 with ReLU, batch 32, lr 0.1, 25 epochs, NumPy float32, "
+                    "the last 10,000 training images held out for validation. Prints one "
+                    "line per epoch and the test accuracy at the end.")
+    _add_backend_args(t, dtype_default="float32")
+    t.add_argument("--epochs", type=_positive_int, default=25, help="(default: 25)")
+    t.add_argument("--batch-size", type=_positive_int, default=32, help="(default: 32)")
+    t.add_argument("--lr", type=_float_in(0.0, math.inf, low_open=True), default=0.1,
+                   help="learning rate (default: 0.1)")
+    t.add_argument("--hidden", type=_hidden, default=[100, 200], metavar="SIZES",
+                   help="hidden layer sizes, comma separated (default: 100,200; 'none' for "
+                        "softmax regression)")
+    t.add_argument("--seed", type=_int, default=0,
+                   help="seed of the initial weights and the batch order (default: 0)")
+    _add_data_args(t)
+    t.add_argument("--plot", default=None, metavar="PATH",
+                   help="write the train/validation accuracy curves to this PNG")
+    t.add_argument("--save", default=None, metavar="PATH",
+                   help="save the trained model to this .npz file")
+    t.add_argument("--quiet", action="store_true",
+                   help="no progress bars or banner: only the epoch lines and the result")
+    g = t.add_argument_group("optimization (beyond the tutorial)")
+    g.add_argument("--optimizer", choices=OPTIMIZER_CHOICES, default="sgd",
+                   help="(default: sgd, the tutorial's plain step inside backward)")
+    g.add_argument("--momentum", type=_float_in(0.0, 1.0, high_open=True), default=None,
+                   help="momentum of --optimizer momentum/nesterov (default: 0.9)")
+    g.add_argument("--weight-decay", type=_float_in(0.0, math.inf), default=0.0,
+                   help="L2 penalty (decoupled for adamw) (default: 0)")
+    g.add_argument("--init", choices=INIT_CHOICES, default="seed",
+                   help="weight initializer (default: seed, the tutorial's normal*0.01)")
+    g.add_argument("--schedule", choices=SCHEDULE_CHOICES, default="none",
+                   help="learning-rate schedule over the epochs (default: none)")
+    g.add_argument("--early-stopping", type=_positive_int, default=None, metavar="PATIENCE",
+                   help="stop when val_acc has not improved for PATIENCE epochs and keep "
+                        "the best weights")
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser(
+        "evaluate", help="accuracy of a saved model on the MNIST test split",
+        description="Load a model saved by 'xpnet train --save' (on any backend) and "
+                    "report its loss and accuracy on the 10,000 MNIST test images.")
+    e.add_argument("model", metavar="MODEL", help="a .npz file written by --save")
+    _add_backend_args(e, dtype_default=None)
+    e.add_argument("--batch-size", type=_positive_int, default=1024,
+                   help="rows per prediction block (default: 1024)")
+    _add_data_args(e)
+    e.add_argument("--quiet", action="store_true", help="print only the result line")
+    e.set_defaults(func=cmd_evaluate)
+
+    s = sub.add_parser(
+        "show-examples", help="draw four training digits with their labels to a PNG",
+        description="Draw the tutorial's 2x2 grid of the first four training digits, each "
+                    "titled with its label, to a PNG file.")
+    s.add_argument("--out", default="out/examples.png", metavar="PATH",
+                   help="PNG file to write (default: out/examples.png)")
+    s.add_argument("--start", type=_int, default=0,
+                   help="index of the first training image shown (default: 0)")
+    _add_data_args(s)
+    s.set_defaults(func=cmd_show_examples)
+    return parser
+
+
+# --------------------------------------------------------------------------
+# Helpers
+# --------------------------------------------------------------------------
+
+def _say(quiet: bool, *parts) -> None:
+    if not quiet:
+        print(*parts, flush=True)
+
+
+def _check_output_path(path: str, what: str) -> Path:
+    """Fail before training, not after, when an output file cannot be written."""
+    p = Path(path).expanduser()
+    if p.is_dir():
+        raise ValueError(f"{what} must be a file path, got the directory {str(p)!r}")
+    p.parent.mkdir(parents=True, exist_ok=True)
+    if not os.access(p.parent, os.W_OK):
+        raise PermissionError(f"{what}: cannot write into directory {str(p.parent)!r}")
+    return p
+
+
+def _load_data(args, backend, *, progress: bool):
+    from .datasets import load_mnist, locate_mnist
+
+    verify = not args.no_verify
+    directory = locate_mnist(args.data_dir, verify=verify, progress=progress)
+    return directory, load_mnist(directory, verify=verify, backend=backend)
+
+
+class _EpochPrinter(Callback):
+    """One script-readable line per epoch."""
+
+    def __init__(self, epochs: int, scheduler=None):
+        self.epochs = epochs
+        self.scheduler = scheduler
+
+    def on_epoch_end(self, model, epoch, logs=None):
+        logs = logs or {}
+        parts = [f"epoch {logs.get('epoch', epoch + 1)}/{self.epochs}",
+                 f"loss={logs['loss']:.4f}"]
+        for key in ("train_acc", "val_acc"):
+            if key in logs:
+                parts.append(f"{key}={logs[key]:.4f}")
+        if self.scheduler is not None and self.scheduler.learning_rates:
+            parts.append(f"lr={self.scheduler.learning_rates[-1]:.6g}")
+        parts.append(f"seconds={logs['seconds']:.2f}")
+        print(" ".join(parts), flush=True)
+
+
+def _optimization(args):
+    """Optimizer and callbacks for the non-default flags (imported only when needed)."""
+    optimizer, callbacks, scheduler, stopper = None, [], None, None
+    if args.momentum is not None and args.optimizer not in ("momentum", "nesterov"):
+        raise ValueError(
+            f"--momentum applies to --optimizer momentum or nesterov, got --optimizer "
+            f"{args.optimizer}"
+        )
+    if args.optimizer != "sgd" or args.weight_decay:
+        from .optimizers import get_optimizer
+
+        kwargs = {"weight_decay": args.weight_decay}
+        if args.momentum is not None:
+            kwargs["momentum"] = args.momentum
+        optimizer = get_optimizer(args.optimizer, args.lr, **kwargs)
+    if args.schedule != "none":
+        from .callbacks import LearningRateScheduler
+        from .optimizers import get_schedule
+
+        scheduler = LearningRateScheduler(get_schedule(args.schedule, epochs=args.epochs),
+                                          optimizer=optimizer)
+        callbacks.append(scheduler)
+    if args.early_stopping is not None:
+        from .callbacks import EarlyStopping
+
+        stopper = EarlyStopping(monitor="val_acc", patience=args.early_stopping,
+                                restore_best=True)
+        callbacks.append(stopper)
+    return optimizer, callbacks, scheduler, stopper
+
+
+def _arch(sizes) -> str:
+    return "-".join(str(s) for s in sizes)
+
+
+# --------------------------------------------------------------------------
+# Commands
+# --------------------------------------------------------------------------
+
+def cmd_train(args) -> int:
+    """``xpnet train``: the tutorial's training run, end to end."""
+    from .backend import get_backend
+    from .network import Sequential
+
+    start = time.perf_counter()
+    quiet = args.quiet
+    plot_path = _check_output_path(args.plot, "--plot") if args.plot else None
+    save_path = _check_output_path(args.save, "--save") if args.save else None
+    if plot_path is not None:
+        from .plotting import require_matplotlib
+
+        require_matplotlib()
+    optimizer, callbacks, scheduler, stopper = _optimization(args)
+    be = get_backend(args.backend, device=args.device, dtype=args.dtype)
+    sizes = [N_FEATURES, *args.hidden, N_CLASSES]
+    _say(quiet, f"xpnet {__version__}: {_arch(sizes)} MLP on MNIST | backend={be.name} "
+                f"device={be.device_name} dtype={be.dtype_name} | epochs={args.epochs} "
+                f"batch_size={args.batch_size} lr={args.lr:g} optimizer={args.optimizer} "
+                f"init={args.init} schedule={args.schedule} seed={args.seed}")
+    directory, (X_train, y_train, X_val, y_val, X_test, y_test) = _load_data(
+        args, be, progress=not quiet)
+    _say(quiet, f"data: {directory} (train {X_train.shape[0]}, val {X_val.shape[0]}, "
+                f"test {X_test.shape[0]})")
+    if X_train.shape[1] != N_FEATURES:
+        raise ValueError(f"images must have {N_FEATURES} pixels, got {X_train.shape[1]}")
+    model = Sequential.mlp(sizes, learning_rate=args.lr, init=args.init, seed=args.seed,
+                           backend=be)
+    callbacks.append(_EpochPrinter(args.epochs, scheduler))
+    history = model.fit(X_train, y_train, epochs=args.epochs, batch_size=args.batch_size,
+                        seed=args.seed, validation_data=(X_val, y_val), optimizer=optimizer,
+                        callbacks=callbacks, progress=not quiet)
+    if stopper is not None and stopper.stopped_epoch is not None:
+        _say(quiet, f"early stopping after epoch {stopper.stopped_epoch + 1}: best "
+                    f"val_acc={stopper.best:.4f} at epoch {stopper.best_epoch + 1} "
+                    "(its weights are kept)")
+    test = model.evaluate(X_test, y_test)
+    wall = time.perf_counter() - start
+    last = history.last()
+    if save_path is not None:
+        training = {
+            "epochs": args.epochs, "epochs_run": len(history), "batch_size": args.batch_size,
+            "lr": args.lr, "hidden": args.hidden, "seed": args.seed,
+            "optimizer": args.optimizer, "momentum": args.momentum,
+            "weight_decay": args.weight_decay, "init": args.init, "schedule": args.schedule,
+            "early_stopping": args.early_stopping, "data_dir": str(directory),
+        }
+        metrics = {"train_acc": last.get("train_acc"), "val_acc": last.get("val_acc"),
+                   "test_acc": test["accuracy"], "test_loss": test["loss"],
+                   "wall_seconds": wall}
+        if stopper is not None and stopper.best is not None:
+            metrics["best_val_acc"] = stopper.best
+        model.save(save_path, training=training, metrics=metrics, history=history.history)
+        _say(quiet, f"saved model: {save_path}")
+    if plot_path is not None:
+        from .plotting import plot_history
+
+        plot_history(history, plot_path, title=f"{_arch(sizes)} MLP on MNIST", backend=be)
+        _say(quiet, f"saved plot: {plot_path}")
+    print(f"test_acc={test['accuracy']:.4f} test_loss={test['loss']:.4f} "
+          f"wall_seconds={time.perf_counter() - start:.2f}", flush=True)
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    """``xpnet evaluate MODEL``: test accuracy of a saved model on any backend."""
+    from .checkpoint import load_model
+
+    model = load_model(args.model, backend=args.backend, device=args.device, dtype=args.dtype)
+    be = model.backend
+    header = model.checkpoint
+    dense = [e for e in header["architecture"] if "output_units" in e and "input_units" in e]
+    arch = _arch([dense[0]["input_units"]] + [e["output_units"] for e in dense]) if dense \
+        else f"{len(header['architecture'])} layers"
+    _say(args.quiet, f"model: {args.model} ({arch}; trained on "
+                     f"{header.get('backend')}/{header.get('device')}/{header.get('dtype')} "
+                     f"with xpnet {header.get('xpnet_version')}) | evaluating on "
+                     f"backend={be.name} device={be.device_name} dtype={be.dtype_name}")
+    directory, data = _load_data(args, be, progress=not args.quiet)
+    X_test, y_test = data[4], data[5]
+    if model.n_inputs is not None and model.n_inputs != X_test.shape[1]:
+        raise ValueError(
+            f"the model expects {model.n_inputs} input features but the test images in "
+            f"{directory} have {X_test.shape[1]}"
+        )
+    if model.n_outputs < N_CLASSES:
+        raise ValueError(f"the model has {model.n_outputs} outputs, MNIST needs {N_CLASSES}")
+    test = model.evaluate(X_test, y_test, batch_size=args.batch_size)
+    print(f"test_acc={test['accuracy']:.4f} test_loss={test['loss']:.4f} "
+          f"n={X_test.shape[0]} backend={be.name} device={be.device_name} "
+          f"dtype={be.dtype_name}", flush=True)
+    return 0
+
+
+def cmd_show_examples(args) -> int:
+    """``xpnet show-examples``: the tutorial's four digits with their labels."""
+    from .datasets import load_mnist, locate_mnist
+    from .plotting import plot_examples, require_matplotlib
+
+    require_matplotlib()
+    out = _check_output_path(args.out, "--out")
+    verify = not args.no_verify
+    directory = locate_mnist(args.data_dir, verify=verify)
+    X_train, y_train = load_mnist(directory, verify=verify, dtype="uint8", flatten=False)[:2]
+    n = X_train.shape[0]
+    if not 0 <= args.start <= n - 4:
+        raise ValueError(f"--start must be in [0, {n - 4}] (the training split has {n} "
+                         f"images), got {args.start}")
+    lo = args.start
+    plot_examples(X_train[lo:lo + 4], y_train[lo:lo + 4], out,
+                  title=f"MNIST training images {lo}..{lo + 3}")
+    labels = " ".join(str(int(v)) for v in y_train[lo:lo + 4])
+    print(f"saved examples: {out} (labels {labels})", flush=True)
+    return 0
+
+
+# --------------------------------------------------------------------------
+# Entry point
+# --------------------------------------------------------------------------
+
+def _error_message(exc: BaseException) -> str:
+    text = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+    return _one_line(text) or type(exc).__name__
+
+
+def main(argv=None) -> int:
+    """Run the ``xpnet`` command line; return the exit status.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        Arguments without the program name (default: ``sys.argv[1:]``).
+    """
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print("xpnet: interrupted", file=sys.stderr, flush=True)
+        return 130
+    except (XpnetError, ValueError, TypeError, KeyError, OSError, ImportError,
+            MemoryError) as exc:
+        if os.environ.get("XPNET_DEBUG"):
+            raise
+        print(f"xpnet: error: {_error_message(exc)}", file=sys.stderr, flush=True)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
