@@ -327,7 +327,8 @@ class Backend:
         return self.xp.asarray(data, dtype=dtype, device=self.device, copy=True)
 
     def _numpy_dtype(self, dtype) -> np.dtype:
-        for key in ("float32", "float64", "int32", "int64", "bool"):
+        for key in ("float32", "float64", "int8", "int16", "int32", "int64",
+                    "uint8", "uint16", "uint32", "uint64", "bool"):
             if dtype == getattr(self.xp, key):
                 return np.dtype(key)
         raise DTypeError(f"no NumPy equivalent for {dtype!r}")

@@ -51,6 +51,17 @@ def _check_labels(be, y, n_samples: int, n_classes: int | None, name: str = "y")
             )
 
 
+def _check_finite_logits(be, logits_blocks, name: str = "X") -> None:
+    """One read-back per call: NaN/inf inputs (or weights) must not become silent argmaxes."""
+    xp = be.xp
+    finite = [xp.all(xp.isfinite(z)) for z in logits_blocks]
+    if not bool(xp.all(xp.stack(finite)) if len(finite) > 1 else finite[0]):
+        raise ValueError(
+            f"the network produced NaN or infinite outputs for {name}: check {name} for "
+            "NaN/inf values (xp.isfinite) and the model for diverged weights"
+        )
+
+
 def forward(network, X):
     """Apply the layers in order; return the list of every layer's activation.
 
@@ -86,9 +97,17 @@ def predict(network, X, *, batch_size: int = PREDICT_BLOCK):
     """Predicted class indices (on the device), computed in blocks of ``batch_size`` rows."""
     layers = _layers_of(network)
     layers[0]._check_input(X, "X")
+    _check_block(batch_size)
     xp = layers[0].xp
-    preds = [xp.argmax(z, axis=1) for z in _logits_in_blocks(_eval_mode(layers), X, batch_size)]
+    blocks = _logits_in_blocks(_eval_mode(layers), X, batch_size)
+    _check_finite_logits(layers[0].backend, blocks)
+    preds = [xp.argmax(z, axis=1) for z in blocks]
     return preds[0] if len(preds) == 1 else xp.concat(preds)
+
+
+def _check_block(batch_size) -> None:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
 
 
 def _eval_mode(layers):
@@ -225,7 +244,9 @@ class Sequential:
     def predict_logits(self, X, *, batch_size: int = PREDICT_BLOCK):
         """Logits for ``X``, computed in blocks of ``batch_size`` rows."""
         self.layers[0]._check_input(X, "X")
+        _check_block(batch_size)
         outs = _logits_in_blocks(_eval_mode(self.layers), X, batch_size)
+        _check_finite_logits(self.backend, outs)
         return outs[0] if len(outs) == 1 else self.backend.xp.concat(outs, axis=0)
 
     def predict(self, X, *, batch_size: int = PREDICT_BLOCK):
@@ -243,9 +264,12 @@ class Sequential:
         xp = be.xp
         self.layers[0]._check_input(X, "X")
         _check_labels(be, y, X.shape[0], self.n_outputs)
+        _check_block(batch_size)
         total = be.zeros(())
         hits = be.zeros(())
-        for i, z in enumerate(_logits_in_blocks(_eval_mode(self.layers), X, batch_size)):
+        blocks = _logits_in_blocks(_eval_mode(self.layers), X, batch_size)
+        _check_finite_logits(be, blocks)
+        for i, z in enumerate(blocks):
             lo = i * batch_size
             yb = y[lo:lo + z.shape[0]]  # in range: z has at most n - lo rows
             onehot = one_hot(yb, z.shape[1], dtype=be.dtype, xp=xp)
@@ -295,6 +319,11 @@ class Sequential:
             raise ValueError(f"check_every must be an int >= 0, got {check_every!r}")
         self.layers[0]._check_input(X, "X")
         _check_labels(be, y, X.shape[0], self.n_outputs)
+        if not bool(be.xp.all(be.xp.isfinite(X))):  # one pass over X per fit, not per step
+            raise ValueError(
+                "X contains NaN or infinite values; training on them would make every "
+                "weight NaN. Clean or impute them first (xp.isfinite(X) finds them)."
+            )
         if batch_size > X.shape[0]:
             raise ValueError(
                 f"batch_size={batch_size} is larger than the {X.shape[0]} training samples; "

@@ -1,0 +1,57 @@
+"""Every backend-specific fast path against its portable twin."""
+
+from __future__ import annotations
+
+import numpy as np
+
+import xpnet
+from xpnet.backend import Backend
+from xpnet.losses import one_hot
+from xpnet.training import first_trainable_index
+from conftest import rtol_for
+from _helpers import rel_err
+
+
+def _twin_runs(be, steps=5):
+    """Run `steps` training steps with the backend's step and with the portable twin."""
+    rng = np.random.default_rng(1)
+    X = be.asarray(rng.random((64, 12)))
+    y = be.asarray(rng.integers(0, 4, 64), dtype=be.index_dtype)
+    onehot = one_hot(y, 4, dtype=be.dtype)
+    results = []
+    for make in (be.make_train_step, lambda layers, first: Backend.make_train_step(be, layers, first)):
+        model = xpnet.Sequential.mlp([12, 16, 8, 4], seed=0, backend=be)
+        step = make(model.layers, first_trainable_index(model.layers))
+        order = np.random.default_rng(2)
+        losses = []
+        for _ in range(steps):
+            idx = be.asarray(order.permutation(64)[:16], dtype=be.index_dtype)
+            losses.append(float(step(X, onehot, idx)))
+        results.append((losses, [be.to_numpy(p) for layer in model for p in layer.params.values()]))
+    return results
+
+
+def test_train_step_fast_path_matches_portable_twin(backend):
+    (fast_losses, fast_params), (twin_losses, twin_params) = _twin_runs(backend)
+    tol = rtol_for(backend)
+    assert rel_err(fast_losses, twin_losses) < tol
+    for a, b in zip(fast_params, twin_params):
+        assert rel_err(a, b) < tol
+
+
+def test_jax_step_is_compiled_and_leaves_no_tracers():
+    import pytest
+
+    pytest.importorskip("jax")
+    import jax
+
+    be = xpnet.get_backend("jax", dtype="float64")
+    model = xpnet.Sequential.mlp([5, 4, 3], seed=0, backend=be)
+    step = be.make_train_step(model.layers, 0)
+    assert step is not Backend.make_train_step(be, model.layers, 0)
+    X = be.asarray(np.ones((4, 5)))
+    onehot = one_hot(be.asarray(np.array([0, 1, 2, 0]), dtype=be.index_dtype), 3, dtype=be.dtype)
+    step(X, onehot, be.asarray(np.arange(4), dtype=be.index_dtype))
+    for layer in model:
+        for p in layer.params.values():
+            assert isinstance(p, jax.Array) and not isinstance(p, jax.core.Tracer)
