@@ -77,19 +77,19 @@ def forward(network, X):
 
 
 def _logits_in_blocks(layers, X, block: int):
-    xp = layers[0].xp
+    """Logits block by block (callers check them with :func:`_check_finite_logits`,
+    so NumPy's overflow warnings would only repeat that error)."""
     n = X.shape[0]
-    if n <= block:
-        out = X
-        for layer in layers:
-            out = layer._forward(out)
-        return [out]
     outs = []
-    for lo in range(0, n, block):
-        out = X[lo:min(lo + block, n), ...]  # the standard forbids out-of-range stops
-        for layer in layers:
-            out = layer._forward(out)
-        outs.append(out)
+    with layers[0].backend.floating_point_errors_ignored():
+        for lo in range(0, max(n, 1), block):
+            # The standard forbids out-of-range slice stops: clamp to n.
+            out = X[lo:min(lo + block, n), ...] if n > block else X
+            for layer in layers:
+                out = layer._forward(out)
+            outs.append(out)
+            if n <= block:
+                break
     return outs
 
 
