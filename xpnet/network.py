@@ -167,7 +167,8 @@ class Sequential:
         self.layers = [layer.to(be) for layer in layers]
         self.backend = be
         self.stop_training = False
-        self.config: dict = {}
+        self.config: dict = {}  # how the model was built (Sequential.mlp fills it)
+        self.metadata: dict = {}  # what a checkpoint said about it (load_model fills it)
 
     # -- construction helpers ------------------------------------------------
     @classmethod

@@ -56,6 +56,8 @@ class Dropout(Layer):
     """
 
     identity_in_eval = True
+    #: The mask is a host draw per step: a compiled (traced) step would freeze it.
+    compilable = False
 
     def __init__(self, rate: float = 0.5, *, rng=None, backend=None):
         super().__init__(backend=backend)
