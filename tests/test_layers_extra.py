@@ -438,10 +438,6 @@ def test_new_layers_survive_a_checkpoint(tmp_path, rng):
                                model.predict_logits(be.asarray(X)), rtol=1e-12)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "needs the training loop (xpnet/training.py train_step, network.py evaluate) to honour "
-    "Softmax.fused_with_loss: feed the loss with the final Softmax's input and skip its "
-    "backward; remove this mark once it does"))
 def test_softmax_output_layer_trains_like_logits(backend64, rng):
     be = backend64
     X = be.asarray(rng.standard_normal((8, 4)))

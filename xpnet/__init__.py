@@ -9,7 +9,7 @@ array-api-strict; pick one with ``backend=``.
 100710
 """
 
-from . import losses
+from . import callbacks, initializers, losses, metrics, optimizers
 from ._version import __version__
 from .backend import Backend, available_backends, get_backend
 from .errors import (
@@ -22,9 +22,11 @@ from .errors import (
     ShapeError,
     XpnetError,
 )
-from .layers import Dense, Layer, ReLU
+from .callbacks import EarlyStopping, LearningRateScheduler
+from .layers import Dense, Dropout, Flatten, Layer, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
 from .losses import grad_softmax_crossentropy_with_logits, softmax_crossentropy_with_logits
 from .network import Sequential, forward, predict, train
+from .optimizers import SGD, Adam, AdamW, get_optimizer, get_schedule
 from .training import Callback, History, iterate_minibatches
 
 __all__ = [
@@ -35,6 +37,23 @@ __all__ = [
     "Layer",
     "Dense",
     "ReLU",
+    "Sigmoid",
+    "Tanh",
+    "LeakyReLU",
+    "Softmax",
+    "Dropout",
+    "Flatten",
+    "SGD",
+    "Adam",
+    "AdamW",
+    "get_optimizer",
+    "get_schedule",
+    "EarlyStopping",
+    "LearningRateScheduler",
+    "callbacks",
+    "initializers",
+    "metrics",
+    "optimizers",
     "softmax_crossentropy_with_logits",
     "grad_softmax_crossentropy_with_logits",
     "forward",

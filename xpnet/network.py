@@ -12,7 +12,14 @@ from .backend import get_backend
 from .errors import DTypeError, ShapeError
 from .layers.base import Layer
 from .losses import _xent_sum_and_grad, one_hot
-from .training import Callback, History, first_trainable_index, fit_loop, train_step
+from .training import (
+    Callback,
+    History,
+    first_trainable_index,
+    fit_loop,
+    loss_layers,
+    train_step,
+)
 
 __all__ = ["forward", "predict", "train", "Sequential"]
 
@@ -99,7 +106,7 @@ def predict(network, X, *, batch_size: int = PREDICT_BLOCK):
     layers[0]._check_input(X, "X")
     _check_block(batch_size)
     xp = layers[0].xp
-    blocks = _logits_in_blocks(_eval_mode(layers), X, batch_size)
+    blocks = _logits_in_blocks(loss_layers(_eval_mode(layers)), X, batch_size)  # argmax(softmax) = argmax
     _check_finite_logits(layers[0].backend, blocks)
     preds = [xp.argmax(z, axis=1) for z in blocks]
     return preds[0] if len(preds) == 1 else xp.concat(preds)
@@ -125,6 +132,7 @@ def train(network, X, y):
     n_out = _n_outputs(layers)
     _check_labels(be, y, X.shape[0], n_out)
     onehot = one_hot(y, n_out, dtype=be.dtype, xp=be.xp)
+    layers = loss_layers(layers)
     loss_sum = train_step(layers, be.xp, X, onehot, first_trainable_index(layers))
     return loss_sum / X.shape[0]
 
@@ -243,12 +251,19 @@ class Sequential:
     __call__ = forward
 
     def predict_logits(self, X, *, batch_size: int = PREDICT_BLOCK):
-        """Logits for ``X``, computed in blocks of ``batch_size`` rows."""
+        """Logits for ``X`` (before a final Softmax), in blocks of ``batch_size`` rows."""
         self.layers[0]._check_input(X, "X")
         _check_block(batch_size)
-        outs = _logits_in_blocks(_eval_mode(self.layers), X, batch_size)
+        outs = _logits_in_blocks(loss_layers(_eval_mode(self.layers)), X, batch_size)
         _check_finite_logits(self.backend, outs)
         return outs[0] if len(outs) == 1 else self.backend.xp.concat(outs, axis=0)
+
+    def predict_proba(self, X, *, batch_size: int = PREDICT_BLOCK):
+        """Class probabilities ``softmax(logits)`` for ``X``, shape (n, n_classes)."""
+        from .losses import log_softmax
+
+        xp = self.backend.xp
+        return xp.exp(log_softmax(self.predict_logits(X, batch_size=batch_size), xp=xp))
 
     def predict(self, X, *, batch_size: int = PREDICT_BLOCK):
         """Predicted class indices for ``X`` (a device array of integers)."""
@@ -268,7 +283,7 @@ class Sequential:
         _check_block(batch_size)
         total = be.zeros(())
         hits = be.zeros(())
-        blocks = _logits_in_blocks(_eval_mode(self.layers), X, batch_size)
+        blocks = _logits_in_blocks(loss_layers(_eval_mode(self.layers)), X, batch_size)
         _check_finite_logits(be, blocks)
         for i, z in enumerate(blocks):
             lo = i * batch_size

@@ -82,6 +82,18 @@ def train_step(layers, xp, X, onehot, first_trainable: int = 0):
     return loss_sum
 
 
+def loss_layers(layers) -> list:
+    """The layers whose output the loss sees: a final Softmax is fused with the loss.
+
+    The cross-entropy from logits equals the cross-entropy of the final
+    Softmax's probabilities, computed stably, so training skips that layer.
+    """
+    layers = list(layers)
+    if layers and layers[-1].fused_with_loss:
+        return layers[:-1]
+    return layers
+
+
 def first_trainable_index(layers) -> int:
     """Index of the first layer with parameters (earlier layers need no backward)."""
     for i, layer in enumerate(layers):
@@ -148,7 +160,7 @@ def fit_loop(model, X, y, *, epochs, batch_size, shuffle, rng, validation_data,
     """The epoch loop of :meth:`Sequential.fit` (arguments already validated)."""
     be = model.backend
     xp = be.xp
-    layers = list(model.layers)
+    layers = loss_layers(model.layers)
     n_classes = model.n_outputs
     onehot = one_hot(y, n_classes, dtype=be.dtype, xp=xp)  # once per fit
     first = first_trainable_index(layers)

@@ -27,6 +27,9 @@ class Layer:
     #: Python constants (no host randomness or host reads), so a backend may
     #: compile the whole training step (``jax.jit``). Dropout sets it to False.
     compilable = True
+    #: True for a final layer the loss absorbs (Softmax): training and ``evaluate``
+    #: feed the softmax cross-entropy with this layer's *input*, the logits.
+    fused_with_loss = False
 
     def __init__(self, *, backend: Backend | str | None = None):
         self.backend = get_backend(backend)
