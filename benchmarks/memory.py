@@ -3,8 +3,9 @@
 ``python -m benchmarks.memory --contender xpnet-numpy --dtype float32`` loads
 the data, builds the seed MLP and trains it the way the default MNIST run does
 (batch 32, train and validation accuracy after every epoch), recording the
-process's resident set size (psutil) after each epoch and its peak
-(``ru_maxrss``) at the end. It prints one JSON object on stdout.
+process's resident set size (psutil) after each epoch and its peak (the
+kernel's high-water mark, ``VmHWM``; ``ru_maxrss`` where there is no /proc)
+at the end. It prints one JSON object on stdout.
 
 ``benchmarks.mlp --memory`` runs this for each contender and tabulates it.
 A fresh process per contender keeps the numbers independent of whatever the
@@ -33,7 +34,21 @@ def _rss() -> int:
 
 
 def _peak_rss() -> int:
-    """Peak RSS of this process in bytes (``ru_maxrss`` is KiB on Linux, bytes on macOS)."""
+    """Peak RSS of this process in bytes.
+
+    Linux: ``VmHWM`` from /proc/self/status, the high-water mark of this
+    program's own address space. ``ru_maxrss`` is not used there because
+    Linux carries it across ``fork``/``exec``: a child started by a parent
+    holding 1 GiB would report 1 GiB. Elsewhere ``ru_maxrss`` (bytes on
+    macOS, KiB on other systems).
+    """
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak if sys.platform == "darwin" else peak * 1024
 
@@ -47,7 +62,8 @@ def run(contender: str, dtype: str = "float32", epochs: int = 25, batch_size: in
 
     rss = {"start": _rss()}
     ds = load_data(data, quick=quick, with_validation=True)
-    X, y, Xv, yv = ds["X"], ds["y"], ds["X_val"], ds["y_val"]
+    source, n_train = ds["source"], int(ds["X"].shape[0])
+    X, y, Xv, yv = (ds.pop(k) for k in ("X", "y", "X_val", "y_val"))
     X = X.astype(dtype, copy=False)
     Xv = Xv.astype(dtype, copy=False)
     rss["data_loaded"] = _rss()
@@ -61,10 +77,12 @@ def run(contender: str, dtype: str = "float32", epochs: int = 25, batch_size: in
 
         name = contender[len("xpnet-"):]
         be = xpnet.get_backend(name, device=None if name == "numpy" else device, dtype=dtype)
-        Xd, yd = be.asarray(X), be.asarray(y, dtype=be.index_dtype)
-        Xvd, yvd = be.asarray(Xv), be.asarray(yv, dtype=be.index_dtype)
-        if name != "numpy":
-            del X, Xv  # the host copies are no longer needed
+        if name == "numpy":  # host arrays are NumPy-backend arrays already: no second copy
+            Xd, yd, Xvd, yvd = X, y, Xv, yv
+        else:
+            Xd, yd = be.asarray(X), be.asarray(y, dtype=be.index_dtype)
+            Xvd, yvd = be.asarray(Xv), be.asarray(yv, dtype=be.index_dtype)
+        del X, Xv  # the host copies are no longer needed (unless they are Xd/Xvd)
         model = xpnet.Sequential.mlp(SIZES, backend=be, seed=seed)
         rss["model_built"] = _rss()
 
@@ -122,8 +140,8 @@ def run(contender: str, dtype: str = "float32", epochs: int = 25, batch_size: in
         "device": device,
         "epochs": epochs,
         "batch_size": batch_size,
-        "data": ds["source"],
-        "n_train": int(ds["X"].shape[0]),
+        "data": source,
+        "n_train": n_train,
         "rss_bytes": rss,
         "rss_after_epoch_bytes": per_epoch,
         "peak_rss_bytes": _peak_rss(),
@@ -143,8 +161,18 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="cpu")
     p.add_argument("--data", default="auto", choices=("auto", "mnist", "random"))
     p.add_argument("--quick", action="store_true")
+    p.add_argument("--threads", type=int, default=None,
+                   help="limit BLAS/OpenMP pools and torch to N threads")
     args = p.parse_args(argv)
     os.environ.setdefault("JAX_ENABLE_X64", "1")
+    if args.threads:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(args.threads)
+        if args.contender.startswith(("torch", "xpnet-torch")):
+            import torch
+
+            torch.set_num_threads(args.threads)
     result = run(args.contender, dtype=args.dtype, epochs=args.epochs,
                  batch_size=args.batch_size, device=args.device, data=args.data,
                  quick=args.quick)

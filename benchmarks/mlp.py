@@ -172,6 +172,7 @@ def machine_report(args, contenders_libs) -> dict:
         "python": platform.python_version(),
         "numpy": np.__version__,
         "env": {k: os.environ.get(k) for k in ENV_VARS},
+        "threads_limit": args.threads,
         "command": " ".join([os.path.basename(sys.executable), "-m", "benchmarks.mlp"] + sys.argv[1:]),
     }
     try:
@@ -396,7 +397,7 @@ class XpnetContender(Contender):
         self.model = xpnet.Sequential.mlp(SIZES, backend=self.be, seed=0)
         self.rng = np.random.default_rng(0)
         self.losses = []
-        self.inner_seconds = []
+        self.call_seconds = []
 
     def _sync(self, obj=None):
         if self.be.name == "jax":
@@ -406,15 +407,21 @@ class XpnetContender(Contender):
             self.be.synchronize()
 
     def epoch(self):
+        """The epoch as ``fit`` times it (``history["seconds"]``).
+
+        ``fit``'s once-per-call work (argument and finite checks, one-hot
+        encoding) is amortised over all epochs of a real run, so it is left
+        out of the epoch figure and recorded separately (``call_seconds``).
+        """
         X, y = self.data
         t0 = time.perf_counter()
         h = self.model.fit(X, y, epochs=1, batch_size=self.batch_size, seed=self.rng,
                            train_accuracy=False)
         self._sync()
-        dt = time.perf_counter() - t0
+        call = time.perf_counter() - t0
         self.losses.append(h["loss"][-1])
-        self.inner_seconds.append(h["seconds"][-1])
-        return dt
+        self.call_seconds.append(call)
+        return h["seconds"][-1]
 
     def predict(self):
         X, _ = self.data
@@ -512,7 +519,48 @@ def build_contenders(args, host) -> tuple[list, list]:
 # Runs
 # ---------------------------------------------------------------------------
 
-def _interleaved(contenders, reps_of, call, phase):
+class CpuShare:
+    """How much CPU *other* processes took while we were timing.
+
+    Sums, over the timed calls, the machine's busy CPU time (psutil) minus
+    this process's own (``os.times``); divided by wall time it is the
+    average number of cores others used: the contention behind noisy figures.
+    """
+
+    def __init__(self):
+        self.wall = self.others = self.steal = 0.0
+
+    def __enter__(self):
+        import psutil
+
+        self._sys = psutil.cpu_times()
+        self._own = os.times()
+        self._t = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        import psutil
+
+        wall = time.perf_counter() - self._t
+        s0, s1 = self._sys, psutil.cpu_times()
+        busy = sum(getattr(s1, f) - getattr(s0, f) for f in ("user", "system", "nice", "irq",
+                                                            "softirq") if hasattr(s1, f))
+        own = (os.times().user - self._own.user) + (os.times().system - self._own.system)
+        self.wall += wall
+        self.others += max(busy - own, 0.0)
+        # Time the hypervisor gave to other virtual machines (Linux guests only).
+        self.steal += max(getattr(s1, "steal", 0.0) - getattr(s0, "steal", 0.0), 0.0)
+
+    @property
+    def cores(self) -> float:
+        return self.others / self.wall if self.wall else 0.0
+
+    @property
+    def steal_cores(self) -> float:
+        return self.steal / self.wall if self.wall else 0.0
+
+
+def _interleaved(contenders, reps_of, call, phase, share):
     """Run ``call(c)`` once per contender per repetition (rotating the order).
 
     Repetition 0 is the warm-up and is not kept; contender ``c`` takes part in
@@ -522,13 +570,16 @@ def _interleaved(contenders, reps_of, call, phase):
     total = 1 + max(reps_of(c) for c in contenders)
     for rep in range(total):
         k = rep % len(contenders)
+        gc.collect()  # once per round: a full collection can take 0.1 s with torch/jax loaded
         for c in contenders[k:] + contenders[:k]:
             if rep > reps_of(c):
                 continue
-            gc.collect()
-            dt = call(c)
             if rep:
+                with share:
+                    dt = call(c)
                 times[c.key].append(dt)
+            else:
+                dt = call(c)
             log(f"  {phase} rep {rep}{' (warm-up)' if rep == 0 else ''}: "
                 f"{c.key:<34} {dt:8.3f} s")
     return times
@@ -538,7 +589,26 @@ def _stats(ts):
     return {"median_s": statistics.median(ts), "min_s": min(ts), "max_s": max(ts), "times_s": ts}
 
 
+def wait_for_idle(max_seconds: float, threshold: float = 0.25) -> float:
+    """Wait (at most ``max_seconds``) until other processes use < ``threshold`` cores.
+
+    Returns the cores in use at the last sample.
+    """
+    import psutil
+
+    ncpu = psutil.cpu_count() or 1
+    deadline = time.monotonic() + max_seconds
+    while True:
+        busy = psutil.cpu_percent(interval=2.0) / 100 * ncpu
+        if busy < threshold or time.monotonic() >= deadline:
+            return busy
+        log(f"waiting for an idle machine: other processes use {busy:.2f} cores ...")
+
+
 def run_all(args) -> dict:
+    if args.wait_idle:
+        busy = wait_for_idle(args.wait_idle)
+        log(f"starting with {busy:.2f} cores busy")
     host = load_data(args.data, quick=args.quick)
     n = host["X"].shape[0]
     log(f"data: {host['source']}")
@@ -570,6 +640,7 @@ def run_all(args) -> dict:
     ceilings = measure_ceilings()
 
     train = []
+    share = CpuShare()
     for bs in args.batch_sizes:
         if bs > n:
             notes.append(f"batch size {bs} skipped: larger than the {n} training rows")
@@ -577,19 +648,23 @@ def run_all(args) -> dict:
         log(f"training, batch {bs} ({n // bs} steps per epoch):")
         for c in contenders:
             c.reset(bs)
-        times = _interleaved(contenders, lambda c: c.epochs, lambda c: c.epoch(), f"bs {bs}")
+        times = _interleaved(contenders, lambda c: c.epochs, lambda c: c.epoch(), f"bs {bs}",
+                             share)
         flops = epoch_flops(n, bs)
         for c in contenders:
             rec = {"contender": c.label, "kind": c.kind, "lib": c.lib, "dtype": c.dtype,
                    "device": str(c.device), "batch_size": bs, "flop": flops,
                    "losses": [float(v) for v in c.losses]} | _stats(times[c.key])
             if c.kind == "xpnet":
-                rec["fit_inner_seconds"] = c.inner_seconds
+                calls = c.call_seconds[-len(times[c.key]):]
+                rec["fit_call_seconds"] = calls
+                rec["fit_overhead_s"] = statistics.median(
+                    [a - b for a, b in zip(calls, times[c.key])])
             train.append(rec)
 
     log("prediction over the whole training set:")
     ptimes = _interleaved(contenders, lambda c: c.epochs if c.lib != "jax" else max(c.epochs, 3),
-                          lambda c: c.predict(), "predict")
+                          lambda c: c.predict(), "predict", share)
     predict = [{"contender": c.label, "kind": c.kind, "lib": c.lib, "dtype": c.dtype,
                 "device": str(c.device), "n": n, "flop": predict_flops(n)} | _stats(ptimes[c.key])
                for c in contenders]
@@ -598,6 +673,8 @@ def run_all(args) -> dict:
     for k, v in measure_ceilings().items():
         ceilings[k] = max(v, ceilings.get(k, 0.0))
     meta["loadavg_end"] = [round(v, 2) for v in os.getloadavg()]
+    meta["other_processes_cores"] = round(share.cores, 2)
+    meta["steal_cores"] = round(share.steal_cores, 2)
 
     result = {"meta": meta,
               "ceilings": [{"lib": k[0], "dtype": k[1], "device": k[2], "n": ceil_n,
@@ -652,6 +729,8 @@ def run_memory(args) -> list:
                "--device", args.device]
         if args.quick:
             cmd.append("--quick")
+        if args.threads:
+            cmd += ["--threads", str(args.threads)]
         log(f"memory: {contender} {dt}, {epochs} epochs in a child process ...")
         proc = subprocess.run(cmd, capture_output=True, text=True,
                               cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -734,7 +813,8 @@ def _table(headers, rows, markdown, align):
               for i, h in enumerate(headers)]
     fmt = lambda cells: "  ".join(c.rjust(w) if a == "r" else c.ljust(w)  # noqa: E731
                                   for c, w, a in zip(cells, widths, align))
-    return "\n".join([fmt(headers), "-" * sum(w + 2 for w in widths)] + [fmt(r) for r in rows])
+    return "\n".join([fmt(headers).rstrip(), "-" * (sum(w + 2 for w in widths) - 2)]
+                     + [fmt(r).rstrip() for r in rows])
 
 
 def render(result, markdown=False) -> str:
@@ -746,6 +826,9 @@ def render(result, markdown=False) -> str:
              ("cores", f"{meta['cores_usable']} usable of {meta['cores_logical']}; "
                        f"{meta['memory_gib']} GiB RAM"),
              ("load average", f"{meta['loadavg_start']} at start, {meta.get('loadavg_end')} at end"),
+             ("contention", f"other processes used {meta.get('other_processes_cores', 0):.2f} "
+                            "cores on average during the timed calls; hypervisor steal "
+                            f"{meta.get('steal_cores', 0):.2f} cores"),
              ("python / numpy", f"{meta['python']} / {meta['numpy']}"),
              ("xpnet", meta.get("xpnet"))]
     if "torch" in meta:
@@ -767,6 +850,8 @@ def render(result, markdown=False) -> str:
             items.append(("threadpool", desc))
     else:
         items.append(("threadpool", tps))
+    if meta.get("threads_limit"):
+        items.append(("threads", f"limited to {meta['threads_limit']} by --threads"))
     env = ", ".join(f"{k}={v}" for k, v in meta["env"].items() if v is not None) or "(none set)"
     items.append(("environment", env))
     items.append(("data", meta["data"]))
@@ -797,9 +882,17 @@ def render(result, markdown=False) -> str:
                  _fmt(r["vs_handwritten_f32"], ".2f"), _fmt(r["vs_torch"], ".2f"),
                  f"{r['gflops']:.0f}", _fmt(r["pct_ceiling"], ".0f"), _fmt(r["x_floor"], ".2f")]
                 for r in rows_]
-        out.append(_table(heads + ["loss"], [row + [_fmt(r["losses"][0] if r["losses"] else None,
-                                                         ".4f")] for row, r in zip(rows, rows_)],
-                          markdown, "lllrrrrrrrrr"))
+        out.append(_table(heads + ["fit() s", "loss"],
+                          [row + [_fmt(r.get("fit_overhead_s"), ".3f"),
+                                  _fmt(r["losses"][0] if r["losses"] else None, ".4f")]
+                           for row, r in zip(rows, rows_)],
+                          markdown, "lllrrrrrrrrrr"))
+    out.append("")
+    out.append("(xpnet: the epoch as `fit` times it; `fit() s` is the per-call work around it -- "
+               "argument and finite checks, one-hot -- paid once per `fit`, not per epoch. "
+               "`loss`: mean loss of the warm-up epoch.)" if markdown else
+               "  xpnet: epoch as fit times it; 'fit() s' = per-call overhead (checks, one-hot), "
+               "paid once per fit. loss: warm-up epoch's mean loss.")
     out.append("")
     out.append(f"{h}Prediction: all {result['meta']['n_train']:,} training rows")
     rows = [[r["contender"], r["dtype"], r["device"], str(len(r["times_s"])),
@@ -868,7 +961,7 @@ def parse_args(argv=None):
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     p.add_argument("--epochs", type=int, default=3, help="timed epochs after one warm-up")
     p.add_argument("--jax-epochs", type=int, default=None,
-                   help="timed epochs for xpnet jax (eager JAX can be slow); default --epochs")
+                   help="timed epochs for xpnet jax (if it is slow); default --epochs")
     p.add_argument("--quick", action="store_true",
                    help=f"smoke test: {QUICK_ROWS} random rows, 1 timed epoch")
     p.add_argument("--data", default="auto", choices=("auto", "mnist", "random"))
@@ -879,6 +972,8 @@ def parse_args(argv=None):
     p.add_argument("--memory-epochs", type=int, default=25)
     p.add_argument("--threads", type=int, default=None,
                    help="limit BLAS/OpenMP pools (threadpoolctl) and torch to N threads")
+    p.add_argument("--wait-idle", type=float, default=0, metavar="SECONDS",
+                   help="first wait up to SECONDS for other processes to leave the CPUs idle")
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch idiomatic contender")
     p.add_argument("--no-gemm", action="store_true", help="skip the GEMMs-only floor")
     args = p.parse_args(argv)
@@ -913,6 +1008,12 @@ def main(argv=None) -> int:
         if limiter is not None:
             limiter.restore_original_limits()
     print(render(result, markdown=args.markdown))
+    busy = result["meta"].get("other_processes_cores", 0)
+    if busy > 0.25:
+        log(f"WARNING: other processes used {busy:.2f} cores on average while this ran; "
+            "multi-threaded BLAS/OpenMP timings degrade badly when cores are oversubscribed. "
+            "Rerun on an idle machine (--wait-idle 600)"
+            + ("." if args.threads else " or compare with --threads 1."))
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(result, fh, indent=1, default=str)

@@ -51,12 +51,13 @@ class TorchMLP:
         for i, w in enumerate(host_init(sizes, seed)):
             if i:
                 layers.append(nn.ReLU())
-            lin = nn.Linear(w.shape[0], w.shape[1])
+            # Built in the target dtype, so the float64 init is cast once (as xpnet does).
+            lin = nn.Linear(w.shape[0], w.shape[1], dtype=self.dtype, device=self.device)
             with torch.no_grad():
                 lin.weight.copy_(torch.from_numpy(w.T.copy()))
                 lin.bias.zero_()
             layers.append(lin)
-        self.model = nn.Sequential(*layers).to(device=self.device, dtype=self.dtype)
+        self.model = nn.Sequential(*layers)
         self.loss_fn = nn.CrossEntropyLoss()
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=learning_rate)
 

@@ -1,0 +1,201 @@
+"""The benchmark harness (benchmarks/): a --quick smoke run, and like-with-like checks.
+
+No timing is asserted here: the figures live in benchmarks/RESULTS.md. What is
+asserted is that the harness runs end to end and reports every contender, and
+that the hand-written NumPy reference (and idiomatic PyTorch) compute exactly
+what xpnet computes from the same init and batch order -- so the benchmark
+compares the same arithmetic.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import xpnet  # noqa: E402
+from benchmarks import handwritten_numpy as hw  # noqa: E402
+from benchmarks import mlp as bench  # noqa: E402
+
+HAVE_TORCH = importlib.util.find_spec("torch") is not None
+HAVE_JAX = importlib.util.find_spec("jax") is not None
+SIZES = (784, 100, 200, 10)
+
+
+def _data(n=640, seed=3):
+    rng = np.random.default_rng(seed)
+    X = rng.random((n, SIZES[0]))
+    y = rng.integers(0, SIZES[-1], n)
+    return X, y
+
+
+# --------------------------------------------------------------------------
+# The --quick smoke run
+# --------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench") / "quick.json"
+    backends = ["numpy"] + (["torch"] if HAVE_TORCH else []) + (["jax"] if HAVE_JAX else [])
+    env = dict(os.environ)
+    env.setdefault("JAX_ENABLE_X64", "1")
+    env.setdefault("JAX_PLATFORMS", "cpu")
+    # One thread: a smoke test, not a measurement; keeps it fast on a busy machine.
+    cmd = [sys.executable, "-m", "benchmarks.mlp", "--quick", "--memory", "--threads", "1",
+           "--backends", ",".join(backends), "--json", str(out)]
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return backends, proc.stdout, json.loads(out.read_text())
+
+
+def test_quick_reports_every_contender_with_positive_times(quick_run):
+    backends, stdout, result = quick_run
+    labels = {"numpy hand-written", "numpy GEMMs only"} | {f"xpnet {b}" for b in backends}
+    if HAVE_TORCH:
+        labels.add("torch idiomatic")
+    for section, per_batch in (("train", (32, 256)), ("predict", (None,))):
+        rows = result[section]
+        for label in labels:
+            for dtype in ("float32", "float64"):
+                for bs in per_batch:
+                    match = [r for r in rows if r["contender"] == label and r["dtype"] == dtype
+                             and (bs is None or r["batch_size"] == bs)]
+                    assert len(match) == 1, (section, label, dtype, bs)
+                    r = match[0]
+                    assert r["times_s"] and all(t > 0 for t in r["times_s"])
+                    assert r["median_s"] > 0 and r["gflops"] > 0
+                    assert r["vs_handwritten_f32"] > 0
+                    if HAVE_TORCH:
+                        assert r["vs_torch"] > 0
+        assert len(rows) == len(labels) * 2 * len(per_batch)
+    for label in labels:
+        assert label in stdout
+    assert "Training: one epoch, batch 32" in stdout and "Prediction" in stdout
+    assert result["ceilings"] and all(c["gflops"] > 0 for c in result["ceilings"])
+    meta = result["meta"]
+    assert meta["cpu"] and meta["numpy"] == np.__version__ and meta["date"]
+    assert isinstance(meta["threadpools"], list)
+    assert "OPENBLAS_CORETYPE" in meta["env"]  # reported, set or not
+    assert {t["target"] for t in result["targets"]}
+
+
+def test_quick_memory_run_records_rss_per_epoch(quick_run):
+    _, stdout, result = quick_run
+    mem = {m["contender"]: m for m in result["memory"]}
+    assert "xpnet-numpy" in mem and "numpy-handwritten" in mem
+    for m in mem.values():
+        assert "error" not in m, m
+        assert len(m["rss_after_epoch_bytes"]) == m["epochs"] == 2
+        assert m["peak_rss_bytes"] >= max(m["rss_after_epoch_bytes"]) > 0
+    assert "Memory: full training run" in stdout
+
+
+def test_markdown_and_text_render_the_same_rows(quick_run):
+    _, _, result = quick_run
+    text = bench.render(result)
+    md = bench.render(result, markdown=True)
+    assert "| contender |" in md and "### Training: one epoch, batch 256" in md
+    for r in result["train"]:
+        assert f"{r['median_s']:.3f}" in text and f"{r['median_s']:.3f}" in md
+
+
+# --------------------------------------------------------------------------
+# Like with like
+# --------------------------------------------------------------------------
+
+def test_epoch_flops_is_the_issue_count():
+    # 6 * (784*100 + 100*200 + 200*10) per sample, 1562 batches of 32.
+    assert bench.epoch_flops(50_000, 32) == 6 * 100_400 * 49_984
+    assert round(bench.epoch_flops(50_000, 32) / 1e9, 1) == 30.1
+    assert bench.predict_flops(50_000) == 2 * 100_400 * 50_000
+
+
+def test_handwritten_starts_from_xpnet_init():
+    for dtype in ("float32", "float64"):
+        model = xpnet.Sequential.mlp(SIZES, backend=xpnet.get_backend("numpy", dtype=dtype),
+                                     seed=7)
+        net = hw.build_mlp(SIZES, seed=7, dtype=dtype)
+        dense_x = [l for l in model.layers if l.param_names]
+        dense_h = [l for l in net if isinstance(l, hw.Dense)]
+        assert len(dense_x) == len(dense_h) == 3
+        for a, b in zip(dense_x, dense_h):
+            np.testing.assert_array_equal(np.asarray(a.weights), b.weights)
+            np.testing.assert_array_equal(np.asarray(a.biases), b.biases)
+            assert b.weights.dtype == np.dtype(dtype)
+
+
+def test_handwritten_steps_match_xpnet_float64():
+    """Same batches, same per-step losses and weights, step by step."""
+    X, y = _data()
+    be = xpnet.get_backend("numpy", dtype="float64")
+    model = xpnet.Sequential.mlp(SIZES, backend=be, seed=0)
+    net = hw.build_mlp(SIZES, seed=0, dtype="float64")
+    batches = hw.iterate_minibatches(X, y, 32, shuffle=True, rng=np.random.default_rng(1))
+    for xb, yb in batches:
+        ref = hw.train(net, xb, yb)
+        got = float(xpnet.train(model, be.asarray(xb), be.asarray(yb, dtype=be.index_dtype)))
+        assert got == pytest.approx(float(ref), rel=1e-12)
+    for a, b in zip([l for l in model.layers if l.param_names],
+                    [l for l in net if isinstance(l, hw.Dense)]):
+        np.testing.assert_allclose(np.asarray(a.weights), b.weights, rtol=1e-10, atol=1e-14)
+        np.testing.assert_allclose(np.asarray(a.biases), b.biases, rtol=1e-10, atol=1e-14)
+
+
+def test_handwritten_epochs_match_xpnet_fit_float64():
+    """``fit(seed=rng)`` sees the batches in the reference's order, epoch after epoch."""
+    X, y = _data()
+    be = xpnet.get_backend("numpy", dtype="float64")
+    model = xpnet.Sequential.mlp(SIZES, backend=be, seed=0)
+    net = hw.build_mlp(SIZES, seed=0, dtype="float64")
+    rng_x, rng_h = np.random.default_rng(5), np.random.default_rng(5)
+    Xd, yd = be.asarray(X), be.asarray(y, dtype=be.index_dtype)
+    for _ in range(2):
+        h = model.fit(Xd, yd, epochs=1, batch_size=32, seed=rng_x, train_accuracy=False)
+        ref = hw.train_epoch(net, X, y, 32, rng_h)
+        assert h["loss"][-1] == pytest.approx(ref, rel=1e-12)
+    for a, b in zip([l for l in model.layers if l.param_names],
+                    [l for l in net if isinstance(l, hw.Dense)]):
+        np.testing.assert_allclose(np.asarray(a.weights), b.weights, rtol=1e-10, atol=1e-14)
+    np.testing.assert_array_equal(np.asarray(model.predict(Xd)), hw.predict(net, X))
+
+
+def test_harness_contenders_agree_on_the_first_epoch_float64():
+    """The harness's own wrappers (used for timing) train the same numbers."""
+    X, y = _data(n=256)
+    be = xpnet.get_backend("numpy", dtype="float64")
+    Xd, yd = be.asarray(X), be.asarray(y, dtype=be.index_dtype)
+    made = [bench.HandwrittenNumpy("h", "float64", "cpu", (X, y), 1),
+            bench.XpnetContender("x", "float64", "cpu", (Xd, yd), 1, be)]
+    for c in made:
+        c.reset(32)
+        assert c.epoch() > 0 and c.predict() > 0
+    assert made[0].losses[0] == pytest.approx(made[1].losses[0], rel=1e-12)
+
+
+@pytest.mark.skipif(not HAVE_TORCH, reason="torch is not installed")
+def test_torch_idiomatic_matches_handwritten_float64():
+    from benchmarks.torch_idiomatic import TorchMLP
+
+    X, y = _data(n=320)
+    mlp = TorchMLP(SIZES, seed=0, dtype="float64", device="cpu")
+    net = hw.build_mlp(SIZES, seed=0, dtype="float64")
+    for w, layer in zip(mlp.weights(), [l for l in net if isinstance(l, hw.Dense)]):
+        np.testing.assert_array_equal(w[0], layer.weights)
+    rng_t, rng_h = np.random.default_rng(2), np.random.default_rng(2)
+    loss_t = mlp.train_epoch(mlp.tensor(X), mlp.tensor(y, labels=True), 32, rng_t)
+    loss_h = hw.train_epoch(net, X, y, 32, rng_h)
+    assert loss_t == pytest.approx(loss_h, rel=1e-12)
+    for (w, b), layer in zip(mlp.weights(), [l for l in net if isinstance(l, hw.Dense)]):
+        np.testing.assert_allclose(w, layer.weights, rtol=1e-10, atol=1e-14)
+        np.testing.assert_allclose(b, layer.biases, rtol=1e-10, atol=1e-14)
+    np.testing.assert_array_equal(mlp.predict(mlp.tensor(X)).numpy(), hw.predict(net, X))
