@@ -55,3 +55,16 @@ def test_jax_step_is_compiled_and_leaves_no_tracers():
     for layer in model:
         for p in layer.params.values():
             assert isinstance(p, jax.Array) and not isinstance(p, jax.core.Tracer)
+
+
+def test_compiled_step_is_reused_by_a_second_fit(backend):
+    rng = np.random.default_rng(0)
+    X = backend.asarray(rng.random((32, 5)))
+    y = backend.asarray(rng.integers(0, 3, 32), dtype=backend.index_dtype)
+    model = xpnet.Sequential.mlp([5, 4, 3], seed=0, backend=backend)
+    model.fit(X, y, epochs=1, batch_size=8, train_accuracy=False)
+    model.fit(X, y, epochs=1, batch_size=8, train_accuracy=False)
+    assert len(model._train_steps) == 1
+    model[0].learning_rate = 0.05  # a new rate is a new (compiled) step
+    model.fit(X, y, epochs=1, batch_size=8, train_accuracy=False)
+    assert len(model._train_steps) == 2

@@ -69,6 +69,14 @@ def _check_finite_logits(be, logits_blocks, name: str = "X") -> None:
         )
 
 
+def _all_finite(xp, X) -> bool:
+    """Whether X has no NaN/inf: a sum (no boolean temporary) first, exact check if in doubt."""
+    total = float(xp.sum(X))
+    if total == total and abs(total) != float("inf"):
+        return True  # any NaN or inf element would have made the sum NaN or inf
+    return bool(xp.all(xp.isfinite(X)))  # the sum may just have overflowed
+
+
 def forward(network, X):
     """Apply the layers in order; return the list of every layer's activation.
 
@@ -335,7 +343,7 @@ class Sequential:
             raise ValueError(f"check_every must be an int >= 0, got {check_every!r}")
         self.layers[0]._check_input(X, "X")
         _check_labels(be, y, X.shape[0], self.n_outputs)
-        if not bool(be.xp.all(be.xp.isfinite(X))):  # one pass over X per fit, not per step
+        if not _all_finite(be.xp, X):  # once per fit, not per step
             raise ValueError(
                 "X contains NaN or infinite values; training on them would make every "
                 "weight NaN. Clean or impute them first (xp.isfinite(X) finds them)."

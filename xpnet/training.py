@@ -170,7 +170,8 @@ def fit_loop(model, X, y, *, epochs, batch_size, shuffle, rng, validation_data,
     history = History() if history is None else history
     model.stop_training = False
     bar = None
-    steps: dict = {}
+    # Compiled steps are kept on the model, so a second fit() does not re-trace.
+    steps = model.__dict__.setdefault("_train_steps", {})
     for cb in callbacks:
         cb.on_train_begin(model)
     try:
@@ -178,8 +179,11 @@ def fit_loop(model, X, y, *, epochs, batch_size, shuffle, rng, validation_data,
             for cb in callbacks:
                 cb.on_epoch_begin(model, epoch)
             t0 = time.perf_counter()
-            # A (possibly compiled) step per set of learning rates: schedules may change them.
-            key = tuple(getattr(layer, "learning_rate", None) for layer in layers)
+            # A (possibly compiled) step per backend, layer list, learning rates (schedules
+            # change them) and optimizers: a compiled step bakes all of these in.
+            key = (be, first, tuple(id(layer) for layer in layers),
+                   tuple(getattr(layer, "learning_rate", None) for layer in layers),
+                   tuple(id(layer.optimizer) for layer in layers))
             step_fn = steps.get(key)
             if step_fn is None:
                 step_fn = steps[key] = be.make_train_step(layers, first)
