@@ -9,12 +9,13 @@ TORCH  ?= torch==2.13.0
 OUT    ?= out
 ARGS   ?=
 
-.PHONY: demo test bench venv venv-test clean help
+.PHONY: demo test bench gpu-wheels venv venv-test clean help
 
 help:
 	@echo "make demo   # train 784-100-200-10 on MNIST (25 epochs), plot to $(OUT)/accuracy.png"
 	@echo "make test   # run the whole test suite on every installed backend"
 	@echo "make bench  # side-by-side benchmark (xpnet vs hand-written NumPy vs PyTorch)"
+	@echo "make gpu-wheels  # fetch the wheels ci/gpu.sh installs on a lent GPU machine"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +40,10 @@ test: venv-test
 
 bench: venv-test
 	$(BIN)/python -m benchmarks.mlp $(ARGS)
+
+# Wheels the GPU machine lacks (it has no network): see ci/README.md.
+gpu-wheels:
+	bash ci/gpu_wheels.sh
 
 clean:
 	rm -rf $(VENV) $(OUT) .pytest_cache
