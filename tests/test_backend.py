@@ -198,3 +198,14 @@ def test_available_backends_reports_every_name():
     status = xpnet.available_backends()
     assert set(status) == set(xpnet.backend.BACKEND_NAMES)
     assert status["numpy"] == "ok"
+
+
+def test_native_dtype_objects_and_device_only_changes(backend):
+    """np.float32 / jnp.float32 / torch.float32 are accepted, so is changing only the device."""
+    again = xpnet.get_backend(backend.name, device=backend.device, dtype=backend.dtype)
+    assert again == backend
+    assert xpnet.get_backend(backend, device=backend.device) == backend
+    model = xpnet.Sequential.mlp([3, 2], backend=backend)
+    assert model.to(device=backend.device).backend == backend
+    assert xpnet.get_backend(backend.name, device=backend.device,
+                             dtype=np.float64).dtype_name == "float64"

@@ -146,10 +146,25 @@ CASES = {
     "unknown init name": (
         lambda be, m: xpnet.Dense(3, 2, init="kaiming"),
         ValueError, r"unknown init 'kaiming'; choose one of"),
+    "Dense layers that do not chain": (
+        lambda be, m: xpnet.Sequential([xpnet.Dense(4, 8), xpnet.ReLU(), xpnet.Dense(5, 3)]),
+        ValueError, r"layer 2 \(Dense\(5, 3.*takes 5 inputs but layer 0 produces 8 outputs"),
+    "optimizer given by name to fit": (
+        lambda be, m: m.fit(_X(be), _y(be), batch_size=4, optimizer="adam"),
+        TypeError, r"optimizer must be an xpnet optimizer.*get_optimizer\('adam'"),
+    "seed of the wrong type": (
+        lambda be, m: m.fit(_X(be), _y(be), batch_size=4, seed="x"),
+        TypeError, r"seed must be an int or a numpy.random.Generator, got str"),
+    "empty evaluation set": (
+        lambda be, m: m.evaluate(_X(be, n=0), _y(be, n=0)),
+        ValueError, r"X and y are empty"),
     # --- backends and devices -----------------------------------------------------
     "unknown backend": (
         lambda be, m: xpnet.get_backend("tensorflow"),
         XpnetError, r"unknown backend 'tensorflow'; choose one of numpy"),
+    "jax device index out of range": (
+        lambda be, m: (pytest.importorskip("jax"), xpnet.get_backend("jax", device="cpu:7")),
+        BackendUnavailableError, r"jax device 'cpu:7' requested but only 1 cpu device"),
     "numpy on a GPU device": (
         lambda be, m: xpnet.get_backend("numpy", device="cuda:0"),
         XpnetError, r"backend 'numpy' only has device 'cpu', got device='cuda:0'"),

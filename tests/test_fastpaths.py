@@ -68,3 +68,22 @@ def test_compiled_step_is_reused_by_a_second_fit(backend):
     model[0].learning_rate = 0.05  # a new rate is a new (compiled) step
     model.fit(X, y, epochs=1, batch_size=8, train_accuracy=False)
     assert len(model._train_steps) == 2
+
+
+def test_compiled_step_sees_changed_layer_settings(backend):
+    """A compiled step bakes in Python numbers: changing one must give a new step."""
+    rng = np.random.default_rng(0)
+    X = backend.asarray(rng.random((32, 5)))
+    y = backend.asarray(rng.integers(0, 3, 32), dtype=backend.index_dtype)
+    ref = xpnet.get_backend("numpy", dtype="float64")
+    results = []
+    for be in (backend, ref):
+        model = xpnet.Sequential([xpnet.Dense(5, 4, rng=0, backend=be), xpnet.LeakyReLU(0.1, backend=be),
+                                  xpnet.Dense(4, 3, rng=1, backend=be)])
+        Xb = be.asarray(backend.to_numpy(X))
+        yb = be.asarray(backend.to_numpy(y), dtype=be.index_dtype)
+        model.fit(Xb, yb, epochs=1, batch_size=8, train_accuracy=False)
+        model[1].negative_slope = 0.5
+        model.fit(Xb, yb, epochs=1, batch_size=8, train_accuracy=False)
+        results.append(be.to_numpy(model[0].weights))
+    assert rel_err(results[0], results[1]) < rtol_for(backend)

@@ -83,3 +83,10 @@ def test_loss_rejects_bad_labels(backend):
         xpnet.softmax_crossentropy_with_logits(z, backend.zeros((2, 10), dtype=backend.index_dtype))
     with pytest.raises(xpnet.ShapeError, match="logits must be a 2-D"):
         xpnet.softmax_crossentropy_with_logits(backend.zeros((10,)), y)
+
+
+def test_one_hot_of_small_integer_labels_does_not_wrap(backend):
+    """uint8 labels with 300 classes: an arange in uint8 would wrap and mark two columns."""
+    labels = backend.asarray(np.array([2, 255], dtype=np.uint8), dtype=backend.xp.uint8)
+    oh = backend.to_numpy(one_hot(labels, 300, dtype=backend.dtype))
+    assert oh.sum() == 2 and oh[0, 2] == 1 and oh[1, 255] == 1

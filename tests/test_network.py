@@ -90,7 +90,7 @@ def test_history_and_callbacks_and_early_stop(backend):
     model = xpnet.Sequential.mlp([6, 8, 3], seed=0, backend=backend)
     hist = model.fit(X, y, epochs=10, callbacks=[StopAfterTwo()], validation_data=(X, y))
     assert len(hist) == 2
-    assert seen[0] == (0, ["epoch", "loss", "seconds", "train_acc", "val_acc"])
+    assert seen[0] == (0, ["epoch", "loss", "seconds", "train_acc", "val_acc", "val_loss"])
     # A second fit continues the history's epoch numbering.
     model.fit(X, y, epochs=1, history=hist, train_accuracy=False)
     assert hist.epochs == [1, 2, 3]

@@ -389,3 +389,22 @@ def test_optimizer_repr_and_config():
         "Adam(learning_rate=0.01, weight_decay=0.0, beta1=0.9, beta2=0.999, eps=1e-08)")
     assert AdamW().get_config()["weight_decay"] == 0.01
     assert math.isclose(get_optimizer("momentum", 0.2).get_config()["momentum"], 0.9)
+
+
+def test_state_is_not_inherited_by_a_new_layer_with_a_reused_id():
+    """id() values are recycled: a fresh model must start with fresh moments."""
+    import gc
+
+    be = xpnet.get_backend("numpy", dtype="float64")
+    X = be.asarray(np.ones((4, 4)))
+    y = be.asarray([0, 1, 2, 3], dtype=be.index_dtype)
+    opt = Adam(0.01)
+    finals = []
+    for _ in range(4):
+        model = xpnet.Sequential.mlp([4, 4, 4], backend=be, seed=0)
+        model.fit(X, y, epochs=1, batch_size=2, optimizer=opt, train_accuracy=False)
+        finals.append(be.to_numpy(model[0].weights))
+        del model
+        gc.collect()
+    for w in finals[1:]:
+        np.testing.assert_array_equal(w, finals[0])

@@ -197,7 +197,13 @@ def _resolve_device(name: str, device: Any):
                 raise BackendUnavailableError(
                     f"jax has no {platform!r} devices ({exc})"
                 ) from exc
-            return devices[int(idx) if idx else 0]
+            index = int(idx) if idx else 0
+            if index >= len(devices):
+                raise BackendUnavailableError(
+                    f"jax device {device!r} requested but only {len(devices)} "
+                    f"{platform} device(s) are visible"
+                )
+            return devices[index]
         return device  # a jax Device object
     raise AssertionError(name)
 
@@ -211,9 +217,13 @@ def _resolve_dtype(name: str, xp, dtype: Any):
                 f"dtype must be 'float32' or 'float64', got {dtype!r}"
             )
         key = dtype
+    elif dtype == xp.float32 or dtype == xp.float64:  # the namespace's own dtype objects
+        key = "float32" if dtype == xp.float32 else "float64"
     else:
-        key = getattr(dtype, "name", None) or str(dtype).rsplit(".", 1)[-1]
-        key = key.replace("torch.", "")
+        try:  # other libraries' dtypes (np.float64 given to torch, ...), by name
+            key = np.dtype(dtype).name
+        except TypeError:
+            key = str(dtype).replace("torch.", "")
         if key not in ("float32", "float64"):
             raise DTypeError(f"dtype must be float32 or float64, got {dtype!r}")
     if name == "jax" and key == "float64":

@@ -52,10 +52,10 @@ class LearningRateScheduler(Callback):
 
     Notes
     -----
-    The base rate(s) are read when training begins for the first time and the
-    rates are restored to them when training ends, so the model and the
-    optimizer are left as they were and a second ``fit`` with the same
-    callback continues the schedule from its epoch number.
+    The base rate(s) are read when each ``fit`` begins and restored when it
+    ends (also after an error or Ctrl-C), so the model and the optimizer are
+    left as they were; a second ``fit`` continuing a history continues the
+    schedule from its epoch number.
     """
 
     def __init__(self, schedule, optimizer=None):
@@ -70,9 +70,16 @@ class LearningRateScheduler(Callback):
         return self.optimizer is None or getattr(self.optimizer, "learning_rate", None) is None
 
     def on_train_begin(self, model, logs=None):
-        if self._base is not None:
-            return
+        # Read the base rate(s) at every fit: on_train_end restored them, and a
+        # callback reused on another model must schedule that model's layers.
         if self._targets_layers():
+            tuned = [layer for layer in model.layers if getattr(layer, "optimizer", None)
+                     is not None and getattr(layer.optimizer, "learning_rate", None) is not None]
+            if tuned and self.schedule is not None:
+                raise ValueError(
+                    f"the layers train with {tuned[0].optimizer!r}, which has its own "
+                    "learning rate: pass it as LearningRateScheduler(schedule, optimizer=...)"
+                )
             self._base = [(layer, layer.learning_rate) for layer in model.layers
                           if getattr(layer, "learning_rate", None) is not None]
         else:

@@ -334,6 +334,10 @@ def cmd_train(args) -> int:
     test = model.evaluate(X_test, y_test)
     wall = time.perf_counter() - start
     last = history.last()
+    if stopper is not None and stopper.best_epoch is not None and stopper.restore_best:
+        # The kept weights are the best epoch's: report that epoch's figures with them.
+        last = {k: v[stopper.best_epoch] for k, v in history.history.items()
+                if len(v) > stopper.best_epoch}
     if save_path is not None:
         training = {
             "epochs": args.epochs, "epochs_run": len(history), "batch_size": args.batch_size,

@@ -55,8 +55,10 @@ def one_hot(labels, n_classes: int, /, *, dtype=None, xp=None):
     """
     xp = _namespace(labels, xp)
     device = array_api_compat.device(labels)
-    classes = xp.arange(n_classes, dtype=labels.dtype, device=device)
-    hits = labels[:, None] == classes
+    # Compare in the default integer dtype: an arange in the labels' own dtype
+    # would wrap (uint8 labels, 300 classes) and mark two columns.
+    classes = xp.arange(n_classes, device=device)
+    hits = xp.astype(labels, classes.dtype)[:, None] == classes
     return xp.astype(hits, xp.float64 if dtype is None else dtype)
 
 

@@ -145,6 +145,21 @@ def train(network, X, y):
     return loss_sum / X.shape[0]
 
 
+def _check_chain(layers) -> None:
+    """Consecutive Dense layers must agree: Dense(4, 8) cannot feed Dense(5, 3)."""
+    width, source = None, None
+    for i, layer in enumerate(layers):
+        n_in = getattr(layer, "input_units", None)
+        if n_in is not None and width is not None and n_in != width:
+            raise ValueError(
+                f"layer {i} ({layer!r}) takes {n_in} inputs but layer {source} produces "
+                f"{width} outputs; make them agree"
+            )
+        units = getattr(layer, "output_units", None)
+        if units is not None:
+            width, source = units, i
+
+
 def _n_outputs(layers) -> int | None:
     for layer in reversed(layers):
         units = getattr(layer, "output_units", None)
@@ -180,6 +195,7 @@ class Sequential:
         else:
             be = get_backend(backend if backend is not None else layers[0].backend,
                              device=device, dtype=dtype)
+        _check_chain(layers)
         self.layers = [layer.to(be) for layer in layers]
         self.backend = be
         self.stop_training = False
@@ -284,11 +300,17 @@ class Sequential:
 
     def evaluate(self, X, y, *, batch_size: int = PREDICT_BLOCK) -> dict:
         """Mean loss and accuracy on ``(X, y)``: ``{"loss": float, "accuracy": float}``."""
+        self.layers[0]._check_input(X, "X")
+        _check_labels(self.backend, y, X.shape[0], self.n_outputs)
+        _check_block(batch_size)
+        if X.shape[0] == 0:
+            raise ValueError("X and y are empty: there is nothing to evaluate")
+        return self._scores(X, y, batch_size)
+
+    def _scores(self, X, y, batch_size: int = PREDICT_BLOCK) -> dict:
+        """Loss and accuracy, unchecked (two read-backs in all)."""
         be = self.backend
         xp = be.xp
-        self.layers[0]._check_input(X, "X")
-        _check_labels(be, y, X.shape[0], self.n_outputs)
-        _check_block(batch_size)
         total = be.zeros(())
         hits = be.zeros(())
         blocks = _logits_in_blocks(loss_layers(_eval_mode(self.layers)), X, batch_size)
@@ -360,7 +382,20 @@ class Sequential:
                 raise TypeError("validation_data must be a pair (X_val, y_val)") from None
             self.layers[0]._check_input(vx, "validation_data[0]")
             _check_labels(be, vy, vx.shape[0], self.n_outputs, "validation_data[1]")
-        callbacks = list(callbacks)
+        callbacks = list(callbacks or ())
+        if optimizer is not None and not callable(getattr(optimizer, "update", None)):
+            raise TypeError(
+                f"optimizer must be an xpnet optimizer (e.g. xpnet.Adam(1e-3)), got "
+                f"{optimizer!r}; by name: xpnet.get_optimizer({optimizer!r}, learning_rate)"
+            )
+        from .initializers import as_generator
+
+        try:
+            seed = as_generator(seed)
+        except TypeError:
+            raise TypeError(
+                f"seed must be an int or a numpy.random.Generator, got {type(seed).__name__}"
+            ) from None
         for cb in callbacks:
             if not isinstance(cb, Callback):
                 raise TypeError(f"callbacks must be xpnet Callback objects, got {type(cb).__name__}")

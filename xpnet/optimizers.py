@@ -43,6 +43,8 @@ Examples
 
 from __future__ import annotations
 
+import weakref
+
 import math
 
 __all__ = [
@@ -115,8 +117,10 @@ class Optimizer:
         for name, grad in grads.items():
             key = (id(layer), name)
             st = self.state.get(key)
-            if st is None:
-                st = self.state[key] = {"backend": be}
+            # id() values are reused once a layer is freed: state belongs to the
+            # layer object it was made for (held weakly), never to a newcomer.
+            if st is None or st["layer"]() is not layer:
+                st = self.state[key] = {"backend": be, "layer": weakref.ref(layer)}
             elif st["backend"] != be:
                 _move_state(st, be)
             new = self._update_param(be, getattr(layer, name), grad, st, lr)
@@ -177,7 +181,7 @@ def _move_state(st: dict, be) -> None:
     """Move a parameter's state arrays to backend ``be`` (the layer was moved)."""
     old = st["backend"]
     for k, v in list(st.items()):
-        if k != "backend" and not isinstance(v, (int, float)):
+        if k not in ("backend", "layer") and not isinstance(v, (int, float)):
             st[k] = be.asarray(old.to_numpy(v))
     st["backend"] = be
 

@@ -94,6 +94,30 @@ def loss_layers(layers) -> list:
     return layers
 
 
+#: Compiled steps kept per model (a learning-rate schedule makes one per epoch on JAX).
+MAX_CACHED_STEPS = 4
+
+
+def _cached_step(steps: dict, be, layers, first: int):
+    """The (possibly compiled) step for the layers as they are configured now.
+
+    A compiled step bakes in every Python number the layers use (learning
+    rates, LeakyReLU slopes, ...) and the optimizers, so the key holds each
+    layer's identity, configuration and optimizer.
+    """
+    key = (be, first, tuple(
+        (id(layer), repr(layer.get_config()), getattr(layer, "learning_rate", None),
+         id(layer.optimizer))
+        for layer in layers))
+    step_fn = steps.pop(key, None)
+    if step_fn is None:
+        step_fn = be.make_train_step(layers, first)
+        while len(steps) >= MAX_CACHED_STEPS:
+            steps.pop(next(iter(steps)))  # drop the least recently used
+    steps[key] = step_fn  # (re)insert as the most recently used
+    return step_fn
+
+
 def first_trainable_index(layers) -> int:
     """Index of the first layer with parameters (earlier layers need no backward)."""
     for i, layer in enumerate(layers):
@@ -179,14 +203,7 @@ def fit_loop(model, X, y, *, epochs, batch_size, shuffle, rng, validation_data,
             for cb in callbacks:
                 cb.on_epoch_begin(model, epoch)
             t0 = time.perf_counter()
-            # A (possibly compiled) step per backend, layer list, learning rates (schedules
-            # change them) and optimizers: a compiled step bakes all of these in.
-            key = (be, first, tuple(id(layer) for layer in layers),
-                   tuple(getattr(layer, "learning_rate", None) for layer in layers),
-                   tuple(id(layer.optimizer) for layer in layers))
-            step_fn = steps.get(key)
-            if step_fn is None:
-                step_fn = steps[key] = be.make_train_step(layers, first)
+            step_fn = _cached_step(steps, be, layers, first)
             if shuffle:  # one host permutation, one upload per epoch
                 order = be.asarray(rng.permutation(n), dtype=be.index_dtype)
             else:
@@ -213,8 +230,8 @@ def fit_loop(model, X, y, *, epochs, batch_size, shuffle, rng, validation_data,
             if train_accuracy:
                 logs["train_acc"] = model._accuracy(X, y)
             if validation_data is not None:
-                vx, vy = validation_data
-                logs["val_acc"] = model._accuracy(vx, vy)
+                scores = model._scores(*validation_data)  # checked once, in fit
+                logs["val_loss"], logs["val_acc"] = scores["loss"], scores["accuracy"]
             history.append(logs)
             for cb in callbacks:
                 cb.on_epoch_end(model, epoch, logs)
@@ -223,8 +240,10 @@ def fit_loop(model, X, y, *, epochs, batch_size, shuffle, rng, validation_data,
     finally:
         if bar is not None:  # interrupted mid-epoch: leave the terminal clean
             bar.close()
-    for cb in callbacks:
-        cb.on_train_end(model, history.last() if len(history) else {})
+        # Also after an error or Ctrl-C, so callbacks can restore what they changed
+        # (the learning-rate scheduler puts the base rates back).
+        for cb in callbacks:
+            cb.on_train_end(model, history.last() if len(history) else {})
     return history
 
 
