@@ -217,8 +217,13 @@ def _resolve_dtype(name: str, xp, dtype: Any):
                 f"dtype must be 'float32' or 'float64', got {dtype!r}"
             )
         key = dtype
-    elif dtype == xp.float32 or dtype == xp.float64:  # the namespace's own dtype objects
-        key = "float32" if dtype == xp.float32 else "float64"
+    elif dtype is xp.float32 or dtype is xp.float64:  # the namespace's own dtype objects
+        key = "float32" if dtype is xp.float32 else "float64"
+    elif getattr(dtype, "__module__", "").startswith("array_api_strict") or (
+            type(dtype).__module__.startswith("array_api_strict")):
+        key = repr(dtype).rsplit(".", 1)[-1].strip("')")  # array_api_strict.float64
+        if key not in ("float32", "float64"):
+            raise DTypeError(f"dtype must be float32 or float64, got {dtype!r}")
     else:
         try:  # other libraries' dtypes (np.float64 given to torch, ...), by name
             key = np.dtype(dtype).name
