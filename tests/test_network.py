@@ -175,3 +175,15 @@ def test_interrupted_fit_leaves_model_usable(backend):
     out = backend.to_numpy(model.predict_logits(X))
     assert np.all(np.isfinite(out))
     assert model.evaluate(X, y)["accuracy"] >= 0.0
+
+
+def test_calling_the_model_is_inference_mode(backend):
+    """model(X) skips Dropout, like predict; the free forward() is the training pass."""
+    X, _, _, _ = _toy(backend, n=6)
+    model = xpnet.Sequential([xpnet.Dense(6, 5, rng=0, backend=backend),
+                              xpnet.Dropout(0.5, backend=backend),
+                              xpnet.Dense(5, 3, rng=1, backend=backend)])
+    a = backend.to_numpy(model(X))
+    b = backend.to_numpy(model(X))
+    np.testing.assert_array_equal(a, b)
+    assert rel_err(a, backend.to_numpy(model.predict_logits(X))) < rtol_for(backend)

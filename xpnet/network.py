@@ -269,8 +269,17 @@ class Sequential:
 
     # -- inference -------------------------------------------------------------
     def forward(self, X):
-        """Logits for a batch ``X`` (n, n_features)."""
-        return forward(self, X)[-1]
+        """The network's output for a batch ``X`` (n, n_features), at inference.
+
+        Layers that only act in training (Dropout) are skipped, as in
+        ``predict``; the free function ``xpnet.forward(network, X)`` keeps the
+        tutorial's training-mode pass with every activation.
+        """
+        layers = _eval_mode(self.layers)
+        layers[0]._check_input(X, "X")
+        for layer in layers:
+            X = layer._forward(X)
+        return X
 
     __call__ = forward
 
