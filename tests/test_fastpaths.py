@@ -87,3 +87,21 @@ def test_compiled_step_sees_changed_layer_settings(backend):
         model.fit(Xb, yb, epochs=1, batch_size=8, train_accuracy=False)
         results.append(be.to_numpy(model[0].weights))
     assert rel_err(results[0], results[1]) < rtol_for(backend)
+
+
+def test_affine_and_matmul_update_match_portable_twins(backend):
+    rng = np.random.default_rng(3)
+    x, w = rng.standard_normal((5, 4)), rng.standard_normal((4, 3))
+    b, g = rng.standard_normal(3), rng.standard_normal((5, 3))
+    tol = rtol_for(backend)
+    fast = backend.affine(backend.asarray(x), backend.asarray(w), backend.asarray(b))
+    twin = Backend.affine(backend, backend.asarray(x), backend.asarray(w), backend.asarray(b))
+    assert rel_err(backend.to_numpy(fast), backend.to_numpy(twin)) < tol
+    assert rel_err(backend.to_numpy(fast), x @ w + b) < tol
+    wd = backend.asarray(w)
+    updated = backend.sub_matmul_(wd, backend.asarray(x.T), backend.asarray(g))
+    twin = Backend.sub_matmul_(backend, backend.asarray(w), backend.asarray(x.T), backend.asarray(g))
+    assert rel_err(backend.to_numpy(updated), backend.to_numpy(twin)) < tol
+    assert rel_err(backend.to_numpy(updated), w - x.T @ g) < tol
+    if backend.mutable_arrays:
+        assert updated is wd  # in place: no temporary the size of the weights

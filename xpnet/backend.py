@@ -485,6 +485,14 @@ class Backend:
         return a
 
 
+    def affine(self, x, w, b):
+        """``x @ w + b`` (the Dense forward)."""
+        return x @ w + b
+
+    def sub_matmul_(self, w, a, b):
+        """``w - a @ b``, in place when the backend allows; callers rebind the result."""
+        return self.sub_(w, a @ b)
+
     def make_train_step(self, layers, first_trainable: int):
         """A callable ``step(X, onehot, idx) -> summed loss`` for the training loop.
 
@@ -502,6 +510,27 @@ class Backend:
             return train_step(layers, xp, xb, tb, first_trainable)
 
         return step
+
+
+class _TorchBackend(Backend):
+    """PyTorch's fused BLAS calls: one ``addmm`` instead of a matmul plus an add.
+
+    Each saves an operator dispatch (~4 us on the CPU, a kernel launch on a
+    GPU) and a temporary; the weight update accumulates straight into the
+    weights (BLAS ``beta=1``).
+    """
+
+    def __init__(self, *args):
+        import torch
+
+        self._addmm = torch.addmm
+        super().__init__(*args)
+
+    def affine(self, x, w, b):
+        return self._addmm(b, x, w)
+
+    def sub_matmul_(self, w, a, b):
+        return w.addmm_(a, b, alpha=-1)
 
 
 class _JaxBackend(Backend):
@@ -617,7 +646,7 @@ def get_backend(backend: Any = None, *, device: Any = None, dtype: Any = None) -
     key = (name, str(dev), str(dt))
     cached = _CACHE.get(key)
     if cached is None:
-        cls = _JaxBackend if name == "jax" else Backend
+        cls = {"jax": _JaxBackend, "torch": _TorchBackend}.get(name, Backend)
         cached = _CACHE[key] = cls(name, xp, dev, dt)
     return cached
 

@@ -68,7 +68,7 @@ class Dense(Layer):
         return (input_shape[0], self.output_units)
 
     def _forward(self, input):
-        return input @ self.weights + self.biases
+        return self.backend.affine(input, self.weights, self.biases)  # input @ W + b
 
     def _backward(self, input, grad_output, need_input_grad=True):
         # d loss / d input uses the weights *before* the update, as in the seed.
@@ -77,8 +77,9 @@ class Dense(Layer):
             # Scale the small (n, out) gradient once instead of the (in, out)
             # weight gradient: same step, fewer flops and temporaries.
             g = grad_output * self.learning_rate
-            self.weights = self.backend.sub_(self.weights, input.T @ g)
-            self.biases = self.backend.sub_(self.biases, self.xp.sum(g, axis=0))
+            be = self.backend
+            self.weights = be.sub_matmul_(self.weights, input.T, g)  # W -= input^T g
+            self.biases = be.sub_(self.biases, self.xp.sum(g, axis=0))
         else:
             self._apply_update({"weights": input.T @ grad_output,
                                 "biases": self.xp.sum(grad_output, axis=0)})
