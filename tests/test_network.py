@@ -187,3 +187,10 @@ def test_calling_the_model_is_inference_mode(backend):
     b = backend.to_numpy(model(X))
     np.testing.assert_array_equal(a, b)
     assert rel_err(a, backend.to_numpy(model.predict_logits(X))) < rtol_for(backend)
+
+
+def test_summary_follows_shape_changes():
+    model = xpnet.Sequential([xpnet.Flatten(), xpnet.Dense(784, 10)])
+    text = model.summary(input_shape=(28, 28))
+    assert "Flatten()" in text and "(n, 784)" in text and "(n, 10)" in text
+    assert "total params: 7,850" in text

@@ -432,14 +432,24 @@ class Sequential:
         return sum(layer.n_params() for layer in self.layers)
 
     def summary(self, input_shape=None) -> str:
-        """A table of layers, output shapes and parameter counts (also returned)."""
-        shape = ("n", self.n_inputs if input_shape is None else input_shape)
+        """A table of layers, output shapes and parameter counts (returned as text).
+
+        ``input_shape`` is one sample's shape, e.g. ``(28, 28)`` before a
+        Flatten; by default the first Dense layer's input size.
+        """
+        if input_shape is None:
+            input_shape = (self.n_inputs if self.n_inputs is not None else "?",)
+        elif isinstance(input_shape, int):
+            input_shape = (input_shape,)
+        shape: tuple = ("n", *input_shape)
         rows = [("#", "layer", "output shape", "params")]
         for i, layer in enumerate(self.layers):
-            units = getattr(layer, "output_units", None)
-            if units is not None:
-                shape = ("n", units)
-            rows.append((str(i), repr(layer), f"({shape[0]}, {shape[1]})", f"{layer.n_params():,}"))
+            try:
+                shape = tuple(layer.output_shape_for(shape))
+            except (TypeError, ValueError):  # a size that is not known here
+                shape = ("n", "?")
+            rows.append((str(i), repr(layer), "(" + ", ".join(map(str, shape)) + ")",
+                         f"{layer.n_params():,}"))
         widths = [max(len(r[c]) for r in rows) for c in range(4)]
         lines = ["  ".join(cell.ljust(w) if c < 3 else cell.rjust(w)
                            for c, (cell, w) in enumerate(zip(r, widths))) for r in rows]
