@@ -346,7 +346,10 @@ def test_network_gradcheck_through_the_loss(backend64, rng, softmax_out):
                 return loss_of(p, x)
 
             num = numeric_grad(f, params[k][j].copy())
-            assert rel_err(be.to_numpy(layer.grads[name]), num) < 1e-7, (k, name)
+            got = be.to_numpy(layer.grads[name])
+            # Central differences carry ~1e-10 absolute noise (float64 rounding of a
+            # loss of order 1, divided by 2e-6): tiny bias gradients need that floor.
+            assert np.max(np.abs(got - num)) <= 1e-7 * np.max(np.abs(num)) + 1e-9, (k, name)
 
 
 def test_softmax_backward_of_nll_is_the_fused_gradient(backend, rng):

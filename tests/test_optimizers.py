@@ -213,8 +213,10 @@ def test_sgd_reproduces_the_seed_step(backend, problem, lr):
 
     The seed scales ``grad_output`` by the rate before ``X^T @ g``; an
     optimizer gets ``X^T @ g`` and scales after, so for other rates the two
-    agree to rounding only. (Bit for bit in eager steps: ``fit`` may compile
-    the optimizer-less step, e.g. ``jax.jit``, whose fusions round differently.)
+    agree to rounding only. (Bit for bit in eager steps on backends whose seed
+    step is a plain subtract; ``fit`` may compile the optimizer-less step,
+    e.g. ``jax.jit``, and torch fuses the seed update into one ``addmm_``
+    that accumulates into the weights inside BLAS: both round differently.)
     """
     be = backend
     params, batches = problem
@@ -236,8 +238,9 @@ def test_sgd_reproduces_the_seed_step(backend, problem, lr):
         return _host_params(be, layers)
 
     seed, sgd = run_steps(None), run_steps(SGD())
+    fused_update = type(be).sub_matmul_ is not xpnet.backend.Backend.sub_matmul_
     for a, b in zip(sgd, seed):
-        if lr == 0.5:
+        if lr == 0.5 and not fused_update:
             np.testing.assert_array_equal(a, b)
         else:
             assert rel_err(a, b) < rtol_for(be)
