@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -63,8 +64,8 @@ def run_mpi(n: int, *args: str) -> subprocess.CompletedProcess:
 def assert_all_ok(proc, n: int) -> None:
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-4000:]
-    assert sorted(line for line in proc.stdout.splitlines() if line.startswith("OK ")) == \
-        [f"OK {r}" for r in range(n)], out[-4000:]
+    # Ranks' lines may interleave in the launcher's output: count markers, not lines.
+    assert sorted(map(int, re.findall(r"OK (\d+)", proc.stdout))) == list(range(n)), out[-4000:]
 
 
 # -- under mpiexec ---------------------------------------------------------------
@@ -88,9 +89,8 @@ def test_broadcast_check_equal_gather_shard(n):
 def test_different_data_sizes_and_indivisible_batch_fail_on_every_rank(n):
     proc = run_mpi(n, "mismatch")
     assert_all_ok(proc, n)
-    errors = [line for line in proc.stdout.splitlines() if line.startswith("ERROR ")]
-    assert sum("rank 1: 1001" in e for e in errors) == n, proc.stdout
-    assert sum("not divisible by the" in e for e in errors) == n, proc.stdout
+    assert proc.stdout.count("(rank 0: 1000, rank 1: 1001") == n, proc.stdout  # the message names the ranks
+    assert proc.stdout.count(f"is not divisible by the {n} ranks") == n, proc.stdout
 
 
 @needs_mpi
