@@ -188,3 +188,20 @@ def test_indivisible_or_invalid_global_batch_is_refused(bad):
 
 def test_distributed_error_is_a_value_error():
     assert issubclass(DistributedError, ValueError)
+
+
+def test_benchmark_counts_the_seed_mlp_parameters():
+    from benchmarks.distributed import seed_parameter_shapes
+
+    shapes = seed_parameter_shapes()
+    assert len(shapes) == 6 and sum(int(np.prod(s)) for s in shapes) == 100_710
+
+
+@needs_mpi
+def test_benchmark_runs_under_mpiexec():
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.distributed", "--repeats", "5",
+                           "--timeout", "120"], env=env, cwd=ROOT, capture_output=True,
+                          text=True, timeout=TIMEOUT_S)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "100,710 float32 parameters" in proc.stdout and "2 ranks" in proc.stdout, proc.stdout

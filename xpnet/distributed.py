@@ -238,10 +238,12 @@ class _CommunicatorBase:
         return f"{type(self).__name__}(rank={self.rank}, size={self.size})"
 
     def _buffer_for(self, arrays) -> FusedHostBuffer:
-        key = _signature(arrays)
+        # The arrays' own shapes and dtypes as the key: a cheap look-up every step,
+        # the validation and the allocation only for a new list of shapes.
+        key = tuple((tuple(x.shape), x.dtype) for x in arrays)
         buf = self._buffers.get(key)
         if buf is None:
-            buf = self._buffers[key] = FusedHostBuffer(*key)
+            buf = self._buffers[key] = FusedHostBuffer(*_signature(arrays))
         return buf
 
     def check_global_batch(self, global_batch: int) -> int:
