@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import xpnet
-from xpnet.training import Callback
+from xpnet.callbacks import Callback
 from conftest import rtol_for
 from _helpers import rel_err
 
