@@ -71,7 +71,8 @@ def _number_kind(low, high, low_open, high_open) -> str:
 
 
 def check_number(value, name: str, *, low: float | None = None, high: float | None = None,
-                 low_open: bool = False, high_open: bool = False) -> float:
+                 low_open: bool = False, high_open: bool = False,
+                 expected: str | None = None) -> float:
     """``value`` as a ``float`` if it is a finite real number within the bounds.
 
     Parameters
@@ -84,6 +85,9 @@ def check_number(value, name: str, *, low: float | None = None, high: float | No
         infinities unless ``high`` is ``math.inf``).
     low_open, high_open : bool
         Whether the bound itself is excluded.
+    expected : str, optional
+        What the message says was expected, where the caller has its own
+        established wording (default: derived from the bounds).
 
     Examples
     --------
@@ -94,10 +98,11 @@ def check_number(value, name: str, *, low: float | None = None, high: float | No
     ...
     ValueError: eps must be in (0.0, inf], got -1
     """
-    kind = _number_kind(low, high, low_open, high_open)
+    kind = expected or _number_kind(low, high, low_open, high_open)
     if not isinstance(value, numbers.Real) or isinstance(value, bool) \
             or type(value).__name__ == "bool_" or not math.isfinite(value):
-        two_sided = low is not None and high is not None
+        # An interval reads "must be in [0.0, 1.0)": say first that a number is needed.
+        two_sided = low is not None and high is not None and expected is None
         raise ValueError(f"{name} must be {'a finite number' if two_sided else kind}, "
                          f"got {value!r}")
     too_low = low is not None and (value <= low if low_open else value < low)

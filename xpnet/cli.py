@@ -30,12 +30,11 @@ from pathlib import Path
 
 from ._version import __version__
 from .backend import BACKEND_NAMES, get_backend
-from .callbacks import Callback, EarlyStopping, LearningRateScheduler
+from .callbacks import Callback
 from .checkpoint import load_model
 from .datasets import load_mnist, locate_mnist
 from .errors import XpnetError
 from .network import Sequential
-from .optimizers import get_optimizer, get_schedule
 from .plotting import plot_examples, plot_history, require_matplotlib
 
 __all__ = ["main", "build_parser"]
@@ -268,15 +267,22 @@ def _optimization(args):
             f"{args.optimizer}"
         )
     if args.optimizer != "sgd" or args.weight_decay:
+        from .optimizers import get_optimizer  # optional: only for the non-default flags
+
         kwargs = {"weight_decay": args.weight_decay}
         if args.momentum is not None:
             kwargs["momentum"] = args.momentum
         optimizer = get_optimizer(args.optimizer, args.lr, **kwargs)
     if args.schedule != "none":
+        from .callbacks import LearningRateScheduler
+        from .optimizers import get_schedule
+
         scheduler = LearningRateScheduler(get_schedule(args.schedule, epochs=args.epochs),
                                           optimizer=optimizer)
         callbacks.append(scheduler)
     if args.early_stopping is not None:
+        from .callbacks import EarlyStopping
+
         stopper = EarlyStopping(monitor="val_acc", patience=args.early_stopping,
                                 restore_best=True)
         callbacks.append(stopper)

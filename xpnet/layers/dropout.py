@@ -60,7 +60,8 @@ class Dropout(Layer):
 
     def __init__(self, rate: float = 0.5, *, rng=None, backend=None):
         super().__init__(backend=backend)
-        self.rate = check_number(rate, "rate", low=0.0, high=1.0, high_open=True)
+        self.rate = check_number(rate, "rate", low=0.0, high=1.0, high_open=True,
+                                 expected="a number in [0, 1)")
         self._seed = int(rng) if isinstance(rng, int) and not isinstance(rng, bool) else None
         self._rng = as_generator(rng)
         self._scale = 1.0 / (1.0 - self.rate)
