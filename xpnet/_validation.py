@@ -26,13 +26,18 @@ from __future__ import annotations
 import math
 import numbers
 
+import numpy as np
+
 __all__ = ["check_int", "check_number", "check_bool"]
+
+
+def _is_bool(value) -> bool:
+    return isinstance(value, (bool, np.bool_))
 
 
 def _is_int(value) -> bool:
     """A Python or NumPy integer, but not a bool (``True`` is no batch size)."""
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool) \
-        and type(value).__name__ != "bool_"
+    return isinstance(value, numbers.Integral) and not _is_bool(value)
 
 
 def _int_kind(low, high) -> str:
@@ -99,8 +104,7 @@ def check_number(value, name: str, *, low: float | None = None, high: float | No
     ValueError: eps must be in (0.0, inf], got -1
     """
     kind = expected or _number_kind(low, high, low_open, high_open)
-    if not isinstance(value, numbers.Real) or isinstance(value, bool) \
-            or type(value).__name__ == "bool_" or not math.isfinite(value):
+    if not isinstance(value, numbers.Real) or _is_bool(value) or not math.isfinite(value):
         # An interval reads "must be in [0.0, 1.0)": say first that a number is needed.
         two_sided = low is not None and high is not None and expected is None
         raise ValueError(f"{name} must be {'a finite number' if two_sided else kind}, "
@@ -114,6 +118,6 @@ def check_number(value, name: str, *, low: float | None = None, high: float | No
 
 def check_bool(value, name: str) -> bool:
     """``value`` as a ``bool`` if it is a Python or NumPy bool, else ``TypeError``."""
-    if not (isinstance(value, bool) or type(value).__name__ == "bool_"):
+    if not _is_bool(value):
         raise TypeError(f"{name} must be a bool, got {value!r}")
     return bool(value)
