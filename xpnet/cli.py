@@ -267,7 +267,8 @@ def _optimization(args):
             f"{args.optimizer}"
         )
     if args.optimizer != "sgd" or args.weight_decay:
-        from .optimizers import get_optimizer  # optional: only for the non-default flags
+        # Kept lazy: the default run never imports the optimizer modules.
+        from .optimizers import get_optimizer
 
         kwargs = {"weight_decay": args.weight_decay}
         if args.momentum is not None:

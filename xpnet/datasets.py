@@ -46,6 +46,7 @@ import numpy as np
 
 from ._io import atomic_write
 from ._validation import check_bool, check_int
+from .backend import get_backend
 from .errors import DataError
 
 __all__ = [
@@ -547,8 +548,6 @@ def load_mnist(data_dir=None, *, flatten: bool = True, dtype=None, n_val: int = 
     check_bool(flatten, "flatten")
     be = None
     if backend is not None or device is not None:
-        from .backend import get_backend
-
         if dtype == "uint8":
             raise ValueError("dtype='uint8' gives raw NumPy pixels; it cannot be combined "
                              "with backend=/device= (use 'float32' or 'float64')")

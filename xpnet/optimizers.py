@@ -71,10 +71,6 @@ def _check_number(name: str, value, *, low=0.0, high=math.inf, low_open=False,
     return check_number(value, name, low=low, high=high, low_open=low_open, high_open=high_open)
 
 
-def _layers_of(layers) -> list:
-    return layers_of(layers, "layers", allow_empty=True)
-
-
 class Optimizer:
     """Base class: per-parameter state and the update/step protocol.
 
@@ -127,7 +123,7 @@ class Optimizer:
         attached (``opt.attach(layers, deferred=True)``); calling it twice
         applies the same gradients twice.
         """
-        for layer in _layers_of(layers):
+        for layer in layers_of(layers, "layers", allow_empty=True):
             if layer.param_names and layer.grads:
                 self.update(layer, layer.grads)
 
@@ -137,7 +133,7 @@ class Optimizer:
         With ``deferred=True`` the layers get a :class:`KeepGrads` instead, so
         ``backward`` only stores gradients and :meth:`step` applies them.
         """
-        layers = _layers_of(layers)
+        layers = layers_of(layers, "layers", allow_empty=True)
         target = KeepGrads() if deferred else self
         for layer in layers:
             if layer.param_names:
@@ -147,7 +143,7 @@ class Optimizer:
     @staticmethod
     def zero_grad(layers) -> None:
         """Forget the gradients stored on ``layers`` (``layer.grads = {}``)."""
-        for layer in _layers_of(layers):
+        for layer in layers_of(layers, "layers", allow_empty=True):
             layer.grads = {}
 
     def reset(self) -> None:

@@ -141,10 +141,10 @@ class FitSettings:
     ----------
     epochs, batch_size : int
         At least 1 each.
-    shuffle : bool
-        Draw a new batch order from ``rng`` every epoch.
     rng : numpy.random.Generator
         Host generator of the batch orders.
+    shuffle : bool
+        Draw a new batch order from ``rng`` every epoch.
     check_every : int
         Also read the loss back every this many steps (0: only at the end of
         each epoch, where it is read anyway).
@@ -159,8 +159,8 @@ class FitSettings:
 
     epochs: int
     batch_size: int
+    rng: np.random.Generator
     shuffle: bool = True
-    rng: np.random.Generator | None = None
     check_every: int = 100
     train_accuracy: bool = True
     progress: bool = False
