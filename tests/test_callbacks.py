@@ -8,7 +8,7 @@ import pytest
 import xpnet
 from xpnet.callbacks import EarlyStopping, LearningRateScheduler
 from xpnet.optimizers import SGD, Adam, StepSchedule, get_schedule
-from xpnet.training import Callback
+from xpnet.callbacks import Callback
 
 
 def _data(be, n=16, seed=0):

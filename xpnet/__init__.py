@@ -22,12 +22,12 @@ from .errors import (
     ShapeError,
     XpnetError,
 )
-from .callbacks import EarlyStopping, LearningRateScheduler
+from .callbacks import Callback, EarlyStopping, History, LearningRateScheduler
 from .layers import Dense, Dropout, Flatten, Layer, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
 from .losses import grad_softmax_crossentropy_with_logits, softmax_crossentropy_with_logits
 from .network import Sequential, forward, predict, train
 from .optimizers import SGD, Adam, AdamW, get_optimizer, get_schedule
-from .training import Callback, History, iterate_minibatches
+from .training import iterate_minibatches
 
 __all__ = [
     "__version__",

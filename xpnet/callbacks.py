@@ -1,8 +1,10 @@
 """Callbacks for :meth:`Sequential.fit <xpnet.Sequential.fit>`: schedules and early stopping.
 
-A callback subclasses :class:`xpnet.training.Callback` and overrides any of
+A callback subclasses :class:`Callback` and overrides any of
 ``on_train_begin``, ``on_epoch_begin``, ``on_epoch_end`` and ``on_train_end``;
 setting ``model.stop_training = True`` ends training after the current epoch.
+``fit`` drives its callbacks through one :class:`CallbackList` and records the
+epochs in a :class:`History`.
 
 Examples
 --------
@@ -24,12 +26,119 @@ Examples
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 
 import array_api_compat
 
-from .training import Callback
+from ._validation import check_int, check_number
 
-__all__ = ["LearningRateScheduler", "EarlyStopping"]
+__all__ = ["Callback", "CallbackList", "History", "LearningRateScheduler", "EarlyStopping"]
+
+
+class Callback:
+    """Hooks called by :meth:`Sequential.fit <xpnet.Sequential.fit>`. Override what you need.
+
+    A callback may set ``model.stop_training = True`` to end training after
+    the current epoch (early stopping does this).
+    """
+
+    def on_train_begin(self, model, logs=None):
+        pass
+
+    def on_epoch_begin(self, model, epoch, logs=None):
+        pass
+
+    def on_epoch_end(self, model, epoch, logs=None):
+        pass
+
+    def on_train_end(self, model, logs=None):
+        pass
+
+
+class CallbackList:
+    """Several callbacks driven as one, in the order given.
+
+    Parameters
+    ----------
+    callbacks : iterable of Callback
+
+    Raises
+    ------
+    TypeError
+        If an element is not a :class:`Callback`.
+
+    Examples
+    --------
+    >>> from xpnet.callbacks import Callback, CallbackList
+    >>> class Count(Callback):
+    ...     epochs = 0
+    ...     def on_epoch_end(self, model, epoch, logs=None):
+    ...         self.epochs += 1
+    >>> count = Count()
+    >>> CallbackList([count]).on_epoch_end(None, 0, {})
+    >>> count.epochs
+    1
+    """
+
+    def __init__(self, callbacks=()):
+        self.callbacks = list(callbacks or ())
+        for cb in self.callbacks:
+            if not isinstance(cb, Callback):
+                raise TypeError(f"callbacks must be xpnet Callback objects, got {type(cb).__name__}")
+
+    def __iter__(self):
+        return iter(self.callbacks)
+
+    def __len__(self):
+        return len(self.callbacks)
+
+    def on_train_begin(self, model, logs=None):
+        for cb in self.callbacks:
+            cb.on_train_begin(model)
+
+    def on_epoch_begin(self, model, epoch, logs=None):
+        for cb in self.callbacks:
+            cb.on_epoch_begin(model, epoch)
+
+    def on_epoch_end(self, model, epoch, logs=None):
+        for cb in self.callbacks:
+            cb.on_epoch_end(model, epoch, logs)
+
+    def on_train_end(self, model, logs=None):
+        for cb in self.callbacks:
+            cb.on_train_end(model, logs)
+
+
+@dataclass
+class History:
+    """Per-epoch records returned by :meth:`Sequential.fit <xpnet.Sequential.fit>`.
+
+    ``history["val_acc"]`` is the list of validation accuracies, one per epoch;
+    keys are ``epoch``, ``loss``, ``train_acc``, ``val_acc``, ``val_loss`` and
+    ``seconds`` (those that were computed).
+    """
+
+    history: dict = field(default_factory=dict)
+
+    def append(self, logs: dict) -> None:
+        for key, value in logs.items():
+            self.history.setdefault(key, []).append(value)
+
+    def __getitem__(self, key):
+        return self.history[key]
+
+    def __contains__(self, key):
+        return key in self.history
+
+    def __len__(self):
+        return len(self.history.get("epoch", []))
+
+    @property
+    def epochs(self) -> list:
+        return self.history.get("epoch", [])
+
+    def last(self) -> dict:
+        return {k: v[-1] for k, v in self.history.items() if v}
 
 
 class LearningRateScheduler(Callback):
@@ -145,14 +254,9 @@ class EarlyStopping(Callback):
 
     def __init__(self, monitor: str = "val_acc", patience: int = 3, min_delta: float = 0.0,
                  restore_best: bool = True):
-        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
-            raise ValueError(f"patience must be an int >= 0, got {patience!r}")
-        if isinstance(min_delta, bool) or not isinstance(min_delta, (int, float)) \
-                or not math.isfinite(min_delta) or min_delta < 0:
-            raise ValueError(f"min_delta must be a finite number >= 0, got {min_delta!r}")
         self.monitor = monitor
-        self.patience = patience
-        self.min_delta = float(min_delta)
+        self.patience = check_int(patience, "patience", low=0)
+        self.min_delta = check_number(min_delta, "min_delta", low=0)
         self.restore_best = bool(restore_best)
         self.maximize = "acc" in monitor
         self._reset()

@@ -29,9 +29,13 @@ import time
 from pathlib import Path
 
 from ._version import __version__
-from .backend import BACKEND_NAMES
+from .backend import BACKEND_NAMES, get_backend
+from .callbacks import Callback
+from .checkpoint import load_model
+from .datasets import load_mnist, locate_mnist
 from .errors import XpnetError
-from .training import Callback
+from .network import Sequential
+from .plotting import plot_examples, plot_history, require_matplotlib
 
 __all__ = ["main", "build_parser"]
 
@@ -229,8 +233,6 @@ def _check_output_path(path: str, what: str) -> Path:
 
 
 def _load_data(args, backend, *, progress: bool):
-    from .datasets import load_mnist, locate_mnist
-
     verify = not args.no_verify
     directory = locate_mnist(args.data_dir, verify=verify, progress=progress)
     return directory, load_mnist(directory, verify=verify, backend=backend)
@@ -265,6 +267,7 @@ def _optimization(args):
             f"{args.optimizer}"
         )
     if args.optimizer != "sgd" or args.weight_decay:
+        # Kept lazy: the default run never imports the optimizer modules.
         from .optimizers import get_optimizer
 
         kwargs = {"weight_decay": args.weight_decay}
@@ -297,16 +300,11 @@ def _arch(sizes) -> str:
 
 def cmd_train(args) -> int:
     """``xpnet train``: the tutorial's training run, end to end."""
-    from .backend import get_backend
-    from .network import Sequential
-
     start = time.perf_counter()
     quiet = args.quiet
     plot_path = _check_output_path(args.plot, "--plot") if args.plot else None
     save_path = _check_output_path(args.save, "--save") if args.save else None
     if plot_path is not None:
-        from .plotting import require_matplotlib
-
         require_matplotlib()
     optimizer, callbacks, scheduler, stopper = _optimization(args)
     be = get_backend(args.backend, device=args.device, dtype=args.dtype)
@@ -354,8 +352,6 @@ def cmd_train(args) -> int:
         model.save(save_path, training=training, metrics=metrics, history=history.history)
         _say(quiet, f"saved model: {save_path}")
     if plot_path is not None:
-        from .plotting import plot_history
-
         plot_history(history, plot_path, title=f"{_arch(sizes)} MLP on MNIST", backend=be)
         _say(quiet, f"saved plot: {plot_path}")
     print(f"test_acc={test['accuracy']:.4f} test_loss={test['loss']:.4f} "
@@ -365,8 +361,6 @@ def cmd_train(args) -> int:
 
 def cmd_evaluate(args) -> int:
     """``xpnet evaluate MODEL``: test accuracy of a saved model on any backend."""
-    from .checkpoint import load_model
-
     model = load_model(args.model, backend=args.backend, device=args.device, dtype=args.dtype)
     be = model.backend
     header = model.checkpoint
@@ -395,9 +389,6 @@ def cmd_evaluate(args) -> int:
 
 def cmd_show_examples(args) -> int:
     """``xpnet show-examples``: the tutorial's four digits with their labels."""
-    from .datasets import load_mnist, locate_mnist
-    from .plotting import plot_examples, require_matplotlib
-
     require_matplotlib()
     out = _check_output_path(args.out, "--out")
     verify = not args.no_verify

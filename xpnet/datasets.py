@@ -44,6 +44,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ._io import atomic_write
+from ._validation import check_bool, check_int
+from .backend import get_backend
 from .errors import DataError
 
 __all__ = [
@@ -297,7 +300,7 @@ def _urlopen(url: str, timeout: float):
 
 def _download_one(url: str, dest: Path, base: str, *, verify: bool, progress: bool) -> None:
     """Fetch ``url`` into ``dest`` atomically; verify it before the rename."""
-    from .checkpoint import atomic_write
+
 
     if not url.startswith(("http://", "https://", "file://")):
         raise ValueError(f"mirror URL must be http(s):// or file://, got {url!r}")
@@ -541,14 +544,10 @@ def load_mnist(data_dir=None, *, flatten: bool = True, dtype=None, n_val: int = 
     DataError
         If no valid copy is found (see :func:`locate_mnist`).
     """
-    if isinstance(n_val, bool) or not isinstance(n_val, (int, np.integer)) or n_val < 0:
-        raise ValueError(f"n_val must be an int >= 0, got {n_val!r}")
-    if not isinstance(flatten, (bool, np.bool_)):
-        raise TypeError(f"flatten must be a bool, got {flatten!r}")
+    n_val = check_int(n_val, "n_val", low=0)
+    check_bool(flatten, "flatten")
     be = None
     if backend is not None or device is not None:
-        from .backend import get_backend
-
         if dtype == "uint8":
             raise ValueError("dtype='uint8' gives raw NumPy pixels; it cannot be combined "
                              "with backend=/device= (use 'float32' or 'float64')")

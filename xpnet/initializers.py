@@ -35,6 +35,9 @@ import math
 
 import numpy as np
 
+# Host randomness lives in xpnet._random; re-exported here, where it always was.
+from ._random import as_generator, dropout_keep_mask
+
 __all__ = [
     "seed_normal",
     "he_normal",
@@ -47,21 +50,6 @@ __all__ = [
     "dropout_keep_mask",
     "INITIALIZERS",
 ]
-
-
-def as_generator(rng=None) -> np.random.Generator:
-    """A ``numpy.random.Generator`` from a seed, a Generator or ``None``.
-
-    ``None`` gives a generator seeded from the operating system's entropy (not
-    reproducible); pass an int for reproducible weights.
-    """
-    if isinstance(rng, np.random.Generator):
-        return rng
-    if rng is None or (isinstance(rng, (int, np.integer)) and not isinstance(rng, bool)):
-        return np.random.default_rng(rng)
-    raise TypeError(
-        f"rng must be an int seed, a numpy.random.Generator or None, got {type(rng).__name__}"
-    )
 
 
 def compute_fans(shape) -> tuple[int, int]:
@@ -160,21 +148,3 @@ def get_initializer(init):
             f"unknown init {init!r}; choose one of {', '.join(sorted(INITIALIZERS))} "
             "or pass a callable init(rng, shape)"
         ) from None
-
-
-def dropout_keep_mask(rng: np.random.Generator, shape, rate: float) -> np.ndarray:
-    """Host draw of a Dropout keep-mask: ``True`` where a unit is kept.
-
-    Each entry is kept independently with probability ``1 - rate``
-    (``uniform[0, 1) >= rate``). Drawn on the host from ``rng`` so the same seed
-    gives the same masks on every backend; :class:`xpnet.layers.Dropout`
-    uploads it once per step.
-
-    Examples
-    --------
-    >>> from xpnet.initializers import as_generator, dropout_keep_mask
-    >>> dropout_keep_mask(as_generator(0), (2, 3), 0.5)
-    array([[ True, False, False],
-           [False,  True,  True]])
-    """
-    return rng.random(shape) >= rate

@@ -29,6 +29,8 @@ from __future__ import annotations
 
 import array_api_compat
 
+from ._validation import check_int
+from .backend import backend_of
 from .errors import DeviceMismatchError, DTypeError, ShapeError
 
 __all__ = ["accuracy", "confusion_matrix", "per_class_accuracy", "format_confusion_matrix"]
@@ -70,8 +72,7 @@ def _n_classes(xp, y_true, y_pred, n_classes):
         if n == 0:
             raise ValueError("n_classes is needed when there are no labels")
         return int(max(int(xp.max(y_true)), int(xp.max(y_pred)))) + 1
-    if isinstance(n_classes, bool) or not isinstance(n_classes, int) or n_classes < 1:
-        raise ValueError(f"n_classes must be a positive int, got {n_classes!r}")
+    check_int(n_classes, "n_classes", low=1)
     if n:
         lo = min(int(xp.min(y_true)), int(xp.min(y_pred)))
         hi = max(int(xp.max(y_true)), int(xp.max(y_pred)))
@@ -195,6 +196,4 @@ def _to_list(matrix):
             return matrix.tolist()
         except Exception:
             pass
-    from .backend import backend_of
-
     return backend_of(matrix).to_numpy(matrix).tolist()

@@ -6,15 +6,17 @@ plain ``list`` of layers, exactly as in the tutorial, or a :class:`Sequential`.
 
 from __future__ import annotations
 
-import contextlib
-
+from . import checkpoint
+from ._random import as_generator
+from ._validation import check_int
 from .backend import get_backend
-from .errors import DTypeError, ShapeError
-from .layers.base import Layer
-from .losses import _xent_sum_and_grad, one_hot
+from .callbacks import CallbackList, History
+from .errors import CheckpointError, ShapeError
+from .layers import Dense, ReLU
+from .layers.base import layers_of
+from .losses import _xent_sum_and_grad, log_softmax, one_hot
 from .training import (
-    Callback,
-    History,
+    FitSettings,
     first_trainable_index,
     fit_loop,
     loss_layers,
@@ -26,18 +28,6 @@ __all__ = ["forward", "predict", "train", "Sequential"]
 #: Rows per block in prediction: large enough to keep the BLAS busy, small
 #: enough that the (block, hidden) activations stay in cache.
 PREDICT_BLOCK = 1024
-
-
-def _layers_of(network) -> list:
-    layers = list(network.layers) if isinstance(network, Sequential) else list(network)
-    if not layers:
-        raise ValueError("network must contain at least one layer, got an empty list")
-    for i, layer in enumerate(layers):
-        if not isinstance(layer, Layer):
-            raise TypeError(
-                f"network[{i}] must be an xpnet Layer, got {type(layer).__name__}"
-            )
-    return layers
 
 
 def _check_labels(be, y, n_samples: int, n_classes: int | None, name: str = "y"):
@@ -82,7 +72,7 @@ def forward(network, X):
 
     The last element is the network's output (the logits).
     """
-    layers = _layers_of(network)
+    layers = layers_of(network)
     layers[0]._check_input(X, "X")
     activations = []
     for layer in layers:
@@ -110,7 +100,7 @@ def _logits_in_blocks(layers, X, block: int):
 
 def predict(network, X, *, batch_size: int = PREDICT_BLOCK):
     """Predicted class indices (on the device), computed in blocks of ``batch_size`` rows."""
-    layers = _layers_of(network)
+    layers = layers_of(network)
     layers[0]._check_input(X, "X")
     _check_block(batch_size)
     xp = layers[0].xp
@@ -121,8 +111,7 @@ def predict(network, X, *, batch_size: int = PREDICT_BLOCK):
 
 
 def _check_block(batch_size) -> None:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    check_int(batch_size, "batch_size", low=1)
 
 
 def _eval_mode(layers):
@@ -134,7 +123,7 @@ def train(network, X, y):
 
     Call ``float(loss)`` to read it (a host synchronisation on GPUs).
     """
-    layers = _layers_of(network)
+    layers = layers_of(network)
     be = layers[0].backend
     layers[0]._check_input(X, "X")
     n_out = _n_outputs(layers)
@@ -143,6 +132,14 @@ def train(network, X, y):
     layers = loss_layers(layers)
     loss_sum = train_step(layers, be.xp, X, onehot, first_trainable_index(layers))
     return loss_sum / X.shape[0]
+
+
+def _check_optimizer(optimizer) -> None:
+    if optimizer is not None and not callable(getattr(optimizer, "update", None)):
+        raise TypeError(
+            f"optimizer must be an xpnet optimizer (e.g. xpnet.Adam(1e-3)), got "
+            f"{optimizer!r}; by name: xpnet.get_optimizer({optimizer!r}, learning_rate)"
+        )
 
 
 def _check_chain(layers) -> None:
@@ -168,6 +165,7 @@ def _n_outputs(layers) -> int | None:
     return None
 
 
+@checkpoint.register_model_class
 class Sequential:
     """Layers applied in order, with ``fit``/``predict``/``evaluate``.
 
@@ -189,7 +187,7 @@ class Sequential:
     """
 
     def __init__(self, layers, *, backend=None, device=None, dtype=None):
-        layers = _layers_of(layers)
+        layers = layers_of(layers)
         if backend is None and device is None and dtype is None:
             be = layers[0].backend
         else:
@@ -198,9 +196,12 @@ class Sequential:
         _check_chain(layers)
         self.layers = [layer.to(be) for layer in layers]
         self.backend = be
-        self.stop_training = False
+        self.stop_training = False  # a callback sets it to end fit after this epoch
         self.config: dict = {}  # how the model was built (Sequential.mlp fills it)
-        self.metadata: dict = {}  # what a checkpoint said about it (load_model fills it)
+        self.metadata: dict = {}  # what a checkpoint said about it (load fills it)
+        self.checkpoint: dict = {}  # the whole header of the checkpoint it was loaded from
+        # Compiled training steps, kept so that a second fit() does not re-trace.
+        self._train_steps: dict = {}
 
     # -- construction helpers ------------------------------------------------
     @classmethod
@@ -211,9 +212,6 @@ class Sequential:
         ``Sequential.mlp([784, 100, 200, 10])`` is the seed network. Weights are
         drawn in order from one host Generator seeded with ``seed``.
         """
-        from .initializers import as_generator
-        from .layers import Dense, ReLU
-
         sizes = list(sizes)
         if len(sizes) < 2:
             raise ValueError(f"sizes needs at least input and output sizes, got {sizes!r}")
@@ -293,8 +291,6 @@ class Sequential:
 
     def predict_proba(self, X, *, batch_size: int = PREDICT_BLOCK):
         """Class probabilities ``softmax(logits)`` for ``X``, shape (n, n_classes)."""
-        from .losses import log_softmax
-
         xp = self.backend.xp
         return xp.exp(log_softmax(self.predict_logits(X, batch_size=batch_size), xp=xp))
 
@@ -360,18 +356,45 @@ class Sequential:
         progress : bool
             Show one tqdm bar per epoch.
         check_every : int
-            Read the accumulated loss back every this many steps and stop with
-            :class:`~xpnet.errors.DivergenceError` if it is NaN/inf; 0 disables.
+            The loss summed on the device is read back at the end of every
+            epoch, and training stops with :class:`~xpnet.errors.DivergenceError`
+            (naming the epoch) if it is NaN/inf. ``check_every`` adds the same
+            check every this many steps within an epoch, to stop a diverged run
+            early; 0 leaves only the end-of-epoch check.
         train_accuracy : bool
             Also record accuracy on the whole training set after each epoch (as
             the tutorial does).
+        history : History, optional
+            Continue this history (epochs are numbered on from its length).
         """
+        settings = self._fit_settings(
+            X, y, epochs=epochs, batch_size=batch_size, shuffle=shuffle, seed=seed,
+            validation_data=validation_data, progress=progress, check_every=check_every,
+            train_accuracy=train_accuracy, start_epoch=len(history) if history is not None else 0)
+        callbacks = CallbackList(callbacks)
+        _check_optimizer(optimizer)
+        previous = [layer.optimizer for layer in self.layers]
+        if optimizer is not None:
+            for layer in self.layers:
+                if layer.param_names:
+                    layer.optimizer = optimizer
+        try:
+            # The guard reports a NaN/inf loss once, with its epoch: no warning per operation.
+            with self.backend.floating_point_errors_ignored():
+                return fit_loop(self, X, y, settings, callbacks,
+                                History() if history is None else history)
+        finally:
+            if optimizer is not None:
+                for layer, opt in zip(self.layers, previous):
+                    layer.optimizer = opt
+
+    def _fit_settings(self, X, y, *, epochs, batch_size, shuffle, seed, validation_data,
+                      progress, check_every, train_accuracy, start_epoch) -> FitSettings:
+        """Check fit's arguments and data once; the epoch loop trusts the result."""
         be = self.backend
-        for arg, value in (("epochs", epochs), ("batch_size", batch_size)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{arg} must be a positive int, got {value!r}")
-        if isinstance(check_every, bool) or not isinstance(check_every, int) or check_every < 0:
-            raise ValueError(f"check_every must be an int >= 0, got {check_every!r}")
+        epochs = check_int(epochs, "epochs", low=1)
+        batch_size = check_int(batch_size, "batch_size", low=1)
+        check_every = check_int(check_every, "check_every", low=0)
         self.layers[0]._check_input(X, "X")
         _check_labels(be, y, X.shape[0], self.n_outputs)
         if not _all_finite(be.xp, X):  # once per fit, not per step
@@ -385,47 +408,26 @@ class Sequential:
                 "every batch would be dropped"
             )
         if validation_data is not None:
-            try:
-                vx, vy = validation_data
-            except (TypeError, ValueError):
-                raise TypeError("validation_data must be a pair (X_val, y_val)") from None
-            self.layers[0]._check_input(vx, "validation_data[0]")
-            _check_labels(be, vy, vx.shape[0], self.n_outputs, "validation_data[1]")
-        callbacks = list(callbacks or ())
-        if optimizer is not None and not callable(getattr(optimizer, "update", None)):
-            raise TypeError(
-                f"optimizer must be an xpnet optimizer (e.g. xpnet.Adam(1e-3)), got "
-                f"{optimizer!r}; by name: xpnet.get_optimizer({optimizer!r}, learning_rate)"
-            )
-        from .initializers import as_generator
-
+            validation_data = self._check_validation_data(validation_data)
         try:
-            seed = as_generator(seed)
+            rng = as_generator(seed)
         except TypeError:
             raise TypeError(
                 f"seed must be an int or a numpy.random.Generator, got {type(seed).__name__}"
             ) from None
-        for cb in callbacks:
-            if not isinstance(cb, Callback):
-                raise TypeError(f"callbacks must be xpnet Callback objects, got {type(cb).__name__}")
-        previous = [layer.optimizer for layer in self.layers]
-        if optimizer is not None:
-            for layer in self.layers:
-                if layer.param_names:
-                    layer.optimizer = optimizer
-        start = len(history) if history is not None else 0
-        quiet = be.floating_point_errors_ignored() if check_every else contextlib.nullcontext()
+        return FitSettings(epochs=epochs, batch_size=batch_size, shuffle=bool(shuffle), rng=rng,
+                           check_every=check_every, train_accuracy=bool(train_accuracy),
+                           progress=bool(progress), validation_data=validation_data,
+                           start_epoch=start_epoch)
+
+    def _check_validation_data(self, validation_data) -> tuple:
         try:
-            with quiet:
-                return fit_loop(self, X, y, epochs=epochs, batch_size=batch_size, shuffle=shuffle,
-                                rng=seed, validation_data=validation_data,
-                                callbacks=callbacks, progress=progress,
-                                check_every=check_every, train_accuracy=train_accuracy,
-                                history=history, start_epoch=start)
-        finally:
-            if optimizer is not None:
-                for layer, opt in zip(self.layers, previous):
-                    layer.optimizer = opt
+            vx, vy = validation_data
+        except (TypeError, ValueError):
+            raise TypeError("validation_data must be a pair (X_val, y_val)") from None
+        self.layers[0]._check_input(vx, "validation_data[0]")
+        _check_labels(self.backend, vy, vx.shape[0], self.n_outputs, "validation_data[1]")
+        return vx, vy
 
     # -- introspection -------------------------------------------------------------
     def n_params(self) -> int:
@@ -460,15 +462,25 @@ class Sequential:
 
     # -- persistence (see xpnet.checkpoint) ------------------------------------------
     def save(self, path, **metadata) -> None:
-        """Save architecture, weights and metadata to one ``.npz`` file (atomically)."""
-        from .checkpoint import save_model
+        """Save architecture, weights and metadata to one ``.npz`` file (atomically).
 
-        save_model(self, path, **metadata)
+        ``metadata``: JSON-serialisable keyword arguments, read back as
+        ``Sequential.load(path).metadata``.
+        """
+        checkpoint.save_layers(path, self.layers, self.backend, model_config=self.config,
+                               metadata=metadata)
 
     @classmethod
     def load(cls, path, *, backend=None, device=None, dtype=None) -> "Sequential":
-        """Load a model saved by :meth:`save` onto any backend."""
-        from .checkpoint import load_model
-
-        return load_model(path, backend=backend, device=device, dtype=dtype)
-
+        """Load a model saved by :meth:`save` onto any backend (see :func:`xpnet.checkpoint.load_model`)."""
+        layers, be, header = checkpoint.load_layers(path, backend=backend, device=device,
+                                                    dtype=dtype)
+        try:
+            model = cls(layers, backend=be)
+        except ValueError as exc:  # e.g. Dense(4, 8) followed by Dense(5, 3)
+            raise CheckpointError(f"{path!s}: the stored layers do not form a network: {exc}") \
+                from None
+        model.config = dict(header.get("model_config") or {})
+        model.metadata = dict(header.get("metadata") or {})
+        model.checkpoint = header
+        return model

@@ -43,9 +43,11 @@ Examples
 
 from __future__ import annotations
 
+import math
 import weakref
 
-import math
+from ._validation import check_int, check_number
+from .layers.base import layers_of
 
 __all__ = [
     "Optimizer",
@@ -66,19 +68,7 @@ def _check_number(name: str, value, *, low=0.0, high=math.inf, low_open=False,
                   high_open=False, allow_none=False):
     if value is None and allow_none:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
-    too_low = value <= low if low_open else value < low
-    too_high = value >= high if high_open else value > high
-    if too_low or too_high:
-        lo = "(" if low_open else "["
-        hi = ")" if high_open else "]"
-        raise ValueError(f"{name} must be in {lo}{low}, {high}{hi}, got {value!r}")
-    return float(value)
-
-
-def _layers_of(layers) -> list:
-    return list(getattr(layers, "layers", layers))
+    return check_number(value, name, low=low, high=high, low_open=low_open, high_open=high_open)
 
 
 class Optimizer:
@@ -133,7 +123,7 @@ class Optimizer:
         attached (``opt.attach(layers, deferred=True)``); calling it twice
         applies the same gradients twice.
         """
-        for layer in _layers_of(layers):
+        for layer in layers_of(layers, "layers", allow_empty=True):
             if layer.param_names and layer.grads:
                 self.update(layer, layer.grads)
 
@@ -143,7 +133,7 @@ class Optimizer:
         With ``deferred=True`` the layers get a :class:`KeepGrads` instead, so
         ``backward`` only stores gradients and :meth:`step` applies them.
         """
-        layers = _layers_of(layers)
+        layers = layers_of(layers, "layers", allow_empty=True)
         target = KeepGrads() if deferred else self
         for layer in layers:
             if layer.param_names:
@@ -153,7 +143,7 @@ class Optimizer:
     @staticmethod
     def zero_grad(layers) -> None:
         """Forget the gradients stored on ``layers`` (``layer.grads = {}``)."""
-        for layer in _layers_of(layers):
+        for layer in layers_of(layers, "layers", allow_empty=True):
             layer.grads = {}
 
     def reset(self) -> None:
@@ -434,9 +424,7 @@ class StepSchedule:
     """
 
     def __init__(self, step_size: int, gamma: float = 0.1):
-        if isinstance(step_size, bool) or not isinstance(step_size, int) or step_size < 1:
-            raise ValueError(f"step_size must be a positive int, got {step_size!r}")
-        self.step_size = step_size
+        self.step_size = check_int(step_size, "step_size", low=1)
         self.gamma = _check_number("gamma", gamma)
 
     def __call__(self, epoch: int) -> float:
@@ -462,9 +450,7 @@ class CosineSchedule:
     """
 
     def __init__(self, epochs: int, min_multiplier: float = 0.0):
-        if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-            raise ValueError(f"epochs must be a positive int, got {epochs!r}")
-        self.epochs = epochs
+        self.epochs = check_int(epochs, "epochs", low=1)
         self.min_multiplier = _check_number("min_multiplier", min_multiplier, high=1.0)
 
     def __call__(self, epoch: int) -> float:
@@ -502,8 +488,7 @@ def get_schedule(name, *, epochs: int, step_size: int | None = None, gamma: floa
     True
     """
     key = "none" if name is None else str(name).strip().lower()
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-        raise ValueError(f"epochs must be a positive int, got {epochs!r}")
+    check_int(epochs, "epochs", low=1)
     if key == "none":
         return None
     if key == "step":

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ._io import atomic_write
+
 __all__ = ["plot_history", "plot_examples", "backend_title", "require_matplotlib"]
 
 _CURVES = (("train_acc", "train accuracy"), ("val_acc", "validation accuracy"))
@@ -52,8 +54,6 @@ def backend_title(backend) -> str:
 
 
 def _save(fig, canvas_cls, path) -> Path:
-    from .checkpoint import atomic_write
-
     canvas_cls(fig)
     path = Path(path)
     with atomic_write(path) as f:

@@ -7,8 +7,8 @@ on its arguments only, never on the last ``forward`` call.
 
 from __future__ import annotations
 
-import math
-
+from .._validation import check_number
+from ..errors import ShapeError
 from .base import Layer
 
 __all__ = ["Sigmoid", "Tanh", "LeakyReLU", "Softmax"]
@@ -82,10 +82,7 @@ class LeakyReLU(Layer):
 
     def __init__(self, negative_slope: float = 0.01, *, backend=None):
         super().__init__(backend=backend)
-        if isinstance(negative_slope, bool) or not isinstance(negative_slope, (int, float)) \
-                or not math.isfinite(negative_slope):
-            raise ValueError(f"negative_slope must be a finite number, got {negative_slope!r}")
-        self.negative_slope = float(negative_slope)
+        self.negative_slope = check_number(negative_slope, "negative_slope")
 
     def _forward(self, input):
         return self.xp.where(input > 0, input, input * self.negative_slope)
@@ -126,8 +123,6 @@ class Softmax(Layer):
     def _check_input(self, input, name):
         self.backend.check_array(input, name)
         if input.ndim < 1:
-            from ..errors import ShapeError
-
             raise ShapeError(f"{name} must have at least one axis for Softmax, got a 0-d array")
 
     def _forward(self, input):

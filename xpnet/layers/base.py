@@ -3,8 +3,46 @@
 from __future__ import annotations
 
 from ..backend import Backend, get_backend
+from ..errors import ShapeError
 
-__all__ = ["Layer"]
+__all__ = ["Layer", "layers_of"]
+
+
+def layers_of(model, name: str = "network", *, allow_empty: bool = False) -> list:
+    """The layers of ``model`` (a ``Sequential`` or any iterable of layers) as a checked list.
+
+    Parameters
+    ----------
+    model : Sequential or iterable of Layer
+        Anything with a ``layers`` attribute is read through it.
+    name : str
+        How the messages call ``model``.
+    allow_empty : bool
+        Whether no layers at all is acceptable.
+
+    Examples
+    --------
+    >>> import xpnet
+    >>> from xpnet.layers.base import layers_of
+    >>> layers_of([xpnet.ReLU(backend="numpy")])
+    [ReLU()]
+    >>> layers_of([xpnet.ReLU(backend="numpy"), "relu"])
+    Traceback (most recent call last):
+    ...
+    TypeError: network[1] must be an xpnet Layer, got str
+    """
+    try:
+        layers = list(getattr(model, "layers", model))
+    except TypeError:
+        raise TypeError(
+            f"{name} must be a Sequential or a list of Layers, got {type(model).__name__}"
+        ) from None
+    if not layers and not allow_empty:
+        raise ValueError(f"{name} must contain at least one layer, got an empty list")
+    for i, layer in enumerate(layers):
+        if not isinstance(layer, Layer):
+            raise TypeError(f"{name}[{i}] must be an xpnet Layer, got {type(layer).__name__}")
+    return layers
 
 
 class Layer:
@@ -48,8 +86,6 @@ class Layer:
         self._check_input(input, "input")
         self.backend.check_array(grad_output, "grad_output", ndim=input.ndim)
         if tuple(grad_output.shape) != self.output_shape_for(tuple(input.shape)):
-            from ..errors import ShapeError
-
             raise ShapeError(
                 f"grad_output must have the layer output's shape "
                 f"{self.output_shape_for(tuple(input.shape))}, got {tuple(grad_output.shape)}"
@@ -120,6 +156,32 @@ class Layer:
             lr_grads = {n: g * lr for n, g in grads.items()}
         for n, g in lr_grads.items():
             setattr(self, n, be.sub_(getattr(self, n), g))
+
+    @classmethod
+    def param_shapes(cls, config: dict) -> dict | None:
+        """Shapes of the parameters that ``cls(**config)`` would have, without building it.
+
+        Checkpoints compare them with the stored arrays before building
+        anything, so a header cannot make loading allocate more than the file
+        holds. ``None`` means "unknown until built" (the default for a layer
+        with parameters; xpnet's own layers override this).
+        """
+        return {} if not cls.param_names else None
+
+    @classmethod
+    def from_config(cls, config: dict, params: dict | None = None, *, backend=None) -> "Layer":
+        """Rebuild a layer from :meth:`get_config`, with ``params`` (host arrays by name).
+
+        Layers that initialise parameters override this to take ``params``
+        instead of drawing fresh values.
+        """
+        layer = cls(**config, backend=backend)
+        layer._set_host_params(params or {})
+        return layer
+
+    def _set_host_params(self, params: dict) -> None:
+        for name, host in params.items():
+            self.set_param(name, self.backend.asarray(host))
 
     def get_config(self) -> dict:
         """Constructor arguments (JSON-able) that rebuild this layer: ``type(self)(**config)``.

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from .._random import as_generator
+from .._validation import check_int, check_number
 from ..errors import ShapeError
-from ..initializers import as_generator, get_initializer
+from ..initializers import get_initializer
 from .base import Layer
 
 __all__ = ["Dense"]
@@ -41,20 +43,27 @@ class Dense(Layer):
     def __init__(self, input_units: int, output_units: int, learning_rate: float = 0.1,
                  *, init="seed", rng=None, backend=None):
         super().__init__(backend=backend)
-        for arg, value in (("input_units", input_units), ("output_units", output_units)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{arg} must be a positive int, got {value!r}")
-        if isinstance(learning_rate, bool) or not isinstance(learning_rate, (int, float)) \
-                or not learning_rate >= 0 or learning_rate == float("inf"):
-            raise ValueError(
-                f"learning_rate must be a finite number >= 0, got {learning_rate!r}"
-            )
-        self.input_units = input_units
-        self.output_units = output_units
-        self.learning_rate = float(learning_rate)
+        self.input_units = check_int(input_units, "input_units", low=1)
+        self.output_units = check_int(output_units, "output_units", low=1)
+        self.learning_rate = check_number(learning_rate, "learning_rate", low=0)
         host_w = get_initializer(init)(as_generator(rng), (input_units, output_units))
         self.weights = self.backend.asarray(host_w)  # drawn in float64, cast once
         self.biases = self.backend.zeros((output_units,))
+
+    @classmethod
+    def param_shapes(cls, config):
+        n_in = check_int(config.get("input_units"), "input_units", low=1)
+        n_out = check_int(config.get("output_units"), "output_units", low=1)
+        return {"weights": (n_in, n_out), "biases": (n_out,)}
+
+    @classmethod
+    def from_config(cls, config, params=None, *, backend=None):
+        if not params:
+            return super().from_config(config, backend=backend)
+        weights = params["weights"]  # taken as the "initializer": nothing is drawn
+        layer = cls(**config, init=lambda rng, shape: weights, backend=backend)
+        layer._set_host_params({"biases": params["biases"]})
+        return layer
 
     def _check_input(self, input, name):
         self.backend.check_array(input, name, ndim=2)

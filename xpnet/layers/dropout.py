@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import math
-
+from .._random import as_generator, dropout_keep_mask
+from .._validation import check_number
 from ..errors import ShapeError, XpnetError
-from ..initializers import as_generator, dropout_keep_mask
 from .base import Layer
 
 __all__ = ["Dropout"]
@@ -61,10 +60,8 @@ class Dropout(Layer):
 
     def __init__(self, rate: float = 0.5, *, rng=None, backend=None):
         super().__init__(backend=backend)
-        if isinstance(rate, bool) or not isinstance(rate, (int, float)) \
-                or not math.isfinite(rate) or not 0.0 <= rate < 1.0:
-            raise ValueError(f"rate must be a number in [0, 1), got {rate!r}")
-        self.rate = float(rate)
+        self.rate = check_number(rate, "rate", low=0.0, high=1.0, high_open=True,
+                                 expected="a number in [0, 1)")
         self._seed = int(rng) if isinstance(rng, int) and not isinstance(rng, bool) else None
         self._rng = as_generator(rng)
         self._scale = 1.0 / (1.0 - self.rate)
