@@ -491,7 +491,7 @@ def load_model(path, *, backend=None, device=None, dtype=None):
         If the file is missing, truncated, corrupted, of another format or
         version, or its arrays do not fit its architecture.
     """
-    from .backend import get_backend
+    from .backends import get_backend
     from .network import Sequential
 
     with _open_npz(path) as npz:

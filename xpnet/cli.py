@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 from ._version import __version__
-from .backend import BACKEND_NAMES
+from .backends import BACKEND_NAMES
 from .errors import XpnetError
 from .training import Callback
 
@@ -297,7 +297,7 @@ def _arch(sizes) -> str:
 
 def cmd_train(args) -> int:
     """``xpnet train``: the tutorial's training run, end to end."""
-    from .backend import get_backend
+    from .backends import get_backend
     from .network import Sequential
 
     start = time.perf_counter()

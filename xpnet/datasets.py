@@ -547,7 +547,7 @@ def load_mnist(data_dir=None, *, flatten: bool = True, dtype=None, n_val: int = 
         raise TypeError(f"flatten must be a bool, got {flatten!r}")
     be = None
     if backend is not None or device is not None:
-        from .backend import get_backend
+        from .backends import get_backend
 
         if dtype == "uint8":
             raise ValueError("dtype='uint8' gives raw NumPy pixels; it cannot be combined "

@@ -195,6 +195,6 @@ def _to_list(matrix):
             return matrix.tolist()
         except Exception:
             pass
-    from .backend import backend_of
+    from .backends import backend_of
 
     return backend_of(matrix).to_numpy(matrix).tolist()

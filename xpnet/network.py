@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 
-from .backend import get_backend
+from .backends import get_backend
 from .errors import DTypeError, ShapeError
 from .layers.base import Layer
 from .losses import _xent_sum_and_grad, one_hot

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..backend import Backend, get_backend
+from ..backends import Backend, get_backend
 
 __all__ = ["Layer"]
 
