@@ -11,7 +11,7 @@ array-api-strict; pick one with ``backend=``.
 
 from . import callbacks, initializers, losses, metrics, optimizers
 from ._version import __version__
-from .backend import Backend, available_backends, get_backend
+from .backends import Backend, available_backends, get_backend
 from .errors import (
     BackendUnavailableError,
     CheckpointError,

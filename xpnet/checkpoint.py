@@ -52,7 +52,7 @@ import numpy as np
 from . import layers as layers_pkg
 from ._io import atomic_write
 from ._version import __version__
-from .backend import get_backend
+from .backends import get_backend
 from .errors import CheckpointError
 from .layers.base import Layer, layers_of
 

@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 from ._version import __version__
-from .backend import BACKEND_NAMES, get_backend
+from .backends import BACKEND_NAMES, get_backend
 from .callbacks import Callback
 from .checkpoint import load_model
 from .datasets import load_mnist, locate_mnist

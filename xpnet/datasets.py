@@ -46,7 +46,7 @@ import numpy as np
 
 from ._io import atomic_write
 from ._validation import check_bool, check_int
-from .backend import get_backend
+from .backends import get_backend
 from .errors import DataError
 
 __all__ = [

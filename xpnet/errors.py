@@ -11,6 +11,8 @@ from __future__ import annotations
 __all__ = [
     "XpnetError",
     "BackendUnavailableError",
+    "UnknownBackendError",
+    "DeviceSpecError",
     "DeviceMismatchError",
     "ShapeError",
     "DTypeError",
@@ -26,6 +28,14 @@ class XpnetError(Exception):
 
 class BackendUnavailableError(XpnetError, ImportError):
     """A backend library is missing, or it has no usable device."""
+
+
+class UnknownBackendError(XpnetError, ValueError):
+    """A backend name, or an array namespace, that xpnet does not support."""
+
+
+class DeviceSpecError(XpnetError, ValueError):
+    """A device spec the backend cannot interpret (``"cuda:0"`` for NumPy, ...)."""
 
 
 class DeviceMismatchError(XpnetError, ValueError):

@@ -30,7 +30,7 @@ from __future__ import annotations
 import array_api_compat
 
 from ._validation import check_int
-from .backend import backend_of
+from .backends import backend_of
 from .errors import DeviceMismatchError, DTypeError, ShapeError
 
 __all__ = ["accuracy", "confusion_matrix", "per_class_accuracy", "format_confusion_matrix"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 from . import checkpoint
 from ._random import as_generator
 from ._validation import check_int
-from .backend import get_backend
+from .backends import get_backend
 from .callbacks import CallbackList, History
 from .errors import CheckpointError, ShapeError
 from .layers import Dense, ReLU

@@ -1,7 +1,7 @@
 """Minibatches, the training step, and the epoch loop behind ``Sequential.fit``.
 
 Everything here is written against the array API standard through a
-:class:`~xpnet.backend.Backend`; nothing imports an array library.
+:class:`~xpnet.backends.Backend`; nothing imports an array library.
 
 The hot loop avoids per-step work nobody needs:
 
@@ -19,13 +19,13 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
+from typing import Any
 
-import numpy as np
 from tqdm.auto import tqdm
 
 from ._random import as_generator
 from ._validation import check_int
-from .backend import backend_of, get_backend
+from .backends import backend_of, get_backend
 from .callbacks import CallbackList, History
 from .errors import DivergenceError, ShapeError
 from .losses import _xent_sum_and_grad, one_hot
@@ -115,11 +115,92 @@ def _cached_step(steps: dict, be, layers, first: int):
         for layer in layers))
     step_fn = steps.pop(key, None)
     if step_fn is None:
-        step_fn = be.make_train_step(layers, first)
+        step_fn = make_train_step(be, layers, first)
         while len(steps) >= MAX_CACHED_STEPS:
             steps.pop(next(iter(steps)))  # drop the least recently used
     steps[key] = step_fn  # (re)insert as the most recently used
     return step_fn
+
+
+def portable_train_step(backend, layers, first_trainable: int):
+    """A callable ``step(X, onehot, idx) -> summed loss``: the portable twin.
+
+    It gathers the batch with ``xp.take`` and runs :func:`train_step` (layers
+    update themselves). :func:`make_train_step` may return a compiled
+    equivalent instead; tests compare the two.
+    """
+    xp = backend.xp
+
+    def step(X, onehot, idx):
+        xb = xp.take(X, idx, axis=0)
+        tb = xp.take(onehot, idx, axis=0)
+        return train_step(layers, xp, xb, tb, first_trainable)
+
+    return step
+
+
+def make_train_step(backend, layers, first_trainable: int):
+    """The training loop's ``step(X, onehot, idx) -> summed loss`` for ``layers``.
+
+    On a backend that compiles (:attr:`~xpnet.backends.Backend.compiles`, e.g.
+    ``jax.jit``: eager JAX dispatch costs ~1 ms a step) and layers that are
+    all compilable and optimizer-free, the step is compiled; otherwise it is
+    :func:`portable_train_step`.
+
+    Examples
+    --------
+    >>> import numpy as np, xpnet
+    >>> from xpnet.training import make_train_step
+    >>> be = xpnet.get_backend("numpy", dtype="float64")
+    >>> model = xpnet.Sequential.mlp([3, 2], seed=0, backend=be)
+    >>> step = make_train_step(be, model.layers, 0)
+    >>> X, onehot = be.asarray(np.ones((4, 3))), be.asarray(np.eye(2)[[0, 1, 0, 1]])
+    >>> float(step(X, onehot, be.asarray([0, 1], dtype=be.index_dtype))) > 0
+    True
+    """
+    portable = portable_train_step(backend, layers, first_trainable)
+    if not backend.compiles or not all(
+            layer.compilable and layer.optimizer is None for layer in layers):
+        return portable  # optimizer state or host randomness lives outside a traced function
+    return _compiled_train_step(backend, layers, portable)
+
+
+def _compiled_train_step(backend, layers, portable):
+    """``backend.compile`` of ``portable``, made pure by passing parameters explicitly.
+
+    The layers' own ``_forward``/``_backward`` are traced once with their
+    parameters swapped for the compiler's placeholders, so the compiled step
+    runs exactly the portable math; parameters go in and come out as
+    explicit arguments. Learning rates are baked in as constants
+    (:func:`_cached_step` asks for a new step when they change).
+    """
+    names = [layer.param_names for layer in layers]
+
+    def get_params():
+        return [tuple(getattr(layer, n) for n in ns) for layer, ns in zip(layers, names)]
+
+    def set_params(params):
+        for layer, ns, ps in zip(layers, names, params):
+            for n, p in zip(ns, ps):
+                setattr(layer, n, p)
+
+    def pure_step(params, X, onehot, idx):
+        saved = get_params()
+        try:
+            set_params(params)
+            loss = portable(X, onehot, idx)
+            return loss, get_params()
+        finally:
+            set_params(saved)  # never leave placeholders (tracers) on the layers
+
+    compiled = backend.compile(pure_step)
+
+    def step(X, onehot, idx):
+        loss, params = compiled(get_params(), X, onehot, idx)
+        set_params(params)
+        return loss
+
+    return step
 
 
 def first_trainable_index(layers) -> int:
@@ -159,7 +240,7 @@ class FitSettings:
 
     epochs: int
     batch_size: int
-    rng: np.random.Generator
+    rng: Any  # a host numpy.random.Generator (the training math never touches NumPy)
     shuffle: bool = True
     check_every: int = 100
     train_accuracy: bool = True

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..backend import Backend, get_backend
+from ..backends import Backend, get_backend
 from ..errors import ShapeError
 
 __all__ = ["Layer", "layers_of"]
