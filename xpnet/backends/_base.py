@@ -192,18 +192,118 @@ class Backend:
         """The same backend and device with another floating dtype."""
         return type(self).create(device=self.device, dtype=dtype)
 
+    #: Whether :meth:`asarray` with ``copy=False`` of a NumPy array gives an
+    #: array that reads the host buffer itself, with operations finished when
+    #: they return (NumPy; torch on the CPU). Host-data streaming then hands its
+    #: chunk buffers over without a copy.
+    shares_host_memory: ClassVar[bool] = False
+
     # -- creation and transfer ----------------------------------------------------
-    def asarray(self, data, dtype=None) -> Any:
+    def asarray(self, data, dtype=None, *, copy: bool = True) -> Any:
         """Copy host data (NumPy array, list, scalar) onto this backend's device.
 
-        The result never aliases ``data`` (``copy=True``), so later changes on
-        either side cannot leak into the other. ``dtype`` defaults to the
-        backend's floating dtype; pass ``backend.index_dtype`` for labels.
+        By default the result never aliases ``data`` (``copy=True``), so later
+        changes on either side cannot leak into the other. ``dtype`` defaults
+        to the backend's floating dtype; pass ``backend.index_dtype`` for labels.
+
+        ``copy=False`` never copies: the result shares ``data``'s memory (an
+        array of this backend is returned as is, another library's array on
+        the same device is imported through DLPack, see :meth:`from_dlpack`),
+        or a ``ValueError`` says why that is impossible (another device, another
+        dtype, a library that needs aligned buffers...).
+
+        Examples
+        --------
+        >>> import numpy as np, xpnet
+        >>> be = xpnet.get_backend("numpy", dtype="float64")
+        >>> host = np.zeros(3)
+        >>> be.asarray(host) is host, be.asarray(host, copy=False) is host
+        (False, True)
         """
         dtype = self.dtype if dtype is None else dtype
+        if not copy:
+            return self._shared(data, dtype)
         if self.casts_numpy_input_on_host and isinstance(data, np.ndarray):
             data = np.asarray(data, dtype=self._numpy_dtype(dtype))
         return self.xp.asarray(data, dtype=dtype, device=self.device, copy=True)
+
+    def _shared(self, data, dtype):
+        """``data`` as an array of this backend without a copy, or why not (``copy=False``)."""
+        if self.owns(data):
+            shared = data
+        elif hasattr(data, "__dlpack__"):
+            shared = self.from_dlpack(data, copy=False)
+        else:
+            raise ValueError(
+                f"asarray(..., copy=False) needs an array that supports DLPack, got "
+                f"{type(data).__name__}; use copy=True"
+            )
+        if shared.dtype != dtype:
+            raise ValueError(
+                f"asarray(..., copy=False) cannot change the dtype from {shared.dtype} to "
+                f"{dtype} without a copy; use copy=True"
+            )
+        return shared
+
+    @property
+    def dlpack_device(self) -> tuple | None:
+        """This backend's device as DLPack names it, ``(device_type, index)``; ``None``
+        where the backend exchanges no memory through DLPack."""
+        cached = self.__dict__.get("_dlpack_device")
+        if cached is None:
+            kind, index = self.zeros((1,)).__dlpack_device__()
+            cached = self.__dict__["_dlpack_device"] = (int(kind), int(index))
+        return cached
+
+    def from_dlpack(self, x, *, copy: bool | None = None):
+        """An array of this backend for ``x`` (any DLPack producer) on the same device.
+
+        ``copy=None`` shares ``x``'s memory where the library can, ``False``
+        shares or raises ``ValueError``, ``True`` makes a private copy on the
+        device (never through the host). ``x`` on another device is refused
+        with :class:`DeviceMismatchError`: moving data is never implicit.
+
+        Examples
+        --------
+        >>> import numpy as np, xpnet
+        >>> be = xpnet.get_backend("numpy", dtype="float64")
+        >>> host = np.arange(3.0)
+        >>> np.shares_memory(be.from_dlpack(host), host)
+        True
+        """
+        if self.owns(x):
+            return self.xp.asarray(x, copy=True) if copy else x
+        if not hasattr(x, "__dlpack__"):
+            raise TypeError(f"from_dlpack needs an array that supports DLPack, got "
+                            f"{type(x).__name__}")
+        source = tuple(int(v) for v in x.__dlpack_device__())
+        if self.dlpack_device is None or source != self.dlpack_device:
+            raise DeviceMismatchError(
+                f"a {type(x).__module__}.{type(x).__name__} on DLPack device {source} "
+                f"cannot be shared with {self!r} (DLPack device {self.dlpack_device}); "
+                "move it explicitly with backend.asarray(source_backend.to_numpy(x))"
+            )
+        return self._import_dlpack(x, copy)
+
+    def _import_dlpack(self, x, copy: bool | None):
+        """The library's ``from_dlpack`` (``x`` already checked to be on this device)."""
+        return self.xp.from_dlpack(x, copy=copy)
+
+    def transfer_from(self, source: "Backend", x):
+        """A private copy of ``source``'s floating array ``x`` on this backend, in its dtype.
+
+        When both backends sit on the same device the copy is made there,
+        through DLPack (no host round trip: e.g. CuPy -> torch on one GPU);
+        otherwise it goes through the host (:meth:`to_numpy`, :meth:`asarray`).
+        """
+        if source.dlpack_device is not None and source.dlpack_device == self.dlpack_device:
+            try:
+                shared = self.from_dlpack(x)
+            except (BufferError, TypeError, ValueError, RuntimeError):
+                shared = None  # e.g. a read-only or unaligned buffer: the host path works
+            if shared is not None:
+                return self.xp.asarray(shared, dtype=self.dtype, device=self.device, copy=True)
+        return self.asarray(source.to_numpy(x))
 
     def _numpy_dtype(self, dtype) -> np.dtype:
         for key in _NUMPY_EQUIVALENTS:

@@ -49,6 +49,14 @@ class ArrayApiStrictBackend(Backend):
         text = repr(self.device)  # "array_api_strict.Device('device1')"
         return text.split("'")[1] if "'" in text else text
 
+    @property
+    def dlpack_device(self):
+        # The fake devices (device1, device2) must not swap memory with CPU arrays.
+        return (1, 0) if self.device_name == "CPU_DEVICE" else None
+
+    def _import_dlpack(self, x, copy):
+        return self.xp.from_dlpack(x, device=self.device, copy=copy)
+
     def to_numpy(self, x) -> np.ndarray:
         if not isinstance(x, np.ndarray):
             aas = importlib.import_module("array_api_strict")

@@ -28,6 +28,7 @@ class NumpyBackend(Backend):
     library = "numpy"
     namespace_module = "array_api_compat.numpy"
     install_hint = "pip install numpy"
+    shares_host_memory = True
 
     @classmethod
     def is_namespace(cls, ns) -> bool:

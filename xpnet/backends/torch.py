@@ -45,6 +45,11 @@ class TorchBackend(Backend):
             dev = _visible_cuda_device(torch, dev)
         return dev
 
+    @property
+    def shares_host_memory(self) -> bool:
+        # CPU tensors can view a NumPy buffer (torch.from_dlpack); CUDA ones cannot.
+        return self.device.type == "cpu"
+
     def to_numpy(self, x) -> np.ndarray:
         if not isinstance(x, np.ndarray):
             x = x.detach().cpu().numpy()

@@ -129,12 +129,12 @@ class Layer:
         return total
 
     def to(self, backend) -> "Layer":
-        """Move the layer's parameters to ``backend`` (through the host, once)."""
+        """Move the layer's parameters to ``backend`` (a copy each: on the device
+        when both backends share one, through DLPack; else through the host)."""
         backend = get_backend(backend)
         if backend != self.backend:
             for n in self.param_names:
-                host = self.backend.to_numpy(getattr(self, n))
-                setattr(self, n, backend.asarray(host))
+                setattr(self, n, backend.transfer_from(self.backend, getattr(self, n)))
             self.backend = backend
             self.xp = backend.xp
             self.grads = {}
