@@ -6,7 +6,7 @@ plain ``list`` of layers, exactly as in the tutorial, or a :class:`Sequential`.
 
 from __future__ import annotations
 
-from . import checkpoint
+from . import checkpoint, streaming
 from ._random import as_generator
 from ._validation import check_int
 from .backends import get_backend
@@ -108,6 +108,14 @@ def predict(network, X, *, batch_size: int = PREDICT_BLOCK):
     _check_finite_logits(layers[0].backend, blocks)
     preds = [xp.argmax(z, axis=1) for z in blocks]
     return preds[0] if len(preds) == 1 else xp.concat(preds)
+
+
+def _check_batch_fits(batch_size: int, n_samples: int) -> None:
+    if batch_size > n_samples:
+        raise ValueError(
+            f"batch_size={batch_size} is larger than the {n_samples} training samples; "
+            "every batch would be dropped"
+        )
 
 
 def _check_block(batch_size) -> None:
@@ -258,7 +266,12 @@ class Sequential:
         return None
 
     def to(self, backend=None, *, device=None, dtype=None) -> "Sequential":
-        """Move every layer to another backend/device/dtype (through the host, once)."""
+        """Move every layer to another backend/device/dtype, copying each parameter once.
+
+        Between libraries on the same device (NumPy and torch on the CPU; CuPy,
+        torch and JAX on one GPU) the copy is made there through DLPack, with no
+        host round trip; otherwise it goes through the host.
+        """
         be = get_backend(backend if backend is not None else self.backend, device=device,
                          dtype=dtype)
         self.layers = [layer.to(be) for layer in self.layers]
@@ -281,30 +294,68 @@ class Sequential:
 
     __call__ = forward
 
-    def predict_logits(self, X, *, batch_size: int = PREDICT_BLOCK):
-        """Logits for ``X`` (before a final Softmax), in blocks of ``batch_size`` rows."""
+    def predict_logits(self, X, *, batch_size: int = PREDICT_BLOCK, chunk_bytes=None):
+        """Logits for ``X`` (before a final Softmax), in blocks of ``batch_size`` rows.
+
+        ``X`` may be host data (see :meth:`predict`).
+        """
+        if streaming.is_host_array(self.backend, X):
+            _check_block(batch_size)
+            data = streaming.HostData.of(self, X, chunk_bytes=chunk_bytes)
+            return streaming.host_logits(self, data, batch_size)
         self.layers[0]._check_input(X, "X")
         _check_block(batch_size)
         outs = _logits_in_blocks(loss_layers(_eval_mode(self.layers)), X, batch_size)
         _check_finite_logits(self.backend, outs)
         return outs[0] if len(outs) == 1 else self.backend.xp.concat(outs, axis=0)
 
-    def predict_proba(self, X, *, batch_size: int = PREDICT_BLOCK):
-        """Class probabilities ``softmax(logits)`` for ``X``, shape (n, n_classes)."""
-        xp = self.backend.xp
-        return xp.exp(log_softmax(self.predict_logits(X, batch_size=batch_size), xp=xp))
+    def predict_proba(self, X, *, batch_size: int = PREDICT_BLOCK, chunk_bytes=None):
+        """Class probabilities ``softmax(logits)`` for ``X``, shape (n, n_classes).
 
-    def predict(self, X, *, batch_size: int = PREDICT_BLOCK):
-        """Predicted class indices for ``X`` (a device array of integers)."""
+        ``X`` may be host data (see :meth:`predict`).
+        """
+        xp = self.backend.xp
+        logits = self.predict_logits(X, batch_size=batch_size, chunk_bytes=chunk_bytes)
+        return xp.exp(log_softmax(logits, xp=xp))
+
+    def predict(self, X, *, batch_size: int = PREDICT_BLOCK, chunk_bytes=None):
+        """Predicted class indices for ``X`` (a device array of integers).
+
+        ``X`` is an array on the model's device, or *host data*: a NumPy array
+        (on a non-NumPy backend) or a ``np.memmap`` (on any backend), which is
+        read and moved to the device in chunks of about ``chunk_bytes``
+        (default 256 MB) -- never whole. The result lives on the device. See
+        :mod:`xpnet.streaming`.
+        """
+        if streaming.is_host_array(self.backend, X):
+            _check_block(batch_size)
+            data = streaming.HostData.of(self, X, chunk_bytes=chunk_bytes)
+            return streaming.host_predict(self, data, batch_size)
         return predict(self, X, batch_size=batch_size)
+
+    def _logit_blocks(self, X, batch_size: int) -> list:
+        """Logits of device array ``X`` block by block, checked for NaN/inf."""
+        blocks = _logits_in_blocks(loss_layers(_eval_mode(self.layers)), X, batch_size)
+        _check_finite_logits(self.backend, blocks)
+        return blocks
 
     def _accuracy(self, X, y, batch_size: int = PREDICT_BLOCK) -> float:
         xp = self.backend.xp
         hits = predict(self, X, batch_size=batch_size) == y
         return float(xp.mean(xp.astype(hits, self.backend.dtype)))
 
-    def evaluate(self, X, y, *, batch_size: int = PREDICT_BLOCK) -> dict:
-        """Mean loss and accuracy on ``(X, y)``: ``{"loss": float, "accuracy": float}``."""
+    def evaluate(self, X, y, *, batch_size: int = PREDICT_BLOCK, chunk_bytes=None) -> dict:
+        """Mean loss and accuracy on ``(X, y)``: ``{"loss": float, "accuracy": float}``.
+
+        Host data (see :meth:`predict`) is streamed in chunks; ``y`` is then a
+        NumPy array too.
+        """
+        if streaming.is_host_array(self.backend, X):
+            _check_block(batch_size)
+            data = streaming.HostData.of(self, X, y, chunk_bytes=chunk_bytes)
+            if data.n == 0:
+                raise ValueError("X and y are empty: there is nothing to evaluate")
+            return self._scores(data, None, batch_size)
         self.layers[0]._check_input(X, "X")
         _check_labels(self.backend, y, X.shape[0], self.n_outputs)
         _check_block(batch_size)
@@ -314,6 +365,8 @@ class Sequential:
 
     def _scores(self, X, y, batch_size: int = PREDICT_BLOCK) -> dict:
         """Loss and accuracy, unchecked (two read-backs in all)."""
+        if isinstance(X, streaming.HostData):  # host data carries its labels
+            return streaming.host_scores(self, X, batch_size)
         be = self.backend
         xp = be.xp
         total = be.zeros(())
@@ -331,16 +384,26 @@ class Sequential:
         return {"loss": float(total) / n, "accuracy": float(hits) / n}
 
     # -- training ----------------------------------------------------------------
-    def fit(self, X, y, *, epochs: int = 1, batch_size: int = 32, shuffle: bool = True,
+    def fit(self, X, y=None, *, epochs: int = 1, batch_size: int = 32, shuffle: bool = True,
             seed=0, validation_data=None, optimizer=None, callbacks=(),
             progress: bool = False, check_every: int = 100, train_accuracy: bool = True,
-            history: History | None = None) -> History:
+            history: History | None = None, chunk_bytes=None) -> History:
         """Train with minibatch SGD (or ``optimizer``); return a :class:`History`.
 
         Parameters
         ----------
-        X : array (n, n_features) of the model's dtype, on the model's device
+        X : array (n, n_features) of the model's dtype, host data, or batches
+            An array on the model's device (the in-memory path); or *host data*:
+            a NumPy array (on a non-NumPy backend) or a ``np.memmap`` /
+            ``np.load(path, mmap_mode="r")`` (on any backend), in the model's
+            dtype, which is moved to the device in chunks of about
+            ``chunk_bytes`` while the next chunk is read on a background thread
+            -- the one input mode that moves data, and it never copies it whole.
+            Training from host data gives exactly the weights of training from
+            the same data in memory. Or an iterable of ``(X_batch, y_batch)``
+            pairs (``y`` is then None), see :class:`xpnet.streaming.BatchSource`.
         y : array (n,) of integer labels in ``[0, n_classes)``
+            A NumPy array when ``X`` is host data.
         epochs, batch_size : int
             As in the tutorial (25 and 32); the last incomplete batch is dropped.
         shuffle : bool
@@ -366,11 +429,16 @@ class Sequential:
             the tutorial does).
         history : History, optional
             Continue this history (epochs are numbered on from its length).
+        chunk_bytes : int, optional
+            Host data only: bytes of rows per chunk (default about 256 MB; at
+            least one batch). Two chunks are in memory at once.
         """
+        stream = self._training_stream(X, y, chunk_bytes)
         settings = self._fit_settings(
             X, y, epochs=epochs, batch_size=batch_size, shuffle=shuffle, seed=seed,
             validation_data=validation_data, progress=progress, check_every=check_every,
-            train_accuracy=train_accuracy, start_epoch=len(history) if history is not None else 0)
+            train_accuracy=train_accuracy, start_epoch=len(history) if history is not None else 0,
+            stream=stream, chunk_bytes=chunk_bytes)
         callbacks = CallbackList(callbacks)
         _check_optimizer(optimizer)
         previous = [layer.optimizer for layer in self.layers]
@@ -382,33 +450,37 @@ class Sequential:
             # The guard reports a NaN/inf loss once, with its epoch: no warning per operation.
             with self.backend.floating_point_errors_ignored():
                 return fit_loop(self, X, y, settings, callbacks,
-                                History() if history is None else history)
+                                History() if history is None else history,
+                                epoch_runner=streaming.epoch_runner(self, stream, settings))
         finally:
             if optimizer is not None:
                 for layer, opt in zip(self.layers, previous):
                     layer.optimizer = opt
 
+    def _training_stream(self, X, y, chunk_bytes):
+        """Host data or batches to stream (:mod:`xpnet.streaming`); None for device arrays."""
+        if streaming.is_host_array(self.backend, X):
+            return streaming.HostData.of(self, X, y, chunk_bytes=chunk_bytes)
+        if streaming.BatchSource.accepts(X):
+            if y is not None:
+                raise TypeError("y must be None when X is an iterable of (X_batch, y_batch) "
+                                f"pairs, got {type(y).__name__}")
+            return streaming.BatchSource(self, X)
+        return None
+
     def _fit_settings(self, X, y, *, epochs, batch_size, shuffle, seed, validation_data,
-                      progress, check_every, train_accuracy, start_epoch) -> FitSettings:
+                      progress, check_every, train_accuracy, start_epoch, stream=None,
+                      chunk_bytes=None) -> FitSettings:
         """Check fit's arguments and data once; the epoch loop trusts the result."""
-        be = self.backend
         epochs = check_int(epochs, "epochs", low=1)
         batch_size = check_int(batch_size, "batch_size", low=1)
         check_every = check_int(check_every, "check_every", low=0)
-        self.layers[0]._check_input(X, "X")
-        _check_labels(be, y, X.shape[0], self.n_outputs)
-        if not _all_finite(be.xp, X):  # once per fit, not per step
-            raise ValueError(
-                "X contains NaN or infinite values; training on them would make every "
-                "weight NaN. Clean or impute them first (xp.isfinite(X) finds them)."
-            )
-        if batch_size > X.shape[0]:
-            raise ValueError(
-                f"batch_size={batch_size} is larger than the {X.shape[0]} training samples; "
-                "every batch would be dropped"
-            )
+        if stream is None:
+            self._check_fit_arrays(X, y, batch_size)
+        elif isinstance(stream, streaming.HostData):
+            _check_batch_fits(batch_size, stream.n)
         if validation_data is not None:
-            validation_data = self._check_validation_data(validation_data)
+            validation_data = self._check_validation_data(validation_data, chunk_bytes)
         try:
             rng = as_generator(seed)
         except TypeError:
@@ -420,11 +492,26 @@ class Sequential:
                            progress=bool(progress), validation_data=validation_data,
                            start_epoch=start_epoch)
 
-    def _check_validation_data(self, validation_data) -> tuple:
+    def _check_fit_arrays(self, X, y, batch_size: int) -> None:
+        """Training arrays on the device: shapes, dtypes, labels, NaN/inf (once per fit)."""
+        be = self.backend
+        self.layers[0]._check_input(X, "X")
+        _check_labels(be, y, X.shape[0], self.n_outputs)
+        if not _all_finite(be.xp, X):  # once per fit, not per step
+            raise ValueError(
+                "X contains NaN or infinite values; training on them would make every "
+                "weight NaN. Clean or impute them first (xp.isfinite(X) finds them)."
+            )
+        _check_batch_fits(batch_size, X.shape[0])
+
+    def _check_validation_data(self, validation_data, chunk_bytes=None) -> tuple:
         try:
             vx, vy = validation_data
         except (TypeError, ValueError):
             raise TypeError("validation_data must be a pair (X_val, y_val)") from None
+        if streaming.is_host_array(self.backend, vx):  # scored chunk by chunk
+            names = ("validation_data[0]", "validation_data[1]")
+            return streaming.HostData.of(self, vx, vy, chunk_bytes=chunk_bytes, names=names), None
         self.layers[0]._check_input(vx, "validation_data[0]")
         _check_labels(self.backend, vy, vx.shape[0], self.n_outputs, "validation_data[1]")
         return vx, vy

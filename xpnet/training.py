@@ -250,17 +250,20 @@ class FitSettings:
 
 
 def fit_loop(model, X, y, settings: FitSettings, callbacks: CallbackList,
-             history: History) -> History:
+             history: History, *, epoch_runner=None) -> History:
     """The epoch loop of :meth:`Sequential.fit` (everything already validated).
 
     Fills and returns ``history``; ``callbacks`` see every epoch, and their
     ``on_train_end`` runs also after an error or Ctrl-C, so they can restore
     what they changed (the learning-rate scheduler puts the base rates back).
+    ``epoch_runner``, a function ``() -> (epoch -> logs)``, replaces the
+    in-memory epoch (host data and batch iterables: :mod:`xpnet.streaming`).
     """
     model.stop_training = False
     callbacks.on_train_begin(model)
     try:
-        epoch_of = _epoch_runner(model, X, y, settings)
+        epoch_of = (_epoch_runner(model, X, y, settings) if epoch_runner is None
+                    else epoch_runner())
         for epoch in range(settings.start_epoch, settings.start_epoch + settings.epochs):
             callbacks.on_epoch_begin(model, epoch)
             logs = epoch_of(epoch)
