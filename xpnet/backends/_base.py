@@ -229,6 +229,8 @@ class Backend:
 
     def _shared(self, data, dtype):
         """``data`` as an array of this backend without a copy, or why not (``copy=False``)."""
+        if isinstance(data, np.ndarray) and data.dtype != self._numpy_dtype(dtype):
+            _raise_no_copy_cast(data.dtype, dtype)
         if self.owns(data):
             shared = data
         elif hasattr(data, "__dlpack__"):
@@ -239,10 +241,7 @@ class Backend:
                 f"{type(data).__name__}; use copy=True"
             )
         if shared.dtype != dtype:
-            raise ValueError(
-                f"asarray(..., copy=False) cannot change the dtype from {shared.dtype} to "
-                f"{dtype} without a copy; use copy=True"
-            )
+            _raise_no_copy_cast(shared.dtype, dtype)
         return shared
 
     @property
@@ -283,6 +282,10 @@ class Backend:
                 f"cannot be shared with {self!r} (DLPack device {self.dlpack_device}); "
                 "move it explicitly with backend.asarray(source_backend.to_numpy(x))"
             )
+        if copy:
+            # Import, then copy on the device: some libraries' from_dlpack(copy=True)
+            # still alias the source buffer (jax 0.10 on the CPU).
+            return self.xp.asarray(self._import_dlpack(x, None), copy=True)
         return self._import_dlpack(x, copy)
 
     def _import_dlpack(self, x, copy: bool | None):
@@ -445,6 +448,11 @@ class Backend:
         True
         """
         return fn
+
+
+def _raise_no_copy_cast(have, want):
+    raise ValueError(f"asarray(..., copy=False) cannot change the dtype from {have} to "
+                     f"{want} without a copy; use copy=True")
 
 
 def _float_name(xp, dtype: Any) -> str:
