@@ -449,8 +449,10 @@ class Sequential:
         try:
             # The guard reports a NaN/inf loss once, with its epoch: no warning per operation.
             with self.backend.floating_point_errors_ignored():
-                return fit_loop(self, X, y, settings, callbacks,
-                                History() if history is None else history,
+                history = History() if history is None else history
+                if stream is None:  # arrays on the device: the in-memory loop
+                    return fit_loop(self, X, y, settings, callbacks, history)
+                return fit_loop(self, X, y, settings, callbacks, history,
                                 epoch_runner=streaming.epoch_runner(self, stream, settings))
         finally:
             if optimizer is not None:
