@@ -39,6 +39,7 @@ from .targets import evaluate_targets
 from .workload import QUICK_ROWS, epoch_flops, load_data, predict_flops
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MEMORY_RUN_TIMEOUT_S = 3600  # one --memory child: 25 MNIST epochs take minutes, never an hour
 
 
 def _interleaved(contenders, reps_of, call, phase, share):
@@ -67,6 +68,7 @@ def _interleaved(contenders, reps_of, call, phase, share):
 
 
 def _stats(ts):
+    """Median, min and max of the kept repetitions, and the repetitions."""
     return {"median_s": statistics.median(ts), "min_s": min(ts), "max_s": max(ts), "times_s": ts}
 
 
@@ -208,8 +210,13 @@ def run_memory(args) -> list:
         if args.threads:
             cmd += ["--threads", str(args.threads)]
         log(f"memory: {contender} {dt}, {epochs} epochs in a child process ...")
-        proc = subprocess.run(cmd, capture_output=True, text=True,
-                              cwd=REPO)
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO,
+                                  timeout=MEMORY_RUN_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            out.append({"contender": contender, "dtype": dt,
+                        "error": [f"no result within {MEMORY_RUN_TIMEOUT_S} s"]})
+            continue
         if proc.returncode:
             log(proc.stderr[-2000:])
             out.append({"contender": contender, "dtype": dt,
@@ -220,6 +227,7 @@ def run_memory(args) -> list:
 
 
 def _default_backends(device: str) -> list:
+    """Every installed xpnet backend; cupy only with a visible GPU."""
     names = []
     for name in ("numpy", "torch", "jax", "cupy"):
         if name != "numpy" and not installed(name):
@@ -237,6 +245,7 @@ def _default_backends(device: str) -> list:
 
 
 def parse_args(argv=None):
+    """The command line, with list options split and ``--quick``'s defaults applied."""
     p = argparse.ArgumentParser(prog="python -m benchmarks.mlp",
                                 description=__doc__.split("\n\n")[0])
     p.add_argument("--backends", help="xpnet backends, comma separated (numpy,torch,jax,cupy,"
@@ -280,6 +289,7 @@ def parse_args(argv=None):
 
 
 def main(argv=None) -> int:
+    """Run the benchmark, print the report (and write ``--json``); the exit status."""
     os.environ.setdefault("JAX_ENABLE_X64", "1")  # float64 on JAX; before jax is imported
     args = parse_args(argv)
     limiter = None
