@@ -8,7 +8,7 @@ import xpnet
 from xpnet.backend import Backend
 from xpnet.losses import one_hot
 from xpnet.training import first_trainable_index
-from conftest import rtol_for
+from _helpers import rtol_for
 from _helpers import rel_err
 
 

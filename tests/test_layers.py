@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 
 import xpnet
-from conftest import rtol_for
-from _helpers import RecordingOptimizer, numeric_grad, rel_err
+from _helpers import RecordingOptimizer, numeric_grad, rel_err, rtol_for
 
 
 def _dense_and_data(be, rng, n=5, d_in=4, d_out=3, lr=0.1):
