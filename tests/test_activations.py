@@ -121,6 +121,7 @@ def test_softmax_backward_of_nll_is_the_fused_gradient(backend, rng):
     assert rel_err(be.to_numpy(g), want) < 10 * rtol_for(be)
 
 
+@pytest.mark.api_only  # API behaviour, no reference to compare with: not on JAX
 @pytest.mark.parametrize("make", [lambda be: Tanh(backend=be), lambda be: Sigmoid(backend=be),
                                   lambda be: LeakyReLU(backend=be)],
                          ids=["tanh", "sigmoid", "leaky_relu"])

@@ -43,6 +43,7 @@ def test_dropout_keeps_about_one_minus_rate():
     assert abs(keep.mean() - 0.75) < 0.005  # 100k Bernoulli draws: sd 0.0014
 
 
+@pytest.mark.api_only  # API behaviour, no reference to compare with: not on JAX
 def test_dropout_eval_mode_and_rate_zero_are_identity(backend, rng):
     x = backend.asarray(rng.standard_normal((3, 4)))
     g = backend.asarray(rng.standard_normal((3, 4)))
@@ -55,6 +56,7 @@ def test_dropout_eval_mode_and_rate_zero_are_identity(backend, rng):
     assert none.forward(x) is x and none.backward(x, g) is g
 
 
+@pytest.mark.api_only  # API behaviour, no reference to compare with: not on JAX
 def test_dropout_backward_needs_a_matching_forward(backend):
     drop = Dropout(0.5, rng=0, backend=backend)
     with pytest.raises(xpnet.XpnetError, match="call forward"):
@@ -70,6 +72,7 @@ def test_dropout_validates_rate():
             Dropout(bad)
 
 
+@pytest.mark.api_only  # API behaviour, no reference to compare with: not on JAX
 def test_predict_and_evaluate_skip_dropout(backend, rng):
     be = backend
     layers = [Dense(4, 6, rng=0, backend=be), Tanh(backend=be), Dropout(0.5, rng=1, backend=be),

@@ -80,6 +80,7 @@ def _host_logits(state, X):
     return h
 
 
+@pytest.mark.api_only  # API behaviour, no reference to compare with: not on JAX
 def test_nan_loss_stops_training_and_names_the_fix(backend):
     X, y = _data(backend)
     model = xpnet.Sequential.mlp([6, 8, 3], seed=0, backend=backend, learning_rate=1e35)

@@ -22,6 +22,7 @@ def test_flatten_forward_backward(backend, rng):
     assert flat.output_shape_for((7, 2, 3, 5)) == (7, 30)
 
 
+@pytest.mark.api_only  # API behaviour, no reference to compare with: not on JAX
 def test_flatten_validates(backend):
     flat = Flatten(backend=backend)
     with pytest.raises(xpnet.ShapeError, match="batch axis"):
