@@ -68,6 +68,6 @@ def test_flatten_first_layer_in_sequential(backend, rng):
     # float32 rounding of the initial weights and of each step: a loose but real bound.
     tol = 1e-10 if be.dtype_name == "float64" else 1e-3
     assert rel_err(hist["loss"], want["loss"]) < tol
-    if be.dtype_name == "float64":  # float32 could flip a near tie
-        assert hist["train_acc"] == want["train_acc"]
+    if be.dtype_name == "float64":  # float32 could flip a near tie; one flip is 1/12
+        np.testing.assert_allclose(hist["train_acc"], want["train_acc"], rtol=1e-12)
     assert tuple(model.predict(X).shape) == (12,)
