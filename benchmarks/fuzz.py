@@ -190,7 +190,10 @@ def _mutate_idx_header(r: random.Random, raw: bytes) -> tuple[bytes, str]:
     if field == "alldims":  # products that overflow 64 bits (2**16 ** 4 wraps to 0)
         n_dims, dim = r.choice(((4, 2**16), (8, 2**8), (3, 2**32 - 1), (255, 2)))
         b[3] = n_dims
-        b[4:] = struct.pack(f">{n_dims}I", *([dim] * n_dims)) + bytes(r.choice((0, 1, 6)))
+        dims = [dim] * n_dims
+        if r.random() < 0.3:  # empty, yet too large for NumPy to represent
+            dims[r.randrange(n_dims)] = 0
+        b[4:] = struct.pack(f">{n_dims}I", *dims) + bytes(r.choice((0, 1, 6)))
     elif field == "magic":
         b[r.randrange(2)] = r.randrange(1, 256)
     elif field == "type":

@@ -227,6 +227,12 @@ def _parse_idx(raw: bytes, name: str, *, ndim: int | None = None) -> np.ndarray:
             f"{name}: {'truncated' if got < expected else 'oversized'} IDX data: shape "
             f"{shape} of {dtype.name} needs {expected} bytes after the header, got {got}"
         )
+    if math.prod(d for d in shape if d) * dtype.itemsize > sys.maxsize:
+        # NumPy refuses such a shape even when a zero dimension makes it empty.
+        raise DataError(
+            f"{name}: IDX shape {shape} of {dtype.name} is too large for an array on this "
+            "platform"
+        )
     arr = np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape)
     return arr.astype(dtype.newbyteorder("="), copy=False) if dtype.byteorder == ">" else arr
 
