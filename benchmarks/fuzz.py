@@ -432,8 +432,8 @@ def _run_chunk(args, start: int, stop: int) -> tuple[list[dict], int]:
     cmd = [sys.executable, "-m", "benchmarks.fuzz", "--worker", "--target", args.target,
            "--seed", str(args.seed), "--start", str(start), "--stop", str(stop),
            "--headroom-mib", str(args.headroom_mib)]
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-               XPNET_BACKEND="numpy")
+    path = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
+    env = dict(os.environ, PYTHONPATH=path, XPNET_BACKEND="numpy")
     try:
         proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True,
                               timeout=args.timeout)
