@@ -43,10 +43,12 @@ bench: venv-test
 	$(BIN)/python -m benchmarks.mlp $(ARGS)
 
 # Both file readers (IDX, checkpoints), FUZZ_N mutants each under RLIMIT_AS: see benchmarks/fuzz.py.
+# FUZZ_ENGINE=atheris: coverage-guided (needs `pip install atheris`).
 FUZZ_N ?= 100000
+FUZZ_ENGINE ?= mutate
 fuzz: venv-test
-	$(BIN)/python -m benchmarks.fuzz --target idx --n $(FUZZ_N) --out $(OUT)/fuzz
-	$(BIN)/python -m benchmarks.fuzz --target checkpoint --n $(FUZZ_N) --out $(OUT)/fuzz
+	$(BIN)/python -m benchmarks.fuzz --target idx --n $(FUZZ_N) --engine $(FUZZ_ENGINE) --out $(OUT)/fuzz
+	$(BIN)/python -m benchmarks.fuzz --target checkpoint --n $(FUZZ_N) --engine $(FUZZ_ENGINE) --out $(OUT)/fuzz
 
 # Wheels the GPU machine lacks (it has no network): see ci/README.md.
 gpu-wheels:

@@ -25,9 +25,11 @@ header of each member (declared shape and dtype) and the member list.
 
 It prints one JSON summary per target; findings (one line each, with the
 input number and the mutation) go to stderr and, as files, to ``--out``.
-The exit status is 1 when there was a finding. atheris is not needed (it
-installs from PyPI on CPython 3.11 and could drive the same ``check_*``
-functions, but a seeded mutator keeps this runnable everywhere).
+The exit status is 1 when there was a finding. ``--engine atheris`` (``pip
+install atheris``) runs coverage-guided libFuzzer instead, with the same
+checks and the same structural mutators alongside libFuzzer's own; its inputs
+are not numbered, so findings are reported by message (and their bytes are not
+written to ``--out``). The default seeded mutator needs nothing beyond xpnet.
 """
 
 from __future__ import annotations
@@ -403,14 +405,74 @@ def _input(target: str, seed: int, i: int, seeds) -> tuple[bytes, str]:
     return (mutate_idx if target == "idx" else mutate_checkpoint)(r, seeds)
 
 
+def _limit_address_space(headroom_mib: int) -> None:
+    limit = _vm_size() + headroom_mib * MiB
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
+def _atheris_worker(args) -> int:
+    """Coverage-guided: libFuzzer drives the same checks, mutating with our mutators too.
+
+    Findings are recorded (one JSON line each) instead of stopping libFuzzer at
+    the first one, so a run reports every class of failure it reaches.
+    """
+    import atheris
+
+    with atheris.instrument_imports(include=["xpnet", "gzip", "zipfile", "numpy.lib"]):
+        import xpnet.checkpoint  # noqa: F401 - instrumented for coverage
+        import xpnet.datasets  # noqa: F401
+    seeds = idx_seeds() if args.target == "idx" else checkpoint_seeds()
+    tmpdir = tempfile.mkdtemp(prefix="xpnet-fuzz-")
+    corpus = Path(tmpdir) / "corpus"
+    corpus.mkdir()
+    for k, s in enumerate(seeds):
+        (corpus / f"seed{k}").write_bytes(s)
+    check = check_idx if args.target == "idx" else (lambda d: check_checkpoint(d, tmpdir))
+    for s in seeds:
+        check(s)
+    counts = {"done": 0, "ok": 0}
+
+    runs = args.stop - args.start
+
+    def one_input(data: bytes) -> None:
+        counts["done"] += 1
+        try:
+            check(data)
+            counts["ok"] += 1
+        except BaseException as exc:  # noqa: BLE001 - every escape is a finding
+            print(json.dumps({"i": f"atheris#{counts['done']}", "size": len(data),
+                              "error": f"{type(exc).__name__}: {str(exc)[:300]}"}), flush=True)
+        if counts["done"] % 1000 == 0 or counts["done"] >= runs:
+            # libFuzzer exits the process when done: report progress as it goes.
+            print(json.dumps(counts), flush=True)
+
+    def mutator(data: bytes, max_size: int, seed: int) -> bytes:
+        r = random.Random(seed)
+        if r.random() < 0.5:
+            return atheris.Mutate(data, max_size)
+        try:  # structural mutators need a parseable parent (a gzip, a zip)
+            mutant = (mutate_idx if args.target == "idx" else mutate_checkpoint)(r, [data])[0]
+        except Exception:  # noqa: BLE001 - the parent is itself a broken mutant
+            return atheris.Mutate(data, max_size)
+        return mutant[:max_size]
+
+    _limit_address_space(args.headroom_mib)
+    atheris.Setup([sys.argv[0], f"-runs={runs}", f"-seed={args.seed + 1}",
+                   "-max_len=65536", "-rss_limit_mb=0", "-print_final_stats=0",
+                   str(corpus)], one_input, custom_mutator=mutator)
+    atheris.Fuzz()  # does not return
+    return 0
+
+
 def _worker(args) -> int:
+    if args.engine == "atheris":
+        return _atheris_worker(args)
     seeds = idx_seeds() if args.target == "idx" else checkpoint_seeds()
     tmpdir = tempfile.mkdtemp(prefix="xpnet-fuzz-")
     check = check_idx if args.target == "idx" else (lambda d: check_checkpoint(d, tmpdir))
     for s in seeds:  # warm up: every import and lazy allocation happens before the limit
         check(s)
-    limit = _vm_size() + args.headroom_mib * MiB
-    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    _limit_address_space(args.headroom_mib)
     ok = 0
     for i in range(args.start, args.stop):
         data, how = _input(args.target, args.seed, i, seeds)
@@ -431,7 +493,7 @@ def _worker(args) -> int:
 def _run_chunk(args, start: int, stop: int) -> tuple[list[dict], int]:
     cmd = [sys.executable, "-m", "benchmarks.fuzz", "--worker", "--target", args.target,
            "--seed", str(args.seed), "--start", str(start), "--stop", str(stop),
-           "--headroom-mib", str(args.headroom_mib)]
+           "--headroom-mib", str(args.headroom_mib), "--engine", args.engine]
     path = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
     env = dict(os.environ, PYTHONPATH=path, XPNET_BACKEND="numpy")
     try:
@@ -443,7 +505,7 @@ def _run_chunk(args, start: int, stop: int) -> tuple[list[dict], int]:
     for line in proc.stdout.splitlines():
         rec = json.loads(line)
         if "done" in rec:
-            checked = rec["done"]
+            checked = max(checked, rec["done"])
         else:
             findings.append(rec)
     if proc.returncode != 0 or not checked:
@@ -454,8 +516,10 @@ def _run_chunk(args, start: int, stop: int) -> tuple[list[dict], int]:
 
 def fuzz(args) -> dict:
     findings, checked = [], 0
-    for start in range(args.first, args.first + args.n, _CHUNK):
-        stop = min(start + _CHUNK, args.first + args.n)
+    # One libFuzzer run keeps its corpus; the seeded mutator restarts cheaply per chunk.
+    chunk = args.n if args.engine == "atheris" else _CHUNK
+    for start in range(args.first, args.first + args.n, chunk):
+        stop = min(start + chunk, args.first + args.n)
         found, done = _run_chunk(args, start, stop)
         findings += found
         checked += done
@@ -487,6 +551,9 @@ def main(argv=None) -> int:
                         help="address space allowed above the child's start-up size")
     parser.add_argument("--timeout", type=float, default=900, help="seconds per child")
     parser.add_argument("--out", default=None, help="write finding inputs here")
+    parser.add_argument("--engine", choices=("mutate", "atheris"), default="mutate",
+                        help="the seeded mutator (default), or coverage-guided atheris "
+                             "(pip install atheris) driving the same checks and mutators")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--start", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--stop", type=int, help=argparse.SUPPRESS)
