@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import hashlib
+import importlib
 import io
 import json
 import os
@@ -419,8 +420,8 @@ def _atheris_worker(args) -> int:
     import atheris
 
     with atheris.instrument_imports(include=["xpnet", "gzip", "zipfile", "numpy.lib"]):
-        import xpnet.checkpoint  # noqa: F401 - instrumented for coverage
-        import xpnet.datasets  # noqa: F401
+        for module in ("xpnet.datasets", "xpnet.checkpoint", "xpnet.network"):
+            importlib.import_module(module)  # first imported here, hence instrumented
     seeds = idx_seeds() if args.target == "idx" else checkpoint_seeds()
     tmpdir = tempfile.mkdtemp(prefix="xpnet-fuzz-")
     corpus = Path(tmpdir) / "corpus"
