@@ -160,7 +160,7 @@ def _tiny_checkpoint(tmp_path: Path) -> Path:
     return path
 
 
-def _rewrite(path: Path, edit) -> Path:
+def _rewrite(path: Path, edit, members_last=None) -> Path:
     """A copy of checkpoint ``path`` with its JSON header and members passed through ``edit``.
 
     The checksum covers only the arrays, so editing the header keeps it valid.
@@ -172,6 +172,8 @@ def _rewrite(path: Path, edit) -> Path:
     blob = io.BytesIO()
     np.save(blob, np.frombuffer(json.dumps(header).encode(), np.uint8))
     members["__xpnet__.npy"] = blob.getvalue()
+    if members_last is not None:  # may replace the metadata member itself
+        members_last(header, members)
     out = path.with_name("crafted.npz")
     with zipfile.ZipFile(out, "w") as z:
         for name, data in members.items():
@@ -224,3 +226,19 @@ def test_unreadable_zip_features_are_a_checkpoint_error(tmp_path, flag_offset, v
     path.write_bytes(bytes(data))
     with pytest.raises(CheckpointError):
         xpnet.Sequential.load(path, backend="numpy")
+
+
+def _replace_member(name: str, new):
+    return lambda header, members: members.__setitem__(name, new(members[name]))
+
+
+@pytest.mark.parametrize("name,new,what", [
+    # NumPy hands back raw bytes for a member without the .npy magic.
+    ("__xpnet__.npy", lambda blob: b"not an npy member", "no .npy magic"),
+    # An unbalanced .npy header: NumPy's header parser lets tokenize.TokenError escape.
+    ("layer0.biases.npy", lambda blob: blob.replace(b"(4,)", b"((4,", 1), "unbalanced header"),
+])
+def test_malformed_npy_members_are_a_checkpoint_error(tmp_path, name, new, what):
+    crafted = _rewrite(_tiny_checkpoint(tmp_path), lambda h, m: None, _replace_member(name, new))
+    with pytest.raises(CheckpointError):
+        xpnet.Sequential.load(crafted, backend="numpy")
