@@ -342,7 +342,15 @@ def _edit_member(r: random.Random, members: dict) -> str:
 
     names = [n for n in members if n != "__xpnet__.npy"]
     name = r.choice(names or ["__xpnet__.npy"])
-    kind = r.randrange(4)
+    kind = r.randrange(6)
+    if kind == 4:  # no .npy magic: NumPy hands back raw bytes
+        members[name] = r.choice((b"", b"PK", members[name][6:], b"\x93NUMPX" + members[name][6:]))
+        return f"member:not npy {name}"
+    if kind == 5:  # an unbalanced or unparsable .npy header dict
+        blob = members[name]
+        members[name] = blob.replace(r.choice((b"(", b")", b"{", b"'")),
+                                     r.choice((b"((", b"", b"[", b"\\")), 1)
+        return f"member:header syntax {name}"
     if kind == 0:
         del members[name]
         return f"member:del {name}"
