@@ -6,7 +6,12 @@ training from the same data in memory, on every backend.
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -209,7 +214,8 @@ def test_generator_exhausted_after_one_epoch_is_explained(backend):
 
 def test_batches_with_labels_argument_or_bad_items_are_refused(backend):
     X, y = _host_data(backend.dtype_name)
-    with pytest.raises(TypeError, match="y must be None when X is an iterable"):
+    with pytest.raises(TypeError, match="X is a list, which fit takes as an iterable of .* so y "
+                                        "must be None"):
         _model(backend).fit([(X, y)], y)
     with pytest.raises(TypeError, match=r"batch 1 of epoch 1 must be a pair"):
         _model(backend).fit([X])
@@ -288,3 +294,20 @@ def test_next_chunk_is_loaded_while_the_current_one_is_used(monkeypatch):
     assert [c.X.shape[0] for c in chunks] == [10, 10]
     assert loaded == [0, 10, 20]
     assert all(name.startswith("xpnet-stream") for name in threads)
+
+
+def test_benchmark_runs_end_to_end(tmp_path):
+    """``python -m benchmarks.streaming`` on a tiny file: a record per backend (no timing asserted)."""
+    out = tmp_path / "record.json"
+    cmd = [sys.executable, "-m", "benchmarks.streaming", "--rows", "3000", "--memory-rows", "2048",
+           "--backends", "numpy", "--chunk-bytes", "2000000", "--json", str(out), "--timeout", "200"]
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    env = {**os.environ, "TMPDIR": str(scratch)}  # where the benchmark writes its memmap
+    proc = subprocess.run(cmd, cwd=Path(__file__).resolve().parents[1], capture_output=True,
+                          text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (result,) = json.loads(out.read_text())["results"]
+    assert result["memmap"]["rows"] == 3000 and result["memory"]["rows"] == 2048
+    assert result["memmap"]["rows_per_s"] > 0 and result["memmap"]["peak_rss_anon_mib"] > 0
+    assert "ratio" in proc.stdout and not list(scratch.iterdir())  # the data file is deleted

@@ -465,8 +465,11 @@ class Sequential:
             return streaming.HostData.of(self, X, y, chunk_bytes=chunk_bytes)
         if streaming.BatchSource.accepts(X):
             if y is not None:
-                raise TypeError("y must be None when X is an iterable of (X_batch, y_batch) "
-                                f"pairs, got {type(y).__name__}")
+                raise TypeError(
+                    f"X is a {type(X).__name__}, which fit takes as an iterable of (X_batch, "
+                    f"y_batch) pairs, so y must be None (got {type(y).__name__}); for samples "
+                    "in a list, convert them first with backend.asarray(X)"
+                )
             return streaming.BatchSource(self, X)
         return None
 
