@@ -301,6 +301,23 @@ class _CommunicatorBase:
         return [order[start + lo:start + lo + local]
                 for start in range(0, n - global_batch + 1, global_batch)]
 
+    def local_order(self, n: int, global_batch: int, rng=None, *, shuffle: bool = True) -> np.ndarray:
+        """This rank's indices for one epoch, step after step: :meth:`shard` as one host array.
+
+        Step ``s`` uses entries ``[s * b, (s + 1) * b)`` with ``b = global_batch // size``,
+        so the training loop uploads one array per epoch. With one rank it is the
+        first ``(n // global_batch) * global_batch`` entries of the permutation one
+        process draws.
+
+        Examples
+        --------
+        >>> from xpnet.distributed import SingleProcessCommunicator
+        >>> SingleProcessCommunicator().local_order(8, 4, rng=0).tolist()
+        [2, 4, 3, 6, 5, 0, 1, 7]
+        """
+        shards = self.shard(n, global_batch, rng, shuffle=shuffle)
+        return np.concatenate(shards) if shards else np.empty(0, dtype=np.int64)
+
     @staticmethod
     def _check_op(op: str) -> str:
         if op not in _SCALAR_OPS:
