@@ -240,7 +240,10 @@ class _CommunicatorBase:
     def _buffer_for(self, arrays) -> FusedHostBuffer:
         # The arrays' own shapes and dtypes as the key: a cheap look-up every step,
         # the validation and the allocation only for a new list of shapes.
-        key = tuple((tuple(x.shape), x.dtype) for x in arrays)
+        # The array type first: dtypes of different libraries may hash alike, and
+        # comparing them warns (array-api-strict) or is ill-defined.
+        key = (type(arrays[0]) if arrays else None,
+               tuple((tuple(x.shape), x.dtype) for x in arrays))
         buf = self._buffers.get(key)
         if buf is None:
             buf = self._buffers[key] = FusedHostBuffer(*_signature(arrays))
