@@ -10,8 +10,10 @@ Tolerances (relative: max |distributed - single| / max |single|, per parameter
 array): float64 1e-12; float32 1e-5 (SGD, momentum) and 1e-4 (Adam). The
 seed's in-backward SGD has no optimizer to share, so in distributed mode
 ``SGD()`` takes its step (``W -= lr * (x^T g)`` instead of ``W -= x^T (lr g)``):
-it is compared with the single-process *seed* fit, within the same bounds
-(measured on this matrix: about 1e-15 in float64, 1e-6 in float32).
+it is compared with the single-process *seed* fit, within the same bounds.
+Measured on this matrix (all backends, 2 and 4 ranks): at most 1.5e-15 in
+float64 and 4e-7 in float32, for every optimizer -- the bounds leave margin
+for other BLAS builds and summation orders.
 """
 
 from __future__ import annotations
@@ -100,13 +102,19 @@ def single_process():
     return result
 
 
+def _pairs(n: int) -> list:
+    """(backend, dtype) of the ``n``-rank job: everything on 2 ranks; on 4, float32 on NumPy only."""
+    return [(b, d) for b in _installed(BACKENDS) for d in cases.DTYPES
+            if n == 2 or d == "float64" or b == "numpy"]
+
+
 @pytest.fixture(scope="module", params=[2, 4])
 def mpi_results(request, tmp_path_factory):
     n = request.param
     out = tmp_path_factory.mktemp(f"ranks{n}")
-    backends = ",".join(_installed(BACKENDS))
+    pairs = ",".join(f"{b}:{d}" for b, d in _pairs(n))
     if _skip_reason() is None:
-        assert_all_ok(run_mpi(n, str(SCRIPTS / "fit.py"), "parity", str(out), backends), n)
+        assert_all_ok(run_mpi(n, str(SCRIPTS / "fit.py"), "parity", str(out), pairs), n)
     return n, out
 
 
@@ -122,6 +130,8 @@ def test_ranks_reproduce_one_process(mpi_results, single_process, backend, dtype
     if backend not in _installed(BACKENDS):
         pytest.skip(f"{backend} is not installed")
     n, out = mpi_results
+    if (backend, dtype) not in _pairs(n):
+        pytest.skip(f"{n} ranks run float32 on NumPy only (few 4-rank runs)")
     for optimizer in cases.OPTIMIZERS:
         want = single_process(backend, dtype, optimizer)
         with np.load(out / f"{backend}_{dtype}_{optimizer}.npz") as got:

@@ -6,9 +6,10 @@ with single-process runs. Each rank prints ``OK <rank>`` when it is done.
 
 Modes
 -----
-parity OUT BACKENDS   train every (backend, dtype, optimizer) of CASES with
-                      distributed=comm; rank 0 saves parameters, predictions
-                      and scores to OUT/<case>.npz
+parity OUT PAIRS      for each BACKEND:DTYPE of the comma-separated PAIRS and
+                      each optimizer of OPTIMIZERS, train with distributed=comm;
+                      rank 0 saves parameters, predictions and scores to
+                      OUT/<backend>_<dtype>_<optimizer>.npz
 raise STEP            rank 1 raises in its STEP-th forward pass; the job must end
 refuse                ranks given different data sizes, shapes, or a global
                       batch the ranks do not divide: refused on every rank,
@@ -75,14 +76,14 @@ def case_result(model, history, Xv, yv, distributed):
     return out
 
 
-def run_parity(comm, out_dir, backends):
-    for backend in backends.split(","):
-        for dtype in DTYPES:
-            for optimizer in OPTIMIZERS:
-                trained = train_case(backend, dtype, optimizer, comm)
-                result = case_result(*trained, comm)
-                if comm.is_root:
-                    np.savez(Path(out_dir) / f"{backend}_{dtype}_{optimizer}.npz", **result)
+def run_parity(comm, out_dir, pairs):
+    for pair in pairs.split(","):
+        backend, dtype = pair.split(":")
+        for optimizer in OPTIMIZERS:
+            trained = train_case(backend, dtype, optimizer, comm)
+            result = case_result(*trained, comm)
+            if comm.is_root:
+                np.savez(Path(out_dir) / f"{backend}_{dtype}_{optimizer}.npz", **result)
 
 
 class _FailingForward:
