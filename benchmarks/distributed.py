@@ -82,7 +82,7 @@ def time_fused_allreduce(comm, backend, repeats: int, warmup: int = 20) -> dict:
 #: worker, per-step compute floor in s (kernel launches, Python), allreduce bus
 #: bandwidth in bytes/s, per-message latency in s).
 CLUSTERS = (
-    ("8 GPUs, one node, NVLink (NCCL)", 8, 20e12, 150e-6, 150e9, 10e-6),
+    ("8 GPUs, one node, NVLink (NCCL)", 8, 20e12, 150e-6, 150e9, 1.5e-6),
     ("4 CPU nodes, 25 GbE (MPI)", 4, 100e9, 20e-6, 25e9 / 8 * 0.8, 30e-6),
 )
 
@@ -105,19 +105,26 @@ def scaling_model(n_params: int, batch: int, workers: int, flops: float, floor_s
             "many_s": many, "speedup": one / many}
 
 
-def print_scaling_model(n_params: int = 100_710) -> None:
-    print(f"\nscaling model (assumed, not measured): seed MLP, {n_params:,} float32 gradients "
-          f"({n_params * 4 / 1e6:.2f} MB) allreduced once per step")
+#: Models of the scaling table: the seed MLP and one 100 times larger.
+MODEL_PARAMS = (("seed MLP", 100_710), ("a 10M-parameter model", 10_000_000))
+
+
+def print_scaling_model() -> None:
+    print("\nscaling model (assumed, not measured): t_step = max(6 * params * batch / FLOP/s, "
+          "floor) + ring allreduce 2 (p-1)/p * bytes / bandwidth + 2 (p-1) * latency")
     for name, workers, flops, floor_s, bandwidth, latency in CLUSTERS:
         print(f"  {name}: {flops / 1e9:,.0f} GFLOP/s per worker, step floor "
-              f"{floor_s * 1e6:.0f} us, {bandwidth / 1e9:.1f} GB/s, {latency * 1e6:.0f} us latency")
-        for batch in EPOCH_FIGURES:
-            m = scaling_model(n_params, batch, workers, flops, floor_s, bandwidth, latency)
-            print(f"    global batch {batch:5d}: 1 worker {m['one_s'] * 1e6:8.1f} us/step | "
-                  f"{workers} workers {m['compute_s'] * 1e6:8.1f} compute + "
-                  f"{m['comm_s'] * 1e6:6.1f} allreduce us/step | speed-up {m['speedup']:.2f}x")
-    print("  The seed MLP is small: its steps are short next to an allreduce, so data "
-          "parallelism pays only at large global batches (or for larger models).")
+              f"{floor_s * 1e6:.0f} us, {bandwidth / 1e9:.1f} GB/s, {latency * 1e6:.1f} us latency")
+        for model, n_params in MODEL_PARAMS:
+            print(f"   {model}: {n_params:,} float32 gradients ({n_params * 4 / 1e6:.1f} MB)")
+            for batch in EPOCH_FIGURES:
+                m = scaling_model(n_params, batch, workers, flops, floor_s, bandwidth, latency)
+                print(f"    global batch {batch:5d}: 1 worker {m['one_s'] * 1e6:9.1f} us/step | "
+                      f"{workers} workers {m['compute_s'] * 1e6:9.1f} compute + "
+                      f"{m['comm_s'] * 1e6:7.1f} allreduce us/step | speed-up {m['speedup']:.2f}x")
+    print("  The seed MLP is small: its steps are short next to an allreduce (and on GPUs "
+          "below the launch floor), so data parallelism pays only at large global batches "
+          "and for larger models.")
 
 
 def _epoch_data(rows: int, backend):
@@ -178,7 +185,7 @@ def print_epochs(comm, figures, rows: int) -> None:
     for f in figures:
         print(f"  global batch {f['batch']:5d}: {f['epoch_s']:7.3f} s/epoch "
               f"({f['steps']} steps, {f['epoch_s'] / max(f['steps'], 1) * 1e3:7.3f} ms/step), "
-              f"allreduce {f['comm_step_s'] * 1e6:8.1f} us/step")
+              f"allreduce {f['comm_step_s'] * 1e6:8.1f} us/step (waiting for the other rank included)")
 
 
 def worker(args) -> int:

@@ -208,7 +208,7 @@ def test_benchmark_runs_under_mpiexec():
     out = proc.stdout
     assert "correctness and overhead, not speed-up" in out
     # Per-epoch figures for 1 and 2 ranks at the batches that fit in 640 rows.
-    assert out.count("global batch    32:") == 1 + 1 + 2 and out.count("s/epoch") == 4, out
+    assert out.count("global batch    32:") == 1 + 1 + 2 * 2 and out.count("s/epoch") == 4, out
     assert "8 GPUs" in out and "4 CPU nodes" in out and "speed-up" in out, out
 
 
