@@ -210,6 +210,21 @@ def test_cli_distributed_equals_one_process(tmp_path):
     assert (tmp_path / "a.png").stat().st_size > 0
 
 
+@needs_mpi
+@pytest.mark.skipif(not _mnist_present(), reason="no MNIST copy in data/mnist")
+def test_cli_refuses_an_indivisible_batch_on_every_rank_even_without_mpi4py_runner(tmp_path):
+    # Launched without `-m mpi4py`: the CLI itself must end the job (MPI_Abort).
+    cmd = [_mpiexec(), "-n", "2", sys.executable, "-m", "xpnet", "train", "--distributed",
+           "--epochs", "1", "--limit", "256", "--batch-size", "33", "--quiet",
+           "--save", "never.npz"]
+    proc = subprocess.run(cmd, env=_env(), cwd=tmp_path, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode != 0
+    assert "xpnet: error: global_batch=33 is not divisible by the 2 ranks" in proc.stderr, \
+        proc.stderr[-4000:]
+    assert "epoch 1/1" not in proc.stdout and not (tmp_path / "never.npz").exists()
+
+
 # -- one process, no MPI needed ----------------------------------------------------------
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
@@ -231,6 +246,18 @@ def test_distributed_fit_refuses_dropout():
                               xpnet.Dense(8, cases.N_CLASSES, rng=1, backend=be)])
     with pytest.raises(NotImplementedError, match="Dropout"):
         model.fit(X, y, batch_size=32, distributed=SingleProcessCommunicator())
+
+
+@pytest.mark.parametrize("bad", [True, 2, "mpi"])
+def test_distributed_must_be_a_communicator(bad):
+    be = xpnet.get_backend("numpy", dtype="float64")
+    X, y = cases.synthetic(be)
+    model = xpnet.Sequential.mlp(cases.SIZES, seed=0, backend=be)
+    for call in (lambda: model.fit(X, y, batch_size=32, distributed=bad),
+                 lambda: model.predict(X, distributed=bad),
+                 lambda: model.evaluate(X, y, distributed=bad)):
+        with pytest.raises(TypeError, match="distributed must be a communicator"):
+            call()
 
 
 def test_shard_rows_deal_whole_blocks_and_cover_every_row():

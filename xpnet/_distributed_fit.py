@@ -62,6 +62,16 @@ def _shape_of(x) -> tuple | None:
     return None if shape is None else tuple(int(d) for d in shape)
 
 
+def check_communicator(comm) -> None:
+    """A TypeError unless ``comm`` is an :mod:`xpnet.distributed` communicator."""
+    needed = ("allreduce_mean_", "allreduce_scalar", "check_same", "allgather", "local_order")
+    if isinstance(comm, bool) or not all(callable(getattr(comm, m, None)) for m in needed):
+        raise TypeError(
+            f"distributed must be a communicator from xpnet.distributed.init() (or None), "
+            f"got {type(comm).__name__}"
+        )
+
+
 def check_fit_agreement(comm, model, X, y, *, epochs, batch_size, seed, shuffle,
                         optimizer, validation_data=None) -> None:
     """Fail on every rank, before training, unless all ranks got the same data shapes and settings.
@@ -71,6 +81,7 @@ def check_fit_agreement(comm, model, X, y, *, epochs, batch_size, seed, shuffle,
     :func:`distributed_epoch_runner` once they are. A global batch that the
     number of ranks does not divide is refused too.
     """
+    check_communicator(comm)
     be = model.backend
     seed_key = seed if isinstance(seed, int) else type(seed).__name__
     comm.check_same(
@@ -246,6 +257,7 @@ def shard_rows(n: int, block: int, rank: int, size: int) -> tuple:
 
 def check_inputs_agree(comm, X, y=None, *, batch_size=None, what: str = "inputs") -> None:
     """Fail on every rank unless all ranks got inputs of the same shapes and dtypes."""
+    check_communicator(comm)
     comm.check_same({"X shape": _shape_of(X), "X dtype": str(getattr(X, "dtype", None)),
                      "y shape": _shape_of(y), "batch_size": batch_size}, what)
 

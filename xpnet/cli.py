@@ -321,7 +321,7 @@ def _limited(splits, limit):
 def cmd_train(args) -> int:
     """``xpnet train``: the tutorial's training run, end to end."""
     start = time.perf_counter()
-    comm = _communicator(args)
+    comm = args.communicator = _communicator(args)
     root = comm is None or comm.is_root  # only rank 0 prints, saves and plots
     quiet = args.quiet or not root
     plot_path = _check_output_path(args.plot, "--plot") if args.plot and root else None
@@ -336,7 +336,11 @@ def cmd_train(args) -> int:
                 f"batch_size={args.batch_size} lr={args.lr:g} optimizer={args.optimizer} "
                 f"init={args.init} schedule={args.schedule} seed={args.seed}"
                 + ("" if comm is None else f" | ranks={comm.size}"))
+    if comm is not None and not root:
+        comm.barrier()  # rank 0 finds (or downloads) MNIST first, the others then read it
     directory, data = _load_data(args, be, progress=not quiet)
+    if comm is not None and root:
+        comm.barrier()
     X_train, y_train, X_val, y_val, X_test, y_test = _limited(data, args.limit)
     _say(quiet, f"data: {directory} (train {X_train.shape[0]}, val {X_val.shape[0]}, "
                 f"test {X_test.shape[0]})")
@@ -460,7 +464,19 @@ def main(argv=None) -> int:
         if os.environ.get("XPNET_DEBUG"):
             raise
         print(f"xpnet: error: {_error_message(exc)}", file=sys.stderr, flush=True)
+        _abort_other_ranks(args, 1)
         return 1
+
+
+def _abort_other_ranks(args, code: int) -> None:
+    """After an error on one rank of ``--distributed``, end the others too.
+
+    Launched through ``python -m mpi4py`` the job would abort anyway; without
+    it the other ranks would wait forever in their next collective.
+    """
+    comm = getattr(args, "communicator", None)
+    if comm is not None and comm.size > 1:
+        comm.abort(code)
 
 
 if __name__ == "__main__":  # pragma: no cover
