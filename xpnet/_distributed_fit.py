@@ -26,9 +26,10 @@ Synchronous data parallelism, as in PyTorch's DDP:
   logs, takes the same callback decisions and stops together;
 * only rank 0 shows a progress bar.
 
-The split step is portable (``backend.compile`` is not used): communication
-cannot run inside a compiled function, so on JAX distributed training uses the
-eager step.
+Communication cannot run inside a compiled function: on a backend that
+compiles (JAX), the forward/backward pass that computes the gradients is
+compiled (:func:`make_gradient_fn`), and the allreduce and the optimizer step
+run eagerly between two calls of it.
 """
 
 from __future__ import annotations
@@ -121,10 +122,7 @@ def _sync_parameters(comm, layers, be) -> None:
     trainable = [layer for layer in layers if layer.param_names]
     if not trainable:
         return
-    values = iter(comm.broadcast(_parameters(trainable), be))
-    for layer in trainable:
-        for name in layer.param_names:
-            layer.set_param(name, next(values))
+    _set_parameters(trainable, comm.broadcast(_parameters(trainable), be))
     comm.check_equal(_parameters(trainable), be, "initial parameters")
 
 
@@ -154,19 +152,18 @@ def _gradients(trainable) -> list:
     return grads
 
 
-def split_train_step(be, layers, first: int, comm):
-    """``step(X, onehot, idx) -> local summed loss``: backward, one fused allreduce, optimizer step.
+def portable_gradient_fn(be, layers, first: int):
+    """``grads_of(X, onehot, idx) -> (local summed loss, gradients)``; parameters unchanged.
 
-    The allreduce comes after the whole backward pass and before any
-    parameter changes (every layer's input gradient uses the old weights,
-    as in one process).
+    Forward and backward run with a :class:`~xpnet.optimizers.KeepGrads` in
+    place of every trainable layer's optimizer, so ``backward`` only leaves
+    its gradients in ``layer.grads``; they are returned in parameter order.
     """
     xp = be.xp
     trainable = [layer for layer in layers[first:] if layer.param_names]
     keep = KeepGrads()
-    seed_sgd = SGD()  # learning_rate=None: each layer's own rate, read at every step
 
-    def step(X, onehot, idx):
+    def grads_of(X, onehot, idx):
         xb = xp.take(X, idx, axis=0)
         tb = xp.take(onehot, idx, axis=0)
         optimizers = [layer.optimizer for layer in trainable]
@@ -175,11 +172,66 @@ def split_train_step(be, layers, first: int, comm):
             layer.optimizer = keep
         try:
             loss_sum = train_step(layers, xp, xb, tb, first)
+            return loss_sum, _gradients(trainable)
         finally:
             for layer, opt in zip(trainable, optimizers):
                 layer.optimizer = opt
-        mean = iter(comm.allreduce_mean_(_gradients(trainable), be))
-        for layer, opt in zip(trainable, optimizers):
+                layer.grads = {}
+
+    return grads_of
+
+
+def make_gradient_fn(be, layers, first: int):
+    """:func:`portable_gradient_fn`, compiled by ``be.compile`` where the backend compiles.
+
+    Only the gradient computation is compiled (parameters go in as explicit
+    arguments, as in ``training._compiled_train_step``): the allreduce needs
+    the host between backward and the optimizer step, and optimizer state
+    lives in Python. Learning rates do not enter the gradients, so one
+    compiled function serves a whole ``fit``.
+    """
+    portable = portable_gradient_fn(be, layers, first)
+    if not be.compiles or not all(layer.compilable for layer in layers):
+        return portable
+    trainable = [layer for layer in layers[first:] if layer.param_names]
+
+    def pure(params, X, onehot, idx):
+        saved = _parameters(trainable)
+        try:
+            _set_parameters(trainable, params)
+            return portable(X, onehot, idx)
+        finally:
+            _set_parameters(trainable, saved)  # never leave tracers on the layers
+
+    compiled = be.compile(pure)
+    return lambda X, onehot, idx: compiled(_parameters(trainable), X, onehot, idx)
+
+
+def _set_parameters(layers, values) -> None:
+    values = iter(values)
+    for layer in layers:
+        for name in layer.param_names:
+            setattr(layer, name, next(values))
+
+
+def split_train_step(be, layers, first: int, comm, *, compiled: bool = True):
+    """``step(X, onehot, idx) -> local summed loss``: backward, one fused allreduce, optimizer step.
+
+    The allreduce comes after the whole backward pass and before any
+    parameter changes (every layer's input gradient uses the old weights,
+    as in one process). Layers without an optimizer (the seed's SGD inside
+    backward) are stepped by ``SGD()``, which reads their ``learning_rate``
+    at every step (schedules keep working).
+    """
+    trainable = [layer for layer in layers[first:] if layer.param_names]
+    grads_of = (make_gradient_fn if compiled else portable_gradient_fn)(be, layers, first)
+    seed_sgd = SGD()
+
+    def step(X, onehot, idx):
+        loss_sum, grads = grads_of(X, onehot, idx)
+        mean = iter(comm.allreduce_mean_(grads, be))
+        for layer in trainable:
+            opt = layer.optimizer
             grads = {n: next(mean) for n in layer.param_names}
             (seed_sgd if opt is None else opt).update(layer, grads)
             layer.grads = {} if opt is None else grads  # as one process leaves them
