@@ -9,6 +9,13 @@ from __future__ import annotations
 import dataclasses
 
 from . import checkpoint
+from ._distributed_fit import (
+    check_fit_agreement,
+    check_inputs_agree,
+    distributed_epoch_runner,
+    sharded_predict,
+    sharded_scores,
+)
 from ._random import as_generator
 from ._validation import check_int
 from .backends import get_backend
@@ -17,13 +24,6 @@ from .errors import CheckpointError, ShapeError
 from .layers import Dense, ReLU
 from .layers.base import layers_of
 from .losses import _xent_sum_and_grad, log_softmax, one_hot
-from ._distributed_fit import (
-    check_fit_agreement,
-    check_inputs_agree,
-    distributed_epoch_runner,
-    sharded_predict,
-    sharded_scores,
-)
 from .training import (
     FitSettings,
     first_trainable_index,
