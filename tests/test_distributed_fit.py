@@ -294,6 +294,20 @@ def test_distributed_fit_refuses_dropout():
         model.fit(X, y, batch_size=32, distributed=SingleProcessCommunicator())
 
 
+def test_a_layer_that_updates_itself_without_handing_gradients_is_refused():
+    from xpnet.errors import StateError
+
+    class SelfUpdating(xpnet.Dense):  # ignores layer.optimizer: nothing to allreduce
+        def _backward(self, input, grad_output, need_input_grad=True):
+            return grad_output @ self.weights.T
+
+    be = xpnet.get_backend("numpy", dtype="float64")
+    X, y = cases.synthetic(be)
+    model = xpnet.Sequential([SelfUpdating(cases.N_FEATURES, cases.N_CLASSES, rng=0, backend=be)])
+    with pytest.raises(StateError, match="computed no gradient for"):
+        model.fit(X, y, batch_size=32, distributed=SingleProcessCommunicator())
+
+
 @pytest.mark.parametrize("bad", [True, 2, "mpi"])
 def test_distributed_must_be_a_communicator(bad):
     be = xpnet.get_backend("numpy", dtype="float64")

@@ -39,7 +39,7 @@ import math
 import time
 
 from .distributed import DistributedError
-from .errors import XpnetError
+from .errors import StateError
 from .losses import _xent_sum_and_grad, one_hot
 from .optimizers import SGD, KeepGrads
 from .training import (
@@ -143,7 +143,7 @@ def _gradients(trainable) -> list:
     for layer in trainable:
         missing = [n for n in layer.param_names if n not in layer.grads]
         if missing:
-            raise XpnetError(
+            raise StateError(
                 f"{layer!r} computed no gradient for {missing} in backward: distributed fit "
                 "needs layers that hand their gradients to layer.optimizer "
                 "(Layer._apply_update), as xpnet's own layers do"
@@ -316,10 +316,11 @@ def check_inputs_agree(comm, X, y=None, *, batch_size=None, what: str = "inputs"
 
 def _on_every_rank(comm, what: str, fn):
     """``fn()``, or an error on every rank when it fails on any (no rank waits alone)."""
+    result = error = None
     try:
-        result, error = fn(), None
+        result = fn()
     except Exception as exc:  # re-raised below, after the other ranks heard of it
-        result, error = None, exc
+        error = exc
     failed = comm.allreduce_scalar(float(error is not None), "max")
     if error is not None:
         raise error
