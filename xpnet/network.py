@@ -6,7 +6,16 @@ plain ``list`` of layers, exactly as in the tutorial, or a :class:`Sequential`.
 
 from __future__ import annotations
 
+import dataclasses
+
 from . import checkpoint, streaming
+from ._distributed_fit import (
+    check_fit_agreement,
+    check_inputs_agree,
+    distributed_epoch_runner,
+    sharded_predict,
+    sharded_scores,
+)
 from ._random import as_generator
 from ._validation import check_int
 from .backends import get_backend
@@ -108,6 +117,19 @@ def predict(network, X, *, batch_size: int = PREDICT_BLOCK):
     _check_finite_logits(layers[0].backend, blocks)
     preds = [xp.argmax(z, axis=1) for z in blocks]
     return preds[0] if len(preds) == 1 else xp.concat(preds)
+
+
+def _check_not_distributed(distributed, what: str) -> None:
+    if distributed is not None:
+        raise NotImplementedError(
+            f"{what}(distributed=...) takes arrays on the model's device; host data and "
+            "batch iterables are streamed by one process only (for now)"
+        )
+
+
+def _is_host_pair(backend, pair) -> bool:
+    return (isinstance(pair, (tuple, list)) and len(pair) == 2
+            and streaming.is_host_array(backend, pair[0]))
 
 
 def _check_batch_fits(batch_size: int, n_samples: int) -> None:
@@ -318,7 +340,8 @@ class Sequential:
         logits = self.predict_logits(X, batch_size=batch_size, chunk_bytes=chunk_bytes)
         return xp.exp(log_softmax(logits, xp=xp))
 
-    def predict(self, X, *, batch_size: int = PREDICT_BLOCK, chunk_bytes=None):
+    def predict(self, X, *, batch_size: int = PREDICT_BLOCK, distributed=None,
+                chunk_bytes=None):
         """Predicted class indices for ``X`` (a device array of integers).
 
         ``X`` is an array on the model's device, or *host data*: a NumPy array
@@ -326,11 +349,21 @@ class Sequential:
         read and moved to the device in chunks of about ``chunk_bytes``
         (default 256 MB) -- never whole. The result lives on the device. See
         :mod:`xpnet.streaming`.
+
+        ``distributed``: an :mod:`xpnet.distributed` communicator; the ranks
+        (which all hold the same ``X``) each predict their blocks of rows and
+        every rank gets the whole result, equal to one process's.
         """
         if streaming.is_host_array(self.backend, X):
+            _check_not_distributed(distributed, "predict")
             _check_block(batch_size)
             data = streaming.HostData.of(self, X, chunk_bytes=chunk_bytes)
             return streaming.host_predict(self, data, batch_size)
+        if distributed is not None:
+            check_inputs_agree(distributed, X, batch_size=batch_size, what="prediction inputs")
+            self.layers[0]._check_input(X, "X")
+            _check_block(batch_size)
+            return sharded_predict(self, X, batch_size, distributed)
         return predict(self, X, batch_size=batch_size)
 
     def _logit_blocks(self, X, batch_size: int) -> list:
@@ -344,23 +377,33 @@ class Sequential:
         hits = predict(self, X, batch_size=batch_size) == y
         return float(xp.mean(xp.astype(hits, self.backend.dtype)))
 
-    def evaluate(self, X, y, *, batch_size: int = PREDICT_BLOCK, chunk_bytes=None) -> dict:
+    def evaluate(self, X, y, *, batch_size: int = PREDICT_BLOCK, distributed=None,
+                 chunk_bytes=None) -> dict:
         """Mean loss and accuracy on ``(X, y)``: ``{"loss": float, "accuracy": float}``.
 
         Host data (see :meth:`predict`) is streamed in chunks; ``y`` is then a
         NumPy array too.
+
+        ``distributed``: an :mod:`xpnet.distributed` communicator; the ranks
+        (which all hold the same data) score their blocks of rows and every
+        rank gets the reduced scores (accuracy exact, loss to rounding).
         """
         if streaming.is_host_array(self.backend, X):
+            _check_not_distributed(distributed, "evaluate")
             _check_block(batch_size)
             data = streaming.HostData.of(self, X, y, chunk_bytes=chunk_bytes)
             if data.n == 0:
                 raise ValueError("X and y are empty: there is nothing to evaluate")
             return self._scores(data, None, batch_size)
+        if distributed is not None:
+            check_inputs_agree(distributed, X, y, batch_size=batch_size, what="evaluation data")
         self.layers[0]._check_input(X, "X")
         _check_labels(self.backend, y, X.shape[0], self.n_outputs)
         _check_block(batch_size)
         if X.shape[0] == 0:
             raise ValueError("X and y are empty: there is nothing to evaluate")
+        if distributed is not None:
+            return sharded_scores(self, X, y, batch_size, distributed)
         return self._scores(X, y, batch_size)
 
     def _scores(self, X, y, batch_size: int = PREDICT_BLOCK) -> dict:
@@ -387,7 +430,7 @@ class Sequential:
     def fit(self, X, y=None, *, epochs: int = 1, batch_size: int = 32, shuffle: bool = True,
             seed=0, validation_data=None, optimizer=None, callbacks=(),
             progress: bool = False, check_every: int = 100, train_accuracy: bool = True,
-            history: History | None = None, chunk_bytes=None) -> History:
+            history: History | None = None, distributed=None, chunk_bytes=None) -> History:
         """Train with minibatch SGD (or ``optimizer``); return a :class:`History`.
 
         Parameters
@@ -429,16 +472,30 @@ class Sequential:
             the tutorial does).
         history : History, optional
             Continue this history (epochs are numbered on from its length).
+        distributed : communicator, optional
+            ``xpnet.distributed.init()`` under ``mpiexec``: synchronous data
+            parallelism (see ``docs/distributed.md``). ``batch_size`` is then
+            the global batch, divided by the number of ranks; every rank must
+            call ``fit`` with the same data and settings. ``None`` (default):
+            this process alone, with the fastest step.
         chunk_bytes : int, optional
             Host data only: bytes of rows per chunk (default about 256 MB; at
             least one batch). Two chunks are in memory at once.
         """
         stream = self._training_stream(X, y, chunk_bytes)
+        if stream is not None or _is_host_pair(self.backend, validation_data):
+            _check_not_distributed(distributed, "fit")
+        if distributed is not None:  # before validating, so every rank fails together
+            check_fit_agreement(distributed, self, X, y, epochs=epochs, batch_size=batch_size,
+                                seed=seed, shuffle=shuffle, optimizer=optimizer,
+                                validation_data=validation_data)
         settings = self._fit_settings(
             X, y, epochs=epochs, batch_size=batch_size, shuffle=shuffle, seed=seed,
             validation_data=validation_data, progress=progress, check_every=check_every,
             train_accuracy=train_accuracy, start_epoch=len(history) if history is not None else 0,
             stream=stream, chunk_bytes=chunk_bytes)
+        if distributed is not None:
+            settings = dataclasses.replace(settings, distributed=distributed)
         callbacks = CallbackList(callbacks)
         _check_optimizer(optimizer)
         previous = [layer.optimizer for layer in self.layers]
@@ -450,10 +507,13 @@ class Sequential:
             # The guard reports a NaN/inf loss once, with its epoch: no warning per operation.
             with self.backend.floating_point_errors_ignored():
                 history = History() if history is None else history
-                if stream is None:  # arrays on the device: the in-memory loop
+                if stream is not None:  # host data or batches: xpnet.streaming
+                    return fit_loop(self, X, y, settings, callbacks, history,
+                                    epoch_runner=streaming.epoch_runner(stream))
+                if distributed is None:
                     return fit_loop(self, X, y, settings, callbacks, history)
                 return fit_loop(self, X, y, settings, callbacks, history,
-                                epoch_runner=streaming.epoch_runner(self, stream, settings))
+                                epoch_runner=distributed_epoch_runner)
         finally:
             if optimizer is not None:
                 for layer, opt in zip(self.layers, previous):

@@ -288,13 +288,11 @@ def _row_plans(n_used: int, rows_per_chunk: int, order=None) -> list:
 
 # -- host data: training ----------------------------------------------------------------
 
-def epoch_runner(model, source, settings):
-    """``fit_loop``'s ``epoch_runner`` for a stream source (None: the in-memory loop)."""
-    if source is None:
-        return None
+def epoch_runner(source):
+    """``fit_loop``'s ``epoch_runner(model, X, y, settings)`` for a stream source."""
     if isinstance(source, BatchSource):
-        return lambda: batches_epoch_runner(model, source, settings)
-    return lambda: host_epoch_runner(model, source, settings)
+        return lambda model, X, y, settings: batches_epoch_runner(model, source, settings)
+    return lambda model, X, y, settings: host_epoch_runner(model, source, settings)
 
 
 def host_epoch_runner(model, data: HostData, settings):

@@ -236,6 +236,9 @@ class FitSettings:
     validation_data : (X_val, y_val) or None
     start_epoch : int
         0-based number of the first epoch (a continued history goes on counting).
+    distributed : communicator or None
+        An :mod:`xpnet.distributed` communicator: data-parallel epochs
+        (``xpnet._distributed_fit``); ``None``: this process alone.
     """
 
     epochs: int
@@ -247,6 +250,7 @@ class FitSettings:
     progress: bool = False
     validation_data: tuple | None = None
     start_epoch: int = 0
+    distributed: Any = None
 
 
 def fit_loop(model, X, y, settings: FitSettings, callbacks: CallbackList,
@@ -256,14 +260,13 @@ def fit_loop(model, X, y, settings: FitSettings, callbacks: CallbackList,
     Fills and returns ``history``; ``callbacks`` see every epoch, and their
     ``on_train_end`` runs also after an error or Ctrl-C, so they can restore
     what they changed (the learning-rate scheduler puts the base rates back).
-    ``epoch_runner``, a function ``() -> (epoch -> logs)``, replaces the
-    in-memory epoch (host data and batch iterables: :mod:`xpnet.streaming`).
+    ``epoch_runner(model, X, y, settings) -> (epoch -> logs)`` replaces
+    :func:`_epoch_runner` (data-parallel fit passes its own).
     """
     model.stop_training = False
     callbacks.on_train_begin(model)
     try:
-        epoch_of = (_epoch_runner(model, X, y, settings) if epoch_runner is None
-                    else epoch_runner())
+        epoch_of = (epoch_runner or _epoch_runner)(model, X, y, settings)
         for epoch in range(settings.start_epoch, settings.start_epoch + settings.epochs):
             callbacks.on_epoch_begin(model, epoch)
             logs = epoch_of(epoch)
