@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import xpnet
-from xpnet import streaming
+from xpnet import distributed, streaming
 from xpnet.errors import DTypeError, ShapeError
 
 N, D, C = 300, 12, 4
@@ -311,3 +311,17 @@ def test_benchmark_runs_end_to_end(tmp_path):
     assert result["memmap"]["rows"] == 3000 and result["memory"]["rows"] == 2048
     assert result["memmap"]["rows_per_s"] > 0 and result["memmap"]["peak_rss_anon_mib"] > 0
     assert "ratio" in proc.stdout and not list(scratch.iterdir())  # the data file is deleted
+
+
+def test_host_data_with_distributed_is_refused_not_half_supported(tmp_path):
+    be = xpnet.get_backend("numpy", dtype="float32")
+    comm = distributed.init(require_mpi=False)  # the single-process stand-in
+    X, y = _host_data("float32")
+    Xm = _memmap(tmp_path, "X", X)
+    model = _model(be)
+    for call in (lambda: model.fit(Xm, y, distributed=comm),
+                 lambda: model.fit(X, y, validation_data=(Xm, y), distributed=comm),
+                 lambda: model.predict(Xm, distributed=comm),
+                 lambda: model.evaluate(Xm, y, distributed=comm)):
+        with pytest.raises(NotImplementedError, match="streamed by one process only"):
+            call()
