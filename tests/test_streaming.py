@@ -325,3 +325,34 @@ def test_host_data_with_distributed_is_refused_not_half_supported(tmp_path):
                  lambda: model.evaluate(Xm, y, distributed=comm)):
         with pytest.raises(NotImplementedError, match="streamed by one process only"):
             call()
+
+
+def test_chunkwise_shuffle_is_opt_in_deterministic_and_reads_runs(backend, tmp_path):
+    X, y = _host_data(backend.dtype_name)
+    Xm = _memmap(tmp_path, "X", X)
+    runs = []
+    for _ in range(2):
+        model = _model(backend)
+        h = model.fit(Xm, y, batch_size=16, seed=3, shuffle="chunks",
+                      chunk_bytes=_small_chunks(16), train_accuracy=False)
+        runs.append(_params(model))
+        assert np.isfinite(h.history["loss"][0])
+    exact = _model(backend)
+    exact.fit(Xm, y, batch_size=16, seed=3, chunk_bytes=_small_chunks(16), train_accuracy=False)
+    for a, b in zip(*runs):
+        np.testing.assert_array_equal(a, b)  # same seed, same weights
+    assert any(not np.array_equal(a, b) for a, b in zip(runs[0], _params(exact)))
+    with pytest.raises(ValueError, match="shuffle='chunks' .* is for host data"):
+        _model(backend).fit(*_device(backend, X, y), shuffle="chunks")
+
+
+def test_chunkwise_permutation_keeps_each_chunk_contiguous():
+    order = streaming.chunkwise_permutation(np.random.default_rng(1), 103, 10)
+    assert sorted(order.tolist()) == list(range(103))
+    lo = 0
+    while lo < len(order):
+        start = int(order[lo] // 10 * 10)
+        size = min(10, 103 - start)
+        assert sorted(order[lo:lo + size].tolist()) == list(range(start, start + size))
+        lo += size
+    assert not np.array_equal(order, np.arange(103))

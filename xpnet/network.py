@@ -449,8 +449,11 @@ class Sequential:
             A NumPy array when ``X`` is host data.
         epochs, batch_size : int
             As in the tutorial (25 and 32); the last incomplete batch is dropped.
-        shuffle : bool
+        shuffle : bool or "chunks"
             Reshuffle each epoch with a permutation drawn from ``seed``.
+            ``"chunks"`` (host data only, opt-in): a faster approximate shuffle
+            that reads contiguous chunks in random order and shuffles rows
+            within each (weights then differ from in-memory training).
         seed : int or numpy.random.Generator
             Host RNG for the batch order: the same seed gives the same order on
             every backend.
@@ -482,7 +485,7 @@ class Sequential:
             Host data only: bytes of rows per chunk (default about 256 MB; at
             least one batch). Two chunks are in memory at once.
         """
-        stream = self._training_stream(X, y, chunk_bytes)
+        stream = self._training_stream(X, y, chunk_bytes, shuffle)
         if stream is not None or _is_host_pair(self.backend, validation_data):
             _check_not_distributed(distributed, "fit")
         if distributed is not None:  # before validating, so every rank fails together
@@ -519,10 +522,15 @@ class Sequential:
                 for layer, opt in zip(self.layers, previous):
                     layer.optimizer = opt
 
-    def _training_stream(self, X, y, chunk_bytes):
+    def _training_stream(self, X, y, chunk_bytes, shuffle=True):
         """Host data or batches to stream (:mod:`xpnet.streaming`); None for device arrays."""
+        chunkwise = isinstance(shuffle, str) and shuffle == "chunks"
         if streaming.is_host_array(self.backend, X):
-            return streaming.HostData.of(self, X, y, chunk_bytes=chunk_bytes)
+            return streaming.HostData.of(self, X, y, chunk_bytes=chunk_bytes,
+                                         shuffle_chunks=chunkwise)
+        if chunkwise:
+            raise ValueError("shuffle='chunks' (the approximate shuffle) is for host data "
+                             "(a NumPy array or np.memmap); use shuffle=True here")
         if streaming.BatchSource.accepts(X):
             if y is not None:
                 raise TypeError(

@@ -91,10 +91,12 @@ class HostData:
     y: np.ndarray | None
     chunk_bytes: int
     extras: dict = field(default_factory=dict)
+    #: ``fit(shuffle="chunks")``: the approximate, faster shuffle (:func:`chunkwise_permutation`).
+    shuffle_chunks: bool = False
 
     @classmethod
     def of(cls, model, X, y=None, *, chunk_bytes=None, names=("X", "y"),
-           extras=None) -> "HostData":
+           extras=None, shuffle_chunks: bool = False) -> "HostData":
         """Check host ``X`` (and labels ``y``) against ``model``; raise a clear error if wrong."""
         chunk_bytes = DEFAULT_CHUNK_BYTES if chunk_bytes is None else check_int(
             chunk_bytes, "chunk_bytes", low=1)
@@ -103,7 +105,7 @@ class HostData:
             y = _check_host_labels(model, y, X.shape[0], names[1])
         for name, column in (extras or {}).items():
             _check_host_column(column, X.shape[0], name)
-        return cls(X, y, chunk_bytes, dict(extras or {}))
+        return cls(X, y, chunk_bytes, dict(extras or {}), bool(shuffle_chunks))
 
     @property
     def n(self) -> int:
@@ -312,7 +314,10 @@ def host_epoch_runner(model, data: HostData, settings):
     def run_epoch(epoch: int) -> dict:
         t0 = time.perf_counter()
         step_fn = _cached_step(model._train_steps, be, layers, first)
-        order = settings.rng.permutation(data.n) if settings.shuffle else None
+        order = None
+        if settings.shuffle:
+            order = (chunkwise_permutation(settings.rng, data.n, rows_per_chunk)
+                     if data.shuffle_chunks else settings.rng.permutation(data.n))
         plans = _row_plans(n_steps * batch_size, rows_per_chunk, order)
         total = _train_chunks(model, step_fn, stream_chunks(be, data, plans, check_finite=True),
                               settings, epoch, n_steps)
@@ -328,6 +333,26 @@ def host_epoch_runner(model, data: HostData, settings):
         return logs
 
     return run_epoch
+
+
+def chunkwise_permutation(rng, n: int, rows_per_chunk: int) -> np.ndarray:
+    """The approximate shuffle: runs of ``rows_per_chunk`` contiguous rows in random
+    order, the rows shuffled within each run.
+
+    Each chunk is then read as one contiguous range (fast on a cold disk), but
+    a batch only mixes rows that are close in the file, and the weights differ
+    from in-memory training. Opt-in: ``fit(..., shuffle="chunks")``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> order = chunkwise_permutation(np.random.default_rng(0), 8, 4)
+    >>> sorted(order.tolist()) == list(range(8)), len(set(order[:4] // 4)) == 1
+    (True, True)
+    """
+    starts = rng.permutation(np.arange(0, n, rows_per_chunk))
+    return np.concatenate([start + rng.permutation(min(rows_per_chunk, n - start))
+                           for start in starts]) if n else np.arange(0)
 
 
 def _train_chunks(model, step_fn, chunks, settings, epoch: int, n_steps: int):
