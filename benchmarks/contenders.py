@@ -204,7 +204,7 @@ class XpnetContender(Contender):
 
     def _sync(self, obj=None):
         if self.be.name == "jax":
-            obj = obj if obj is not None else [l.params for l in self.model.layers]
+            obj = obj if obj is not None else [layer.params for layer in self.model.layers]
             _block("jax", obj)
         else:
             self.be.synchronize()

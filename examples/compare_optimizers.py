@@ -26,8 +26,8 @@ import os
 import time
 
 import xpnet
-from xpnet.datasets import load_mnist
 from xpnet.callbacks import Callback, LearningRateScheduler
+from xpnet.datasets import load_mnist
 from xpnet.optimizers import Adam, get_schedule
 from xpnet.plotting import backend_title, require_matplotlib
 

@@ -16,7 +16,6 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 
 import numpy as np
 import pytest
-
 from _helpers import make_backend
 
 # (id, backend name, device)

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from _helpers import cast_like, numeric_grad, ref_softmax, rel_err, rtol_for
 
 import xpnet
-from _helpers import cast_like, numeric_grad, ref_softmax, rel_err, rtol_for
 from xpnet.layers import LeakyReLU, Sigmoid, Softmax, Tanh
 
 

@@ -244,5 +244,5 @@ def test_no_import_cycle_in_xpnet():
 
 def test_no_function_in_xpnet_is_over_100_lines():
     too_long = long_functions()
-    assert not too_long, "functions over %d lines: %s" % (
-        MAX_FUNCTION_LINES, ", ".join(f"{where} {name}() {n} lines" for where, name, n in too_long))
+    listed = ", ".join(f"{where} {name}() {n} lines" for where, name, n in too_long)
+    assert not too_long, f"functions over {MAX_FUNCTION_LINES} lines: {listed}"

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from _helpers import cast_like, ref_softmax, rel_err, rtol_for
 
 import xpnet
-from _helpers import cast_like, ref_softmax, rel_err, rtol_for
 
 
 def _numbered(be, n, d=2):

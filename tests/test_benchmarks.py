@@ -153,8 +153,8 @@ def test_handwritten_starts_from_xpnet_init():
         model = xpnet.Sequential.mlp(SIZES, backend=xpnet.get_backend("numpy", dtype=dtype),
                                      seed=7)
         net = hw.build_mlp(SIZES, seed=7, dtype=dtype)
-        dense_x = [l for l in model.layers if l.param_names]
-        dense_h = [l for l in net if isinstance(l, hw.Dense)]
+        dense_x = [layer for layer in model.layers if layer.param_names]
+        dense_h = [layer for layer in net if isinstance(layer, hw.Dense)]
         assert len(dense_x) == len(dense_h) == 3
         for a, b in zip(dense_x, dense_h):
             np.testing.assert_array_equal(np.asarray(a.weights), b.weights)
@@ -173,8 +173,8 @@ def test_handwritten_steps_match_xpnet_float64():
         ref = hw.train(net, xb, yb)
         got = float(xpnet.train(model, be.asarray(xb), be.asarray(yb, dtype=be.index_dtype)))
         assert got == pytest.approx(float(ref), rel=1e-12)
-    for a, b in zip([l for l in model.layers if l.param_names],
-                    [l for l in net if isinstance(l, hw.Dense)]):
+    for a, b in zip([layer for layer in model.layers if layer.param_names],
+                    [layer for layer in net if isinstance(layer, hw.Dense)]):
         np.testing.assert_allclose(np.asarray(a.weights), b.weights, rtol=1e-10, atol=1e-14)
         np.testing.assert_allclose(np.asarray(a.biases), b.biases, rtol=1e-10, atol=1e-14)
 
@@ -191,8 +191,8 @@ def test_handwritten_epochs_match_xpnet_fit_float64():
         h = model.fit(Xd, yd, epochs=1, batch_size=32, seed=rng_x, train_accuracy=False)
         ref = hw.train_epoch(net, X, y, 32, rng_h)
         assert h["loss"][-1] == pytest.approx(ref, rel=1e-12)
-    for a, b in zip([l for l in model.layers if l.param_names],
-                    [l for l in net if isinstance(l, hw.Dense)]):
+    for a, b in zip([layer for layer in model.layers if layer.param_names],
+                    [layer for layer in net if isinstance(layer, hw.Dense)]):
         np.testing.assert_allclose(np.asarray(a.weights), b.weights, rtol=1e-10, atol=1e-14)
     np.testing.assert_array_equal(np.asarray(model.predict(Xd)), hw.predict(net, X))
 
@@ -221,13 +221,13 @@ def test_torch_idiomatic_matches_handwritten_float64():
     X, y = _data(n=320)
     mlp = TorchMLP(SIZES, seed=0, dtype="float64", device="cpu")
     net = hw.build_mlp(SIZES, seed=0, dtype="float64")
-    for w, layer in zip(mlp.weights(), [l for l in net if isinstance(l, hw.Dense)]):
+    for w, layer in zip(mlp.weights(), [layer for layer in net if isinstance(layer, hw.Dense)]):
         np.testing.assert_array_equal(w[0], layer.weights)
     rng_t, rng_h = np.random.default_rng(2), np.random.default_rng(2)
     loss_t = mlp.train_epoch(mlp.tensor(X), mlp.tensor(y, labels=True), 32, rng_t)
     loss_h = hw.train_epoch(net, X, y, 32, rng_h)
     assert loss_t == pytest.approx(loss_h, rel=1e-12)
-    for (w, b), layer in zip(mlp.weights(), [l for l in net if isinstance(l, hw.Dense)]):
+    for (w, b), layer in zip(mlp.weights(), [layer for layer in net if isinstance(layer, hw.Dense)]):
         np.testing.assert_allclose(w, layer.weights, rtol=1e-10, atol=1e-14)
         np.testing.assert_allclose(b, layer.biases, rtol=1e-10, atol=1e-14)
     np.testing.assert_array_equal(mlp.predict(mlp.tensor(X)).numpy(), hw.predict(net, X))

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from _helpers import cast_like, numeric_grad, rel_err, rtol_for
 
 import xpnet
-from _helpers import cast_like, numeric_grad, rel_err, rtol_for
 from xpnet.initializers import as_generator, dropout_keep_mask
 from xpnet.layers import Dense, Dropout, Tanh
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from _helpers import rtol_for
 
 import xpnet
-from _helpers import rtol_for
 
 
 def _data(be, n=64, d=6, c=3):

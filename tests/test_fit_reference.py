@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from _helpers import ref_xent, rel_err, rtol_for
 
 import xpnet
-from _helpers import ref_xent, rel_err, rtol_for
 from xpnet.layers import Dense, Dropout, LeakyReLU, Tanh
-
 
 FIT_N, FIT_BATCH, FIT_EPOCHS, FIT_SEED, DROP_SEED, DROP_RATE = 48, 8, 3, 11, 5, 0.25
 

@@ -35,10 +35,10 @@ import textwrap
 
 import numpy as np
 import pytest
+from _helpers import rel_err
 
 import xpnet
 from xpnet.errors import BackendUnavailableError
-from _helpers import rel_err
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 

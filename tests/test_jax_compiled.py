@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from _helpers import rel_err
 
 import xpnet
-from _helpers import rel_err
 
 jax = pytest.importorskip("jax")
 

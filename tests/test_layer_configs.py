@@ -7,9 +7,9 @@ import json
 
 import numpy as np
 import pytest
+from _helpers import rel_err
 
 import xpnet
-from _helpers import rel_err
 from xpnet.layers import Dense, Dropout, Flatten, LeakyReLU, Sigmoid, Softmax, Tanh
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from _helpers import RecordingOptimizer, numeric_grad, rel_err, rtol_for
 
 import xpnet
-from _helpers import RecordingOptimizer, numeric_grad, rel_err, rtol_for
 
 
 def _dense_and_data(be, rng, n=5, d_in=4, d_out=3, lr=0.1):

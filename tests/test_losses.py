@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from _helpers import numeric_grad, ref_log_softmax, ref_xent, ref_xent_grad, rel_err, rtol_for
 
 import xpnet
 from xpnet.losses import _xent_sum_and_grad, log_softmax, one_hot
-from _helpers import numeric_grad, ref_log_softmax, ref_xent, ref_xent_grad, rel_err, rtol_for
 
 
 def _data(be, rng, n=7, c=5, scale=3.0):

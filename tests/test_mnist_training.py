@@ -14,9 +14,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from _helpers import make_backend
 
 import xpnet
-from _helpers import make_backend
 from xpnet import datasets as ds
 
 ROOT = Path(__file__).resolve().parent.parent

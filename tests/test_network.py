@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from _helpers import rel_err, rtol_for
 
 import xpnet
 from xpnet.callbacks import Callback
-from _helpers import rtol_for
-from _helpers import rel_err
 
 
 def _toy(be, n=96, d=6, c=3, seed=0):

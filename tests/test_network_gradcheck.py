@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from _helpers import numeric_grad, ref_xent, rel_err
 
 import xpnet
-from _helpers import numeric_grad, ref_xent, rel_err
 from xpnet.layers import Dense, Dropout, Flatten, LeakyReLU, Sigmoid, Softmax, Tanh
 from xpnet.optimizers import KeepGrads
 

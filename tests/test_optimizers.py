@@ -16,9 +16,9 @@ import math
 
 import numpy as np
 import pytest
+from _helpers import rel_err, rtol_for
 
 import xpnet
-from _helpers import rel_err, rtol_for
 from xpnet.layers import Dense, Tanh
 from xpnet.optimizers import (
     SGD,

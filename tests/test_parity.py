@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from _helpers import ref_xent, ref_xent_grad, rel_err, rtol_for
 
 import xpnet
-from _helpers import ref_xent, ref_xent_grad, rel_err, rtol_for
 
 SIZES = [784, 100, 200, 10]
 N, BATCH, EPOCHS, LR, SEED = 640, 32, 16, 0.1, 3  # 20 steps x 16 epochs = 320 steps

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
+from _helpers import cast_like, ref_softmax, rel_err, rtol_for
 
 import xpnet
-from _helpers import cast_like, ref_softmax, rel_err, rtol_for
 
 
 def _model(be, softmax_out=False):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from _helpers import cast_like, numeric_grad, rel_err
 
 import xpnet
-from _helpers import cast_like, numeric_grad, rel_err, rtol_for
 from xpnet.layers import Dense, Dropout, Flatten, Tanh
 
 

@@ -12,6 +12,7 @@ array-api-strict; pick one with ``backend=``.
 from . import callbacks, initializers, losses, metrics, optimizers
 from ._version import __version__
 from .backends import Backend, available_backends, get_backend
+from .callbacks import Callback, EarlyStopping, History, LearningRateScheduler
 from .errors import (
     BackendUnavailableError,
     CheckpointError,
@@ -23,7 +24,6 @@ from .errors import (
     StateError,
     XpnetError,
 )
-from .callbacks import Callback, EarlyStopping, History, LearningRateScheduler
 from .layers import Dense, Dropout, Flatten, Layer, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
 from .losses import grad_softmax_crossentropy_with_logits, softmax_crossentropy_with_logits
 from .network import Sequential, forward, predict, train

@@ -96,7 +96,7 @@ class HostData:
 
     @classmethod
     def of(cls, model, X, y=None, *, chunk_bytes=None, names=("X", "y"),
-           extras=None, shuffle_chunks: bool = False) -> "HostData":
+           extras=None, shuffle_chunks: bool = False) -> HostData:
         """Check host ``X`` (and labels ``y``) against ``model``; raise a clear error if wrong."""
         chunk_bytes = DEFAULT_CHUNK_BYTES if chunk_bytes is None else check_int(
             chunk_bytes, "chunk_bytes", low=1)
@@ -304,7 +304,6 @@ def host_epoch_runner(model, data: HostData, settings):
     permutation, same rows, same order), so the weights agree bit for bit.
     """
     be = model.backend
-    xp = be.xp
     layers = loss_layers(model.layers)
     first = first_trainable_index(layers)
     batch_size = settings.batch_size

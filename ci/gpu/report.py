@@ -121,7 +121,7 @@ def _bench_lines(bench_md: Path) -> list[str]:
     text = bench_md.read_text().strip() if bench_md.exists() else ""
     if not text:
         return []
-    nested = ("#" + l if l.startswith("### ") else l for l in text.splitlines())
+    nested = ("#" + line if line.startswith("### ") else line for line in text.splitlines())
     return ["### Per-epoch time (benchmarks.mlp)", "", "\n".join(nested), ""]
 
 
@@ -131,7 +131,7 @@ def _train_lines(train: dict | None, train_txt: Path) -> list[str]:
     lines = [f"### Seed run (25 epochs unless noted: `xpnet train --backend {train['backend']} "
              f"{train['args']}`)", "", f"- wall time: {train['wall_s']:.1f} s (rc {train['rc']})"]
     if train_txt.exists():
-        tail = [l for l in train_txt.read_text().splitlines() if l.strip()][-4:]
+        tail = [line for line in train_txt.read_text().splitlines() if line.strip()][-4:]
         lines += ["- last lines of its output:", "", "```", *tail, "```"]
     return lines + [""]
 

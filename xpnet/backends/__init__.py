@@ -30,8 +30,8 @@ from typing import Any
 
 import array_api_compat
 
-from ._base import Backend
 from ..errors import BackendUnavailableError, UnknownBackendError, XpnetError
+from ._base import Backend
 
 __all__ = ["Backend", "get_backend", "backend_of", "available_backends", "BACKEND_NAMES"]
 

@@ -128,7 +128,7 @@ class Layer:
             total += size
         return total
 
-    def to(self, backend) -> "Layer":
+    def to(self, backend) -> Layer:
         """Move the layer's parameters to ``backend`` (a copy each: on the device
         when both backends share one, through DLPack; else through the host)."""
         backend = get_backend(backend)
@@ -169,7 +169,7 @@ class Layer:
         return {} if not cls.param_names else None
 
     @classmethod
-    def from_config(cls, config: dict, params: dict | None = None, *, backend=None) -> "Layer":
+    def from_config(cls, config: dict, params: dict | None = None, *, backend=None) -> Layer:
         """Rebuild a layer from :meth:`get_config`, with ``params`` (host arrays by name).
 
         Layers that initialise parameters override this to take ``params``

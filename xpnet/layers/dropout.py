@@ -69,14 +69,14 @@ class Dropout(Layer):
         self.training = True
 
     # -- mode -------------------------------------------------------------------
-    def train(self, mode: bool = True) -> "Dropout":
+    def train(self, mode: bool = True) -> Dropout:
         """Set training mode (``mode=True``) or evaluation mode; returns ``self``."""
         self.training = bool(mode)
         if not self.training:
             self._mask = None
         return self
 
-    def eval(self) -> "Dropout":
+    def eval(self) -> Dropout:
         """Evaluation mode: forward and backward are the identity; returns ``self``."""
         return self.train(False)
 
@@ -107,7 +107,7 @@ class Dropout(Layer):
             )
         return self.xp.where(mask, grad_output * self._scale, 0.0)
 
-    def to(self, backend) -> "Dropout":
+    def to(self, backend) -> Dropout:
         super().to(backend)
         self._mask = None
         return self
