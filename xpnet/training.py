@@ -23,6 +23,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from ._compiled import CompiledEpoch, compiles_epochs, epoch_cache_key
 from ._random import as_generator
 from ._validation import check_int
 from .backends import backend_of, get_backend
@@ -120,6 +121,24 @@ def _cached_step(steps: dict, be, layers, first: int):
             steps.pop(next(iter(steps)))  # drop the least recently used
     steps[key] = step_fn  # (re)insert as the most recently used
     return step_fn
+
+
+def _cached_epoch(steps: dict, be, layers, first: int):
+    """The compiled epoch for the layers as configured now, or ``None`` (step by step).
+
+    Kept in the same per-model cache as the steps. Learning rates are
+    arguments of a compiled epoch, so they are not part of its key.
+    """
+    if not compiles_epochs(be, layers):
+        return None
+    key = ("epoch", be, first, epoch_cache_key(layers))
+    epoch_fn = steps.pop(key, None)
+    if epoch_fn is None:
+        epoch_fn = CompiledEpoch(be, layers, portable_train_step(be, layers, first))
+        while len(steps) >= MAX_CACHED_STEPS:
+            steps.pop(next(iter(steps)))
+    steps[key] = epoch_fn
+    return epoch_fn
 
 
 def portable_train_step(backend, layers, first_trainable: int):
@@ -287,20 +306,26 @@ def _epoch_runner(model, X, y, settings: FitSettings):
 
     def run_epoch(epoch: int) -> dict:
         t0 = time.perf_counter()
-        # Compiled steps are kept on the model, so a second fit() does not re-trace.
-        step_fn = _cached_step(model._train_steps, be, layers, first)
+        # Compiled steps and epochs are kept on the model, so a second fit() does not re-trace.
+        epoch_fn = _cached_epoch(model._train_steps, be, layers, first)
         if settings.shuffle:  # one host permutation, one upload per epoch
             order = be.asarray(settings.rng.permutation(n), dtype=be.index_dtype)
         else:
             order = xp.arange(n, dtype=be.index_dtype, device=be.device)
         total = be.zeros(())
         with _progress(n_steps, f"epoch {epoch + 1}", settings.progress) as bar:
-            for step in range(n_steps):
-                lo = step * batch_size
-                total = total + step_fn(X, onehot, order[lo:lo + batch_size])
-                if check_every and (step + 1) % check_every == 0:
-                    _guard(float(total), epoch, step, check_every)
-                bar.update(1)
+            if epoch_fn is not None:  # the whole epoch in one call; the guard reads its sums
+                total = _guarded_sums(epoch_fn(X, onehot, order, n_steps, batch_size),
+                                      epoch, check_every)
+                bar.update(n_steps)
+            else:
+                step_fn = _cached_step(model._train_steps, be, layers, first)
+                for step in range(n_steps):
+                    lo = step * batch_size
+                    total = total + step_fn(X, onehot, order[lo:lo + batch_size])
+                    if check_every and (step + 1) % check_every == 0:
+                        _guard(float(total), epoch, step, check_every)
+                    bar.update(1)
         loss_sum = float(total)  # the one read-back of the epoch: always checked
         _guard(loss_sum, epoch, n_steps - 1, check_every)
         logs = {"epoch": epoch + 1, "loss": loss_sum / max(n_steps * batch_size, 1),
@@ -313,6 +338,14 @@ def _epoch_runner(model, X, y, settings: FitSettings):
         return logs
 
     return run_epoch
+
+
+def _guarded_sums(running: list, epoch: int, check_every: int) -> float:
+    """The epoch's loss sum from the running sums of a compiled epoch, checked as the loop would."""
+    if check_every:
+        for step in range(check_every - 1, len(running), check_every):
+            _guard(running[step], epoch, step, check_every)
+    return running[-1] if running else 0.0
 
 
 def _guard(value: float, epoch: int, step: int, check_every: int) -> None:
