@@ -66,9 +66,10 @@ def test_compiled_step_is_reused_by_a_second_fit(backend):
     model.fit(X, y, epochs=1, batch_size=8, train_accuracy=False)
     model.fit(X, y, epochs=1, batch_size=8, train_accuracy=False)
     assert len(model._train_steps) == 1
-    model[0].learning_rate = 0.05  # a new rate is a new (compiled) step
+    model[0].learning_rate = 0.05  # a new rate is a new (compiled) step...
     model.fit(X, y, epochs=1, batch_size=8, train_accuracy=False)
-    assert len(model._train_steps) == 2
+    # ...except for a compiled epoch, which takes the rates as arguments
+    assert len(model._train_steps) == (1 if backend.compiles_loops else 2)
 
 
 def test_compiled_step_sees_changed_layer_settings(backend):
