@@ -18,8 +18,7 @@ import numpy as np
 import pytest
 
 import xpnet
-from _helpers import rel_err
-from conftest import rtol_for
+from _helpers import rel_err, rtol_for
 from xpnet.layers import Dense, Tanh
 from xpnet.optimizers import (
     SGD,
