@@ -22,8 +22,7 @@ from xpnet.callbacks import Callback, LearningRateScheduler
 from xpnet.losses import one_hot
 from xpnet.optimizers import SGD, Adam, AdamW, CosineSchedule, KeepGrads, StepSchedule
 from xpnet.training import first_trainable_index, loss_layers, portable_train_step
-from conftest import make_backend, rtol_for
-from _helpers import rel_err
+from _helpers import make_backend, rel_err, rtol_for
 
 OPTIMIZERS = {
     "seed-sgd": lambda: None,
