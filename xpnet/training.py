@@ -144,15 +144,17 @@ def _cached_epoch(steps: dict, be, layers, first: int):
 def portable_train_step(backend, layers, first_trainable: int):
     """A callable ``step(X, onehot, idx) -> summed loss``: the portable twin.
 
-    It gathers the batch with ``xp.take`` and runs :func:`train_step` (layers
-    update themselves). :func:`make_train_step` may return a compiled
+    It gathers the batch (:meth:`Backend.take_rows <xpnet.backends.Backend.take_rows>`,
+    ``xp.take`` or a backend's faster equivalent) and runs :func:`train_step`
+    (layers update themselves). :func:`make_train_step` may return a compiled
     equivalent instead; tests compare the two.
     """
     xp = backend.xp
+    take_rows = backend.take_rows
 
     def step(X, onehot, idx):
-        xb = xp.take(X, idx, axis=0)
-        tb = xp.take(onehot, idx, axis=0)
+        xb = take_rows(X, idx)
+        tb = take_rows(onehot, idx)
         return train_step(layers, xp, xb, tb, first_trainable)
 
     return step

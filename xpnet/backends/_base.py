@@ -326,6 +326,18 @@ class Backend:
         a -= b
         return a
 
+    def take_rows(self, x, idx):
+        """``xp.take(x, idx, axis=0)``: the rows ``idx`` of ``x`` (the batch gather)."""
+        return self.xp.take(x, idx, axis=0)
+
+    def relu(self, x):
+        """``max(x, 0)`` elementwise (the ReLU forward)."""
+        return self.xp.maximum(x, 0.0)
+
+    def relu_backward(self, x, grad):
+        """``grad * (x > 0)`` (the ReLU backward; the standard forbids bool * float, so cast)."""
+        return grad * self.xp.astype(x > 0, grad.dtype)
+
     def affine(self, x, w, b):
         """``x @ w + b`` (the Dense forward)."""
         return x @ w + b
