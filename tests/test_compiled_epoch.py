@@ -323,3 +323,49 @@ def test_a_callback_changing_a_layer_setting_gets_a_new_program(monkeypatch, jax
             model.fit(X, y, epochs=3, batch_size=16, callbacks=[Steeper()], train_accuracy=False)
             results.append(_host_state(be, model))
     _assert_close(results[0], results[1], _tol(be))
+
+
+# -- CUDA graphs (CuPy): recorded once, replayed per batch -------------------------
+
+def test_make_train_step_hands_pure_steps_to_the_capture_hook(monkeypatch):
+    be = xpnet.get_backend("numpy", dtype="float64")
+    seen = []
+
+    def capture(self, step, params):
+        seen.append(params())
+        return step
+
+    monkeypatch.setattr(type(be), "captures_graphs", True)
+    monkeypatch.setattr(type(be), "capture_step", capture)
+    model = _model(be)
+    training.make_train_step(be, model.layers, 0)
+    assert len(seen) == 1 and [id(a) for a in seen[0]] == [
+        id(p) for layer in model for p in layer.params.values()]
+    SGD(0.1).attach(model.layers)  # an optimizer rebinds its state: no capture
+    training.make_train_step(be, model.layers, 0)
+    assert len(seen) == 1
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_cupy_graph_step_matches_the_portable_step(dtype):
+    be = make_backend("cupy", None, dtype)  # skips, with the reason, without CuPy or a GPU
+    X, y = _data(be)
+    onehot = one_hot(y, 3, dtype=be.dtype)
+    out = []
+    for recorded in (True, False):
+        model = _model(be)
+        step = portable_train_step(be, model.layers, 0)
+        if recorded:
+            step = be.capture_step(step, lambda m=model: [p for l in m for p in l.params.values()])
+        orders = np.random.default_rng(5)
+        losses = []
+        for i in range(8):
+            if i == 5:  # a parameter replaced by another array: recorded again
+                model[0].set_param("weights", be.xp.asarray(model[0].weights, copy=True))
+            idx = be.asarray(orders.permutation(96)[:16], dtype=be.index_dtype)
+            losses.append(float(step(X, onehot, idx)))
+        if recorded:
+            assert step.reason == ""  # the graph was recorded and replayed
+        out.append((np.asarray(losses), _host_state(be, model)))
+    assert rel_err(out[0][0], out[1][0]) < _tol(be)
+    _assert_close(out[0][1], out[1][1], _tol(be))

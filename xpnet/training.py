@@ -180,9 +180,13 @@ def make_train_step(backend, layers, first_trainable: int):
     True
     """
     portable = portable_train_step(backend, layers, first_trainable)
-    if not backend.compiles or not all(
-            layer.compilable and layer.optimizer is None for layer in layers):
+    if not all(layer.compilable and layer.optimizer is None for layer in layers):
         return portable  # optimizer state or host randomness lives outside a traced function
+    if backend.captures_graphs:  # recorded once, replayed per batch (CUDA graphs)
+        return backend.capture_step(portable, lambda: [
+            getattr(layer, name) for layer in layers for name in layer.param_names])
+    if not backend.compiles:
+        return portable
     return _compiled_train_step(backend, layers, portable)
 
 

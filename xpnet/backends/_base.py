@@ -84,6 +84,9 @@ class Backend:
     mutable_arrays: ClassVar[bool] = True
     #: Whether :meth:`compile` really compiles (training then compiles its step).
     compiles: ClassVar[bool] = False
+    #: Whether :meth:`capture_step` records a training step once and replays it
+    #: (CUDA graphs); training then uses it for optimizer-free compilable layers.
+    captures_graphs: ClassVar[bool] = False
     #: Whether :meth:`compile_loop` compiles a whole loop into one program
     #: (training then runs each epoch as one call; see ``xpnet._compiled``).
     compiles_loops: ClassVar[bool] = False
@@ -360,6 +363,16 @@ class Backend:
         True
         """
         return fn
+
+    def capture_step(self, step: Callable, params: Callable) -> Callable:
+        """A replayed equivalent of ``step(X, onehot, idx) -> loss``; ``step`` itself here.
+
+        ``params()`` lists the arrays the step updates in place. Libraries
+        with graph capture (:attr:`captures_graphs`) record one call and replay
+        it, as long as ``X``, ``onehot`` and ``params()`` stay the same arrays
+        and ``idx`` keeps its shape.
+        """
+        return step
 
     def compile_loop(self, body: Callable, *, donate_carry: bool = False) -> Callable:
         """``run(carry, xs, *consts) -> (carry, ys)``: ``body`` applied along ``xs``'s first axis.
