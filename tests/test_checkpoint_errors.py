@@ -210,7 +210,7 @@ def _unsupported_models():
         "no layers": (lambda: [], ValueError, "layer"),
         "not a model": (lambda: 42, TypeError, "model"),
         "a list holding a non-layer": (lambda: [xpnet.Dense(3, 2, rng=0, backend=be), "relu"],
-                                       TypeError, "layer"),
+                                       TypeError, "(?i)layer"),
     }
 
 

@@ -20,6 +20,7 @@ from .errors import (
     DivergenceError,
     DTypeError,
     ShapeError,
+    StateError,
     XpnetError,
 )
 from .callbacks import Callback, EarlyStopping, History, LearningRateScheduler
@@ -68,6 +69,7 @@ __all__ = [
     "BackendUnavailableError",
     "DeviceMismatchError",
     "ShapeError",
+    "StateError",
     "DTypeError",
     "DivergenceError",
     "CheckpointError",

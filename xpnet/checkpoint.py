@@ -42,6 +42,7 @@ import hashlib
 import json
 import math
 import os
+import tokenize
 import zipfile
 import zlib
 from pathlib import Path
@@ -234,8 +235,12 @@ def save_model(model, path, **metadata) -> None:
 # Loading
 # --------------------------------------------------------------------------
 
+#: What malformed archives raise from zipfile, zlib and NumPy's .npy parser: unsupported zip
+#: features (NotImplementedError), encrypted members (RuntimeError), unbalanced .npy headers
+#: (tokenize.TokenError, SyntaxError). Each becomes a CheckpointError naming the file.
 _READ_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, ValueError, OSError, KeyError,
-                UnicodeDecodeError, IndexError, TypeError)
+                UnicodeDecodeError, IndexError, TypeError, NotImplementedError, RuntimeError,
+                SyntaxError, tokenize.TokenError)
 
 
 def _corrupt(path, detail: str) -> CheckpointError:
@@ -423,6 +428,8 @@ def _read_arrays(npz, expected: dict, header, path) -> dict:
     for name in expected:
         try:
             arrays[name] = npz[name]
+            if not isinstance(arrays[name], np.ndarray):  # a member without the .npy magic
+                raise ValueError("it is not a .npy array")
         except _READ_ERRORS as exc:
             raise _corrupt(path, f"array {name!r} cannot be read ({type(exc).__name__}: {exc})") \
                 from None

@@ -35,6 +35,8 @@ import functools
 import gzip
 import hashlib
 import http.client
+import io
+import math
 import os
 import struct
 import sys
@@ -105,28 +107,94 @@ _CHUNK = 1 << 16
 # --------------------------------------------------------------------------
 
 def _decompressed_bytes(source, name: str) -> bytes:
-    """The contents of ``source`` (a path or bytes), gunzipped when it is gzip."""
+    """The contents of ``source`` (a path or bytes), gunzipped when it is gzip.
+
+    Decompression never holds more than the IDX header declares (see
+    :func:`_gunzip_idx`), so a small crafted ``.gz`` cannot make this allocate
+    without bound.
+    """
+    raw = _source_bytes(source, name)
+    if raw[:2] != _GZIP_MAGIC:
+        return raw
+    try:
+        return _gunzip_idx(raw, name)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise DataError(
+            f"{name}: corrupted or truncated gzip data ({type(exc).__name__}: {exc}); "
+            "delete the file and fetch it again"
+        ) from None
+
+
+def _source_bytes(source, name: str) -> bytes:
+    """The bytes of ``source``: bytes-like as given, a path read whole."""
     if isinstance(source, (bytes, bytearray, memoryview)):
-        raw = bytes(source)
-    elif isinstance(source, (str, os.PathLike)):
-        try:
-            with open(source, "rb") as f:
-                raw = f.read()
-        except FileNotFoundError:
-            raise DataError(f"{name}: no such file") from None
-        except IsADirectoryError:
-            raise DataError(f"{name}: is a directory, expected an IDX file") from None
-    else:
+        return bytes(source)
+    if not isinstance(source, (str, os.PathLike)):
         raise TypeError(f"source must be a path or bytes, got {type(source).__name__}")
-    if raw[:2] == _GZIP_MAGIC:
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError, zlib.error) as exc:
-            raise DataError(
-                f"{name}: corrupted or truncated gzip data ({type(exc).__name__}: {exc}); "
-                "delete the file and fetch it again"
-            ) from None
-    return raw
+    try:
+        with open(source, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        raise DataError(f"{name}: no such file") from None
+    except IsADirectoryError:
+        raise DataError(f"{name}: is a directory, expected an IDX file") from None
+
+
+def _gunzip_idx(raw: bytes, name: str) -> bytes:
+    """Gunzip ``raw``, keeping at most the length its IDX header declares.
+
+    The header is decompressed first; then exactly the declared data length
+    is kept, and anything beyond it is only counted (in fixed-size chunks, to
+    reach the gzip CRC check and report the true size), never stored.
+    """
+    with gzip.GzipFile(fileobj=io.BytesIO(raw)) as f:
+        head = _read_at_most(f, 4)
+        if len(head) == 4 and head[:2] == b"\x00\x00":
+            head += _read_at_most(f, 4 * head[3])
+        declared = _declared_data_length(head)
+        if declared is None:  # malformed header: _parse_idx reports it; drain for the CRC
+            _count_rest(f)
+            return head
+        data = _read_at_most(f, declared)
+        extra = _count_rest(f)
+    if extra:
+        shape = struct.unpack(f">{head[3]}I", head[4:])
+        raise DataError(
+            f"{name}: oversized IDX data: shape {shape} of {_IDX_TYPES[head[2]].name} needs "
+            f"{declared} bytes after the header, got {declared + extra}"
+        )
+    return head + data
+
+
+def _read_at_most(f, n: int) -> bytes:
+    """Up to ``n`` bytes of ``f``, read in bounded chunks (``read(n)`` preallocates ``n``)."""
+    parts, left = [], n
+    while left > 0:
+        chunk = f.read(min(left, _CHUNK))
+        if not chunk:
+            break
+        parts.append(chunk)
+        left -= len(chunk)
+    return b"".join(parts)
+
+
+def _count_rest(f) -> int:
+    """How many bytes are left in ``f``, read and dropped chunk by chunk."""
+    total = 0
+    while chunk := f.read(_CHUNK):
+        total += len(chunk)
+    return total
+
+
+def _declared_data_length(head: bytes) -> int | None:
+    """Bytes of data an IDX header declares (``None`` when the header is malformed)."""
+    if len(head) < 4 or head[:2] != b"\x00\x00" or head[2] not in _IDX_TYPES:
+        return None
+    n_dims = head[3]
+    if n_dims == 0 or len(head) != 4 + 4 * n_dims:
+        return None
+    shape = struct.unpack(f">{n_dims}I", head[4:])
+    return math.prod(shape) * _IDX_TYPES[head[2]].itemsize
 
 
 def _parse_idx(raw: bytes, name: str, *, ndim: int | None = None) -> np.ndarray:
@@ -154,12 +222,19 @@ def _parse_idx(raw: bytes, name: str, *, ndim: int | None = None) -> np.ndarray:
         )
     shape = struct.unpack(f">{n_dims}I", raw[4:header])
     dtype = _IDX_TYPES[type_code]
-    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    # Python ints: 255 dimensions of 2**32 - 1 overflow int64 (np.prod would wrap).
+    expected = math.prod(shape) * dtype.itemsize
     got = len(raw) - header
     if got != expected:
         raise DataError(
             f"{name}: {'truncated' if got < expected else 'oversized'} IDX data: shape "
             f"{shape} of {dtype.name} needs {expected} bytes after the header, got {got}"
+        )
+    if math.prod(d for d in shape if d) * dtype.itemsize > sys.maxsize:
+        # NumPy refuses such a shape even when a zero dimension makes it empty.
+        raise DataError(
+            f"{name}: IDX shape {shape} of {dtype.name} is too large for an array on this "
+            "platform"
         )
     arr = np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape)
     return arr.astype(dtype.newbyteorder("="), copy=False) if dtype.byteorder == ">" else arr

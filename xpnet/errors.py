@@ -16,6 +16,7 @@ __all__ = [
     "DeviceMismatchError",
     "ShapeError",
     "DTypeError",
+    "StateError",
     "DivergenceError",
     "CheckpointError",
     "DataError",
@@ -48,6 +49,10 @@ class ShapeError(XpnetError, ValueError):
 
 class DTypeError(XpnetError, TypeError):
     """An array has the wrong dtype (e.g. float labels, uint8 images)."""
+
+
+class StateError(XpnetError, RuntimeError):
+    """A call made in the wrong order (``Dropout.backward`` before any ``forward``, ...)."""
 
 
 class DivergenceError(XpnetError, FloatingPointError):

@@ -8,6 +8,9 @@ The confusion matrix is ``onehot(y_true).T @ onehot(y_pred)`` -- the array
 API has no ``bincount`` or scatter-add, and this needs only ``n x C``
 temporaries. Counts are exact (they are accumulated in float64 where the
 backend has it, otherwise float32, exact up to 2**24 samples per cell).
+Labels of any integer dtype (``uint8``, ``int8``, ...) are first cast to the
+index dtype (int64, or int32 where the backend has no int64), so no count or
+class number ever wraps around in a narrow dtype.
 
 Examples
 --------
@@ -66,6 +69,22 @@ def _check(y_true, y_pred):
     return xp
 
 
+def _validated_labels(y_true, y_pred):
+    """``(xp, y_true, y_pred)`` checked and cast to the index dtype.
+
+    Every metric starts here: counts, class numbers and comparisons then never
+    happen in a narrow label dtype (300 ``uint8`` labels would count 44).
+    """
+    xp = _check(y_true, y_pred)
+    index = _index_dtype(xp, y_true)
+    return xp, xp.astype(y_true, index), xp.astype(y_pred, index)
+
+
+def _index_dtype(xp, like):
+    """int64 where the namespace and device have it (JAX without x64 does not), else int32."""
+    return xp.int64 if _has_int64(xp, like) else xp.int32
+
+
 def _n_classes(xp, y_true, y_pred, n_classes):
     n = y_true.shape[0]
     if n_classes is None:
@@ -105,11 +124,11 @@ def accuracy(y_true, y_pred) -> float:
     >>> accuracy(np.asarray([1, 2, 3]), np.asarray([1, 2, 0]))
     0.6666666666666666
     """
-    xp = _check(y_true, y_pred)
+    xp, y_true, y_pred = _validated_labels(y_true, y_pred)
     n = y_true.shape[0]
     if n == 0:
         return float("nan")
-    hits = xp.astype(y_true == y_pred, xp.int64 if _has_int64(xp, y_true) else xp.int32)
+    hits = xp.astype(y_true == y_pred, y_true.dtype)
     return int(xp.sum(hits)) / n
 
 
@@ -132,16 +151,17 @@ def confusion_matrix(y_true, y_pred, n_classes: int | None = None):
     Returns
     -------
     array of int, shape (n_classes, n_classes)
-        On the labels' device, with the labels' integer dtype. Rows are true
+        On the labels' device, in the index dtype (int64, or int32 where the
+        backend has no int64) whatever the labels' integer dtype. Rows are true
         classes, columns predicted classes.
     """
-    xp = _check(y_true, y_pred)
+    xp, y_true, y_pred = _validated_labels(y_true, y_pred)
     c = _n_classes(xp, y_true, y_pred, n_classes)
     device = array_api_compat.device(y_true)
     ft = _count_dtype(xp, device)
     classes = xp.arange(c, dtype=y_true.dtype, device=device)
     t = xp.astype(y_true[:, None] == classes, ft)
-    p = xp.astype(y_pred[:, None] == xp.astype(classes, y_pred.dtype), ft)
+    p = xp.astype(y_pred[:, None] == classes, ft)
     counts = t.T @ p
     return xp.astype(xp.round(counts), y_true.dtype)
 
@@ -154,7 +174,7 @@ def per_class_accuracy(y_true, y_pred, n_classes: int | None = None):
     array of float, shape (n_classes,)
         On the labels' device; ``nan`` for classes without samples.
     """
-    xp = _check(y_true, y_pred)
+    xp, y_true, y_pred = _validated_labels(y_true, y_pred)
     c = _n_classes(xp, y_true, y_pred, n_classes)
     device = array_api_compat.device(y_true)
     ft = _count_dtype(xp, device)

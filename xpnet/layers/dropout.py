@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .._random import as_generator, dropout_keep_mask
 from .._validation import check_number
-from ..errors import ShapeError, XpnetError
+from ..errors import ShapeError, StateError
 from .base import Layer
 
 __all__ = ["Dropout"]
@@ -96,7 +96,7 @@ class Dropout(Layer):
             return grad_output
         mask = self._mask
         if mask is None:
-            raise XpnetError(
+            raise StateError(
                 "Dropout.backward needs the mask of a preceding forward call in training "
                 "mode; call forward(input) first (or eval() for the identity)"
             )
