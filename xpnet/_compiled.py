@@ -23,6 +23,8 @@ the Python loop (tests compare both with the plain step-by-step epoch).
 
 from __future__ import annotations
 
+from .errors import StateError
+
 __all__ = ["CompiledEpoch", "compiles_epochs", "epoch_cache_key"]
 
 #: Warm-up steps allowed before the state's structure must stop changing.
@@ -221,7 +223,7 @@ class CompiledEpoch:
         running, done = [], 0
         while done < n_steps and (done < self._eager_steps or not self._is_stable()):
             if done >= MAX_WARMUP_STEPS:
-                raise RuntimeError(
+                raise StateError(
                     "the training state keeps changing its structure from step to step; "
                     "set compilable = False on the optimizer or layer responsible")
             before = self._layout()
