@@ -247,6 +247,19 @@ def test_jax_divergence_is_reported_at_the_same_steps(monkeypatch):
     assert messages[0] == messages[1]
 
 
+def test_a_state_that_never_settles_is_refused_with_a_clear_error():
+    be = make_backend("jax", None, "float64")
+
+    class Hoarding(SGD):  # keeps one more array every step: no loop can carry that
+        def _update_param(self, be, param, grad, st, lr):
+            st[f"grad_{len(st)}"] = grad
+            return super()._update_param(be, param, grad, st, lr)
+
+    X, y = _data(be)
+    with pytest.raises(xpnet.errors.StateError, match="keeps changing its structure"):
+        _model(be).fit(X, y, epochs=1, batch_size=16, optimizer=Hoarding(0.1))
+
+
 # -- the compiled path is really taken -------------------------------------------
 
 def _count_forward_calls(monkeypatch, be, **fit_kwargs) -> int:
@@ -273,6 +286,24 @@ def test_jax_epochs_trace_the_layers_once(monkeypatch, jax_backend):
     # every epoch alike so that the loop keeps one length: 2 eager steps per epoch.
     assert _count_forward_calls(monkeypatch, jax_backend, epochs=3, optimizer=Adam()) \
         == n_dense + 3 * 2 * n_dense
+
+
+def test_a_fresh_optimizer_of_the_same_settings_reuses_the_program(monkeypatch, jax_backend):
+    be = jax_backend
+    X, y = _data(be)
+    model = _model(be)
+    calls = []
+    dense = type(model[0])
+    real = dense._forward
+    monkeypatch.setattr(dense, "_forward", lambda self, x: calls.append(1) or real(self, x))
+    counts = []
+    for _ in range(2):
+        model.fit(X, y, epochs=1, batch_size=16, optimizer=Adam(1e-2), train_accuracy=False)
+        counts.append(len(calls) - sum(counts))
+    assert counts == [3 + 2 * 3, 2 * 3]  # a trace, then only the 2 eager steps of each fit
+    assert len(model._train_steps) == 1
+    model.fit(X, y, epochs=1, batch_size=16, optimizer=Adam(1e-2, beta1=0.5), train_accuracy=False)
+    assert len(model._train_steps) == 2  # other settings: another program
 
 
 def test_jax_fit_leaves_concrete_state_and_the_step_count(jax_backend):

@@ -44,14 +44,17 @@ def compiles_epochs(backend, layers) -> bool:
 
 
 def epoch_cache_key(layers) -> tuple:
-    """What a compiled epoch bakes in: the layers, their settings and optimizers.
+    """What a compiled epoch bakes in: the layers, their settings and optimizers' settings.
 
     Learning rates are arguments of the program, not constants, so they are
-    left out: a learning-rate schedule does not recompile.
+    left out: a learning-rate schedule does not recompile. Optimizers count by
+    class and settings, not identity (their state is carried, not baked), so
+    ``fit(optimizer=Adam())`` called again with a fresh ``Adam()`` reuses the
+    program; which layers share one optimizer is part of the carry's layout.
     """
     return tuple(
         (id(layer), type(layer).__name__, repr(_without_rate(layer.get_config())),
-         id(layer.optimizer), _optimizer_settings(layer.optimizer))
+         type(layer.optimizer).__name__, _optimizer_settings(layer.optimizer))
         for layer in layers)
 
 
