@@ -201,7 +201,23 @@ def test_benchmark_counts_the_seed_mlp_parameters():
 def test_benchmark_runs_under_mpiexec():
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     proc = subprocess.run([sys.executable, "-m", "benchmarks.distributed", "--repeats", "5",
-                           "--timeout", "120"], env=env, cwd=ROOT, capture_output=True,
-                          text=True, timeout=TIMEOUT_S)
+                           "--rows", "640", "--timeout", "120"], env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=TIMEOUT_S)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "100,710 float32 parameters" in proc.stdout and "2 ranks" in proc.stdout, proc.stdout
+    out = proc.stdout
+    assert "correctness and overhead, not speed-up" in out
+    # Per-epoch figures for 1 and 2 ranks at the batches that fit in 640 rows.
+    assert out.count("global batch    32:") == 1 + 1 + 2 * 2 and out.count("s/epoch") == 4, out
+    assert "8 GPUs" in out and "4 CPU nodes" in out and "speed-up" in out, out
+
+
+def test_scaling_model_is_compute_over_compute_plus_ring_allreduce():
+    from benchmarks.distributed import scaling_model
+
+    m = scaling_model(1000, batch=400, workers=4, flops=6e6, floor_s=0.0, bandwidth=4e3,
+                      latency=0.0)
+    # 6 * 1000 * 400 FLOP at 6 MFLOP/s = 0.4 s alone; 0.1 s each on 4 workers, plus
+    # 2 * 3/4 * 4000 bytes / 4000 B/s = 1.5 s of ring allreduce.
+    assert m["one_s"] == pytest.approx(0.4) and m["compute_s"] == pytest.approx(0.1)
+    assert m["comm_s"] == pytest.approx(1.5) and m["speedup"] == pytest.approx(0.4 / 1.6)

@@ -240,7 +240,10 @@ class _CommunicatorBase:
     def _buffer_for(self, arrays) -> FusedHostBuffer:
         # The arrays' own shapes and dtypes as the key: a cheap look-up every step,
         # the validation and the allocation only for a new list of shapes.
-        key = tuple((tuple(x.shape), x.dtype) for x in arrays)
+        # The array type first: dtypes of different libraries may hash alike, and
+        # comparing them warns (array-api-strict) or is ill-defined.
+        key = (type(arrays[0]) if arrays else None,
+               tuple((tuple(x.shape), x.dtype) for x in arrays))
         buf = self._buffers.get(key)
         if buf is None:
             buf = self._buffers[key] = FusedHostBuffer(*_signature(arrays))
@@ -300,6 +303,23 @@ class _CommunicatorBase:
         lo = self.rank * local
         return [order[start + lo:start + lo + local]
                 for start in range(0, n - global_batch + 1, global_batch)]
+
+    def local_order(self, n: int, global_batch: int, rng=None, *, shuffle: bool = True) -> np.ndarray:
+        """This rank's indices for one epoch, step after step: :meth:`shard` as one host array.
+
+        Step ``s`` uses entries ``[s * b, (s + 1) * b)`` with ``b = global_batch // size``,
+        so the training loop uploads one array per epoch. With one rank it is the
+        first ``(n // global_batch) * global_batch`` entries of the permutation one
+        process draws.
+
+        Examples
+        --------
+        >>> from xpnet.distributed import SingleProcessCommunicator
+        >>> SingleProcessCommunicator().local_order(8, 4, rng=0).tolist()
+        [2, 4, 3, 6, 5, 0, 1, 7]
+        """
+        shards = self.shard(n, global_batch, rng, shuffle=shuffle)
+        return np.concatenate(shards) if shards else np.empty(0, dtype=np.int64)
 
     @staticmethod
     def _check_op(op: str) -> str:

@@ -6,7 +6,16 @@ plain ``list`` of layers, exactly as in the tutorial, or a :class:`Sequential`.
 
 from __future__ import annotations
 
+import dataclasses
+
 from . import checkpoint
+from ._distributed_fit import (
+    check_fit_agreement,
+    check_inputs_agree,
+    distributed_epoch_runner,
+    sharded_predict,
+    sharded_scores,
+)
 from ._random import as_generator
 from ._validation import check_int
 from .backends import get_backend
@@ -294,8 +303,18 @@ class Sequential:
         xp = self.backend.xp
         return xp.exp(log_softmax(self.predict_logits(X, batch_size=batch_size), xp=xp))
 
-    def predict(self, X, *, batch_size: int = PREDICT_BLOCK):
-        """Predicted class indices for ``X`` (a device array of integers)."""
+    def predict(self, X, *, batch_size: int = PREDICT_BLOCK, distributed=None):
+        """Predicted class indices for ``X`` (a device array of integers).
+
+        ``distributed``: an :mod:`xpnet.distributed` communicator; the ranks
+        (which all hold the same ``X``) each predict their blocks of rows and
+        every rank gets the whole result, equal to one process's.
+        """
+        if distributed is not None:
+            check_inputs_agree(distributed, X, batch_size=batch_size, what="prediction inputs")
+            self.layers[0]._check_input(X, "X")
+            _check_block(batch_size)
+            return sharded_predict(self, X, batch_size, distributed)
         return predict(self, X, batch_size=batch_size)
 
     def _accuracy(self, X, y, batch_size: int = PREDICT_BLOCK) -> float:
@@ -303,13 +322,22 @@ class Sequential:
         hits = predict(self, X, batch_size=batch_size) == y
         return float(xp.mean(xp.astype(hits, self.backend.dtype)))
 
-    def evaluate(self, X, y, *, batch_size: int = PREDICT_BLOCK) -> dict:
-        """Mean loss and accuracy on ``(X, y)``: ``{"loss": float, "accuracy": float}``."""
+    def evaluate(self, X, y, *, batch_size: int = PREDICT_BLOCK, distributed=None) -> dict:
+        """Mean loss and accuracy on ``(X, y)``: ``{"loss": float, "accuracy": float}``.
+
+        ``distributed``: an :mod:`xpnet.distributed` communicator; the ranks
+        (which all hold the same data) score their blocks of rows and every
+        rank gets the reduced scores (accuracy exact, loss to rounding).
+        """
+        if distributed is not None:
+            check_inputs_agree(distributed, X, y, batch_size=batch_size, what="evaluation data")
         self.layers[0]._check_input(X, "X")
         _check_labels(self.backend, y, X.shape[0], self.n_outputs)
         _check_block(batch_size)
         if X.shape[0] == 0:
             raise ValueError("X and y are empty: there is nothing to evaluate")
+        if distributed is not None:
+            return sharded_scores(self, X, y, batch_size, distributed)
         return self._scores(X, y, batch_size)
 
     def _scores(self, X, y, batch_size: int = PREDICT_BLOCK) -> dict:
@@ -334,7 +362,7 @@ class Sequential:
     def fit(self, X, y, *, epochs: int = 1, batch_size: int = 32, shuffle: bool = True,
             seed=0, validation_data=None, optimizer=None, callbacks=(),
             progress: bool = False, check_every: int = 100, train_accuracy: bool = True,
-            history: History | None = None) -> History:
+            history: History | None = None, distributed=None) -> History:
         """Train with minibatch SGD (or ``optimizer``); return a :class:`History`.
 
         Parameters
@@ -366,11 +394,23 @@ class Sequential:
             the tutorial does).
         history : History, optional
             Continue this history (epochs are numbered on from its length).
+        distributed : communicator, optional
+            ``xpnet.distributed.init()`` under ``mpiexec``: synchronous data
+            parallelism (see ``docs/distributed.md``). ``batch_size`` is then
+            the global batch, divided by the number of ranks; every rank must
+            call ``fit`` with the same data and settings. ``None`` (default):
+            this process alone, with the fastest step.
         """
+        if distributed is not None:  # before validating, so every rank fails together
+            check_fit_agreement(distributed, self, X, y, epochs=epochs, batch_size=batch_size,
+                                seed=seed, shuffle=shuffle, optimizer=optimizer,
+                                validation_data=validation_data)
         settings = self._fit_settings(
             X, y, epochs=epochs, batch_size=batch_size, shuffle=shuffle, seed=seed,
             validation_data=validation_data, progress=progress, check_every=check_every,
             train_accuracy=train_accuracy, start_epoch=len(history) if history is not None else 0)
+        if distributed is not None:
+            settings = dataclasses.replace(settings, distributed=distributed)
         callbacks = CallbackList(callbacks)
         _check_optimizer(optimizer)
         previous = [layer.optimizer for layer in self.layers]
@@ -381,8 +421,11 @@ class Sequential:
         try:
             # The guard reports a NaN/inf loss once, with its epoch: no warning per operation.
             with self.backend.floating_point_errors_ignored():
-                return fit_loop(self, X, y, settings, callbacks,
-                                History() if history is None else history)
+                history = History() if history is None else history
+                if distributed is None:
+                    return fit_loop(self, X, y, settings, callbacks, history)
+                return fit_loop(self, X, y, settings, callbacks, history,
+                                epoch_runner=distributed_epoch_runner)
         finally:
             if optimizer is not None:
                 for layer, opt in zip(self.layers, previous):

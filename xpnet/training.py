@@ -263,6 +263,9 @@ class FitSettings:
     validation_data : (X_val, y_val) or None
     start_epoch : int
         0-based number of the first epoch (a continued history goes on counting).
+    distributed : communicator or None
+        An :mod:`xpnet.distributed` communicator: data-parallel epochs
+        (``xpnet._distributed_fit``); ``None``: this process alone.
     """
 
     epochs: int
@@ -274,20 +277,23 @@ class FitSettings:
     progress: bool = False
     validation_data: tuple | None = None
     start_epoch: int = 0
+    distributed: Any = None
 
 
 def fit_loop(model, X, y, settings: FitSettings, callbacks: CallbackList,
-             history: History) -> History:
+             history: History, *, epoch_runner=None) -> History:
     """The epoch loop of :meth:`Sequential.fit` (everything already validated).
 
     Fills and returns ``history``; ``callbacks`` see every epoch, and their
     ``on_train_end`` runs also after an error or Ctrl-C, so they can restore
     what they changed (the learning-rate scheduler puts the base rates back).
+    ``epoch_runner(model, X, y, settings) -> (epoch -> logs)`` replaces
+    :func:`_epoch_runner` (data-parallel fit passes its own).
     """
     model.stop_training = False
     callbacks.on_train_begin(model)
     try:
-        epoch_of = _epoch_runner(model, X, y, settings)
+        epoch_of = (epoch_runner or _epoch_runner)(model, X, y, settings)
         for epoch in range(settings.start_epoch, settings.start_epoch + settings.epochs):
             callbacks.on_epoch_begin(model, epoch)
             logs = epoch_of(epoch)
