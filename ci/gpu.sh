@@ -155,7 +155,8 @@ stage_pytest() {  # dry run: tests/test_gpu.py compares torch-on-CPU with numpy 
 stage_bench() {
     echo "+ $PY -m benchmarks.mlp $BENCH_ARGS --json $OUT/bench_gpu.json --markdown"
     # shellcheck disable=SC2086  # BENCH_ARGS is a word list
-    tmo "$PY" -m benchmarks.mlp $BENCH_ARGS --json "$OUT/bench_gpu.json" --markdown | tee "$WORK/bench.md"
+    tmo "$PY" -m benchmarks.mlp $BENCH_ARGS --json "$OUT/bench_gpu.json" --markdown | tee "$WORK/bench.md"; local rc=$?
+    [ "$DRY" = 1 ] || tmo "$PY" "$HELPERS/graph_step_bench.py" "$WORK/graph_step.json" || rc=1; return $rc  # issue 15: CUDA graph
 }
 
 stage_train() {

@@ -90,6 +90,12 @@ class Optimizer:
     ``torch.optim`` when all parameters are in one group.
     """
 
+    #: True when :meth:`_update_param` is array math on ``be.xp`` only (no host
+    #: reads), so a compiling backend may trace it into a compiled epoch, with
+    #: the state's arrays and step counts as traced values. Set it to False in a
+    #: subclass that reads values back to the host.
+    compilable = True
+
     def __init__(self, learning_rate, *, weight_decay: float = 0.0):
         self.learning_rate = _check_number("learning_rate", learning_rate)
         self.weight_decay = _check_number("weight_decay", weight_decay)
@@ -305,14 +311,33 @@ class Adam(Optimizer):
             m = m + (g - m) * (1.0 - self.beta1)
             v = v * self.beta2 + (g * g) * (1.0 - self.beta2)
         st["exp_avg"], st["exp_avg_sq"] = m, v
-        step_size = lr / (1.0 - self.beta1 ** t)
-        bc2_sqrt = math.sqrt(1.0 - self.beta2 ** t)
+        step_size = lr / _one_minus_pow(be.xp, self.beta1, t, param.dtype)
+        bc2_sqrt = _sqrt(be.xp, _one_minus_pow(be.xp, self.beta2, t, param.dtype))
         denom = be.xp.sqrt(v) / bc2_sqrt + self.eps
         return be.sub_(param, (m * step_size) / denom)
 
     def get_config(self):
         return {**super().get_config(), "beta1": self.beta1, "beta2": self.beta2,
                 "eps": self.eps}
+
+
+def _one_minus_pow(xp, beta: float, t, dtype):
+    """``1 - beta ** t``: host arithmetic for an int ``t``, device arithmetic for an array.
+
+    A compiled epoch carries the step count as an integer array; there the
+    bias correction stays on the device, in ``dtype``, written as
+    ``-expm1(t log beta)`` so that float32 keeps its precision (``1 - 0.999``
+    would cancel).
+    """
+    if isinstance(t, int):
+        return 1.0 - beta ** t
+    if beta == 0.0:
+        return 1.0  # t >= 1
+    return -xp.expm1(xp.astype(t, dtype) * math.log(beta))
+
+
+def _sqrt(xp, x):
+    return math.sqrt(x) if isinstance(x, float) else xp.sqrt(x)
 
 
 class AdamW(Adam):
@@ -359,6 +384,7 @@ class KeepGrads:
     """
 
     learning_rate = None
+    compilable = True  # it only stores the gradients
 
     def update(self, layer, grads: dict) -> None:
         layer.grads = grads

@@ -11,7 +11,9 @@ The hot loop avoids per-step work nobody needs:
 * the loss is summed on the device and read back once per epoch (and checked
   for NaN/inf then: the divergence guard), plus every ``check_every`` steps
   when asked; never per step;
-* the first trainable layer does not compute the gradient w.r.t. its input.
+* the first trainable layer does not compute the gradient w.r.t. its input;
+* on a backend that compiles loops (JAX) the whole epoch is one compiled call
+  (:mod:`xpnet._compiled`), which returns the running loss sums for the guard.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from ._compiled import CompiledEpoch, compiles_epochs, epoch_cache_key
 from ._random import as_generator
 from ._validation import check_int
 from .backends import backend_of, get_backend
@@ -122,18 +125,38 @@ def _cached_step(steps: dict, be, layers, first: int):
     return step_fn
 
 
+def _cached_epoch(steps: dict, be, layers, first: int):
+    """The compiled epoch for the layers as configured now, or ``None`` (step by step).
+
+    Kept in the same per-model cache as the steps. Learning rates are
+    arguments of a compiled epoch, so they are not part of its key.
+    """
+    if not compiles_epochs(be, layers):
+        return None
+    key = ("epoch", be, first, epoch_cache_key(layers))
+    epoch_fn = steps.pop(key, None)
+    if epoch_fn is None:
+        epoch_fn = CompiledEpoch(be, layers, portable_train_step(be, layers, first))
+        while len(steps) >= MAX_CACHED_STEPS:
+            steps.pop(next(iter(steps)))
+    steps[key] = epoch_fn
+    return epoch_fn
+
+
 def portable_train_step(backend, layers, first_trainable: int):
     """A callable ``step(X, onehot, idx) -> summed loss``: the portable twin.
 
-    It gathers the batch with ``xp.take`` and runs :func:`train_step` (layers
-    update themselves). :func:`make_train_step` may return a compiled
+    It gathers the batch (:meth:`Backend.take_rows <xpnet.backends.Backend.take_rows>`,
+    ``xp.take`` or a backend's faster equivalent) and runs :func:`train_step`
+    (layers update themselves). :func:`make_train_step` may return a compiled
     equivalent instead; tests compare the two.
     """
     xp = backend.xp
+    take_rows = backend.take_rows
 
     def step(X, onehot, idx):
-        xb = xp.take(X, idx, axis=0)
-        tb = xp.take(onehot, idx, axis=0)
+        xb = take_rows(X, idx)
+        tb = take_rows(onehot, idx)
         return train_step(layers, xp, xb, tb, first_trainable)
 
     return step
@@ -159,9 +182,13 @@ def make_train_step(backend, layers, first_trainable: int):
     True
     """
     portable = portable_train_step(backend, layers, first_trainable)
-    if not backend.compiles or not all(
-            layer.compilable and layer.optimizer is None for layer in layers):
+    if not all(layer.compilable and layer.optimizer is None for layer in layers):
         return portable  # optimizer state or host randomness lives outside a traced function
+    if backend.captures_graphs:  # recorded once, replayed per batch (CUDA graphs)
+        return backend.capture_step(portable, lambda: [
+            getattr(layer, name) for layer in layers for name in layer.param_names])
+    if not backend.compiles:
+        return portable
     return _compiled_train_step(backend, layers, portable)
 
 
@@ -293,20 +320,26 @@ def _epoch_runner(model, X, y, settings: FitSettings):
 
     def run_epoch(epoch: int) -> dict:
         t0 = time.perf_counter()
-        # Compiled steps are kept on the model, so a second fit() does not re-trace.
-        step_fn = _cached_step(model._train_steps, be, layers, first)
+        # Compiled steps and epochs are kept on the model, so a second fit() does not re-trace.
+        epoch_fn = _cached_epoch(model._train_steps, be, layers, first)
         if settings.shuffle:  # one host permutation, one upload per epoch
             order = be.asarray(settings.rng.permutation(n), dtype=be.index_dtype)
         else:
             order = xp.arange(n, dtype=be.index_dtype, device=be.device)
         total = be.zeros(())
         with _progress(n_steps, f"epoch {epoch + 1}", settings.progress) as bar:
-            for step in range(n_steps):
-                lo = step * batch_size
-                total = total + step_fn(X, onehot, order[lo:lo + batch_size])
-                if check_every and (step + 1) % check_every == 0:
-                    _guard(float(total), epoch, step, check_every)
-                bar.update(1)
+            if epoch_fn is not None:  # the whole epoch in one call; the guard reads its sums
+                total = _guarded_sums(epoch_fn(X, onehot, order, n_steps, batch_size),
+                                      epoch, check_every)
+                bar.update(n_steps)
+            else:
+                step_fn = _cached_step(model._train_steps, be, layers, first)
+                for step in range(n_steps):
+                    lo = step * batch_size
+                    total = total + step_fn(X, onehot, order[lo:lo + batch_size])
+                    if check_every and (step + 1) % check_every == 0:
+                        _guard(float(total), epoch, step, check_every)
+                    bar.update(1)
         loss_sum = float(total)  # the one read-back of the epoch: always checked
         _guard(loss_sum, epoch, n_steps - 1, check_every)
         logs = {"epoch": epoch + 1, "loss": loss_sum / max(n_steps * batch_size, 1),
@@ -319,6 +352,14 @@ def _epoch_runner(model, X, y, settings: FitSettings):
         return logs
 
     return run_epoch
+
+
+def _guarded_sums(running: list, epoch: int, check_every: int) -> float:
+    """The epoch's loss sum from the running sums of a compiled epoch, checked as the loop would."""
+    if check_every:
+        for step in range(check_every - 1, len(running), check_every):
+            _guard(running[step], epoch, step, check_every)
+    return running[-1] if running else 0.0
 
 
 def _guard(value: float, epoch: int, step: int, check_every: int) -> None:

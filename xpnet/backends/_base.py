@@ -84,6 +84,12 @@ class Backend:
     mutable_arrays: ClassVar[bool] = True
     #: Whether :meth:`compile` really compiles (training then compiles its step).
     compiles: ClassVar[bool] = False
+    #: Whether :meth:`capture_step` records a training step once and replays it
+    #: (CUDA graphs); training then uses it for optimizer-free compilable layers.
+    captures_graphs: ClassVar[bool] = False
+    #: Whether :meth:`compile_loop` compiles a whole loop into one program
+    #: (training then runs each epoch as one call; see ``xpnet._compiled``).
+    compiles_loops: ClassVar[bool] = False
     #: Whether NumPy input is cast on the host before the transfer (libraries
     #: that do not accept every NumPy dtype, e.g. uint8 labels as int64).
     casts_numpy_input_on_host: ClassVar[bool] = False
@@ -426,6 +432,18 @@ class Backend:
         a -= b
         return a
 
+    def take_rows(self, x, idx):
+        """``xp.take(x, idx, axis=0)``: the rows ``idx`` of ``x`` (the batch gather)."""
+        return self.xp.take(x, idx, axis=0)
+
+    def relu(self, x):
+        """``max(x, 0)`` elementwise (the ReLU forward)."""
+        return self.xp.maximum(x, 0.0)
+
+    def relu_backward(self, x, grad):
+        """``grad * (x > 0)`` (the ReLU backward; the standard forbids bool * float, so cast)."""
+        return grad * self.xp.astype(x > 0, grad.dtype)
+
     def affine(self, x, w, b):
         """``x @ w + b`` (the Dense forward)."""
         return x @ w + b
@@ -448,6 +466,48 @@ class Backend:
         True
         """
         return fn
+
+    def capture_step(self, step: Callable, params: Callable) -> Callable:
+        """A replayed equivalent of ``step(X, onehot, idx) -> loss``; ``step`` itself here.
+
+        ``params()`` lists the arrays the step updates in place. Libraries
+        with graph capture (:attr:`captures_graphs`) record one call and replay
+        it, as long as ``X``, ``onehot`` and ``params()`` stay the same arrays
+        and ``idx`` keeps its shape.
+        """
+        return step
+
+    def compile_loop(self, body: Callable, *, donate_carry: bool = False) -> Callable:
+        """``run(carry, xs, *consts) -> (carry, ys)``: ``body`` applied along ``xs``'s first axis.
+
+        ``body(carry, x, *consts) -> (carry, y)`` is called with ``x = xs[i]``
+        for ``i = 0, 1, ...``; ``ys`` stacks the ``y`` (0-d arrays) into a 1-D
+        array. This portable twin is a Python loop; libraries that compile
+        loops (:attr:`compiles_loops`) return one compiled program with the
+        same meaning (``body`` must then be pure, and ``carry`` keep its
+        structure, shapes and dtypes). With ``donate_carry`` they may reuse the
+        input carry's buffers for the output: the caller must not read the
+        carry it passed in again. ``xs`` needs at least one row.
+
+        Examples
+        --------
+        >>> import xpnet
+        >>> be = xpnet.get_backend("numpy", dtype="float64")
+        >>> run = be.compile_loop(lambda c, x, k: (c + k * x, c))
+        >>> c, ys = run(be.asarray(0.0), be.asarray([1.0, 2.0, 3.0]), 10.0)
+        >>> float(c), be.to_numpy(ys).tolist()
+        (60.0, [0.0, 10.0, 30.0])
+        """
+        xp = self.xp
+
+        def run(carry, xs, *consts):
+            ys = []
+            for i in range(xs.shape[0]):
+                carry, y = body(carry, xs[i, ...], *consts)
+                ys.append(y)
+            return carry, xp.stack(ys)
+
+        return run
 
 
 def _raise_no_copy_cast(have, want):

@@ -49,6 +49,82 @@ class CupyBackend(Backend):
     def synchronize(self) -> None:
         self.device.synchronize()
 
+    # -- fast paths (twin: Backend.capture_step) -----------------------------------
+    #: Not yet the default: switch on once ci/gpu.sh has shown the recorded step
+    #: matching the portable one (tests/test_compiled_epoch.py) and faster.
+    captures_graphs = False
+
+    def capture_step(self, step, params):
+        """``step`` recorded once in a CUDA graph, then replayed per batch (see :class:`_GraphStep`)."""
+        return _GraphStep(importlib.import_module("cupy"), step, params)
+
+
+class _GraphStep:
+    """A training step recorded in a CUDA graph and replayed per batch.
+
+    The first call (and any call after ``X``, ``onehot`` or a parameter became
+    another array) runs the step normally, then records it on a private
+    stream; later calls copy the batch indices into the recorded index buffer
+    and launch the graph: one launch instead of some forty kernel launches.
+    The step's temporaries come from a private memory pool that nothing else
+    allocates from, so the addresses baked into the graph stay the step's own.
+    If recording fails, or the step rebinds a parameter (an optimizer), every
+    call runs the plain step; ``reason`` says why.
+    """
+
+    def __init__(self, cupy, step, params):
+        self._cp, self._step, self._params = cupy, step, params
+        self._key = self._graph = None
+        self.reason = ""
+
+    def _signature(self, X, onehot, idx) -> tuple:
+        return (X.data.ptr, X.shape, onehot.data.ptr, onehot.shape, idx.shape, idx.dtype.str,
+                tuple(p.data.ptr for p in self._params()))
+
+    def __call__(self, X, onehot, idx):
+        if self.reason:
+            return self._step(X, onehot, idx)
+        key = self._signature(X, onehot, idx)
+        if key != self._key:
+            return self._record(X, onehot, idx, key)
+        with self._stream:
+            self._idx[...] = idx
+            self._graph.launch(self._stream)
+            return self._loss.copy()  # the next replay overwrites the recorded output
+
+    def _record(self, X, onehot, idx, key):
+        """Run this call's step for real (warming the private pool), then record it."""
+        cp = self._cp
+        self._key = self._graph = None
+        self._pool = cp.cuda.MemoryPool()
+        self._stream = cp.cuda.Stream()  # blocking: ordered with the default stream
+        with cp.cuda.using_allocator(self._pool.malloc), self._stream:
+            self._idx = cp.empty(idx.shape, dtype=idx.dtype)
+            self._idx[...] = idx
+            loss = self._step(X, onehot, self._idx)
+        with self._stream:
+            out = loss.copy()  # outside the private pool, which must be as before the step
+        del loss
+        self._stream.synchronize()
+        if self._signature(X, onehot, idx) != key:
+            self.reason = "the step replaced a parameter array (an optimizer?)"
+            return out
+        try:
+            with cp.cuda.using_allocator(self._pool.malloc), self._stream:
+                self._stream.begin_capture()
+                try:
+                    self._loss = self._step(X, onehot, self._idx)
+                finally:
+                    graph = self._stream.end_capture()
+        except Exception as exc:  # CUDA refuses to record something: run plainly
+            self.reason = f"recording failed: {type(exc).__name__}: {exc}"
+            return out
+        if self._signature(X, onehot, idx) != key:
+            self.reason = "the recorded step replaced a parameter array"
+            return out
+        self._graph, self._key = graph, key
+        return out
+
 
 def _visible_device_count(cupy) -> int:
     try:

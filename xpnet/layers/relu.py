@@ -19,10 +19,9 @@ class ReLU(Layer):
     """
 
     def _forward(self, input):
-        return self.xp.maximum(input, 0.0)
+        return self.backend.relu(input)  # xp.maximum(input, 0.0), or the library's own
 
     def _backward(self, input, grad_output, need_input_grad=True):
-        # grad * (x > 0): the standard forbids bool * float, so cast the mask.
-        # (Twice as fast as xp.where(mask, grad, 0.0) on NumPy.)
-        xp = self.xp
-        return grad_output * xp.astype(input > 0, grad_output.dtype)
+        # grad * (x > 0); the portable version casts the mask (the standard forbids
+        # bool * float), which is twice as fast as xp.where(mask, grad, 0.0) on NumPy.
+        return self.backend.relu_backward(input, grad_output)
