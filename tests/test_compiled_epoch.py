@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from _helpers import make_backend, rel_err, rtol_for
 
 import xpnet
 import xpnet.training as training
@@ -22,7 +23,6 @@ from xpnet.callbacks import Callback, LearningRateScheduler
 from xpnet.losses import one_hot
 from xpnet.optimizers import SGD, Adam, AdamW, CosineSchedule, KeepGrads, StepSchedule
 from xpnet.training import first_trainable_index, loss_layers, portable_train_step
-from _helpers import make_backend, rel_err, rtol_for
 
 OPTIMIZERS = {
     "seed-sgd": lambda: None,
@@ -387,7 +387,7 @@ def test_cupy_graph_step_matches_the_portable_step(dtype):
         model = _model(be)
         step = portable_train_step(be, model.layers, 0)
         if recorded:
-            step = be.capture_step(step, lambda m=model: [p for l in m for p in l.params.values()])
+            step = be.capture_step(step, lambda m=model: [p for layer in m for p in layer.params.values()])
         orders = np.random.default_rng(5)
         losses = []
         for i in range(8):

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
+from _helpers import rel_err, rtol_for
 
 import xpnet
 from xpnet.backends import Backend
 from xpnet.losses import one_hot
 from xpnet.training import first_trainable_index, make_train_step, portable_train_step
-from _helpers import rtol_for
-from _helpers import rel_err
 
 
 def _twin_runs(be, steps=5):

@@ -236,7 +236,7 @@ class Sequential:
     # -- construction helpers ------------------------------------------------
     @classmethod
     def mlp(cls, sizes, *, learning_rate: float = 0.1, init="seed", seed=0,
-            backend=None, device=None, dtype=None, activation=None) -> "Sequential":
+            backend=None, device=None, dtype=None, activation=None) -> Sequential:
         """The tutorial's MLP: Dense layers of ``sizes`` with ReLU between them.
 
         ``Sequential.mlp([784, 100, 200, 10])`` is the seed network. Weights are
@@ -287,7 +287,7 @@ class Sequential:
                 return units
         return None
 
-    def to(self, backend=None, *, device=None, dtype=None) -> "Sequential":
+    def to(self, backend=None, *, device=None, dtype=None) -> Sequential:
         """Move every layer to another backend/device/dtype, copying each parameter once.
 
         Between libraries on the same device (NumPy and torch on the CPU; CuPy,
@@ -631,7 +631,7 @@ class Sequential:
                                metadata=metadata)
 
     @classmethod
-    def load(cls, path, *, backend=None, device=None, dtype=None) -> "Sequential":
+    def load(cls, path, *, backend=None, device=None, dtype=None) -> Sequential:
         """Load a model saved by :meth:`save` onto any backend (see :func:`xpnet.checkpoint.load_model`)."""
         layers, be, header = checkpoint.load_layers(path, backend=backend, device=device,
                                                     dtype=dtype)

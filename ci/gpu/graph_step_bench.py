@@ -45,7 +45,7 @@ def main(out_path: str, batches: list) -> None:
             model = xpnet.Sequential.mlp(list(SIZES), seed=0, backend=be)
             step = portable_train_step(be, model.layers, 0)
             if kind == "cuda graph":
-                step = be.capture_step(step, lambda m=model: [p for l in m for p in l.params.values()])
+                step = be.capture_step(step, lambda m=model: [p for layer in m for p in layer.params.values()])
             steps[kind] = step
         times = {k: [] for k in steps}
         for rep in range(4):

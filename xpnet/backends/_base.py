@@ -16,7 +16,8 @@ from __future__ import annotations
 import contextlib
 import importlib
 import os
-from typing import Any, Callable, ClassVar
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 import array_api_compat
 import numpy as np
@@ -103,7 +104,7 @@ class Backend:
 
     # -- construction (class level: resolve the spec, then share instances) ---
     @classmethod
-    def create(cls, device: Any = None, dtype: Any = None) -> "Backend":
+    def create(cls, device: Any = None, dtype: Any = None) -> Backend:
         """The shared backend of this library for a device spec and dtype spec."""
         xp = cls.load_namespace()
         dev = cls.resolve_device(device)
@@ -194,7 +195,7 @@ class Backend:
     def __hash__(self) -> int:
         return hash(self._identity())
 
-    def with_dtype(self, dtype) -> "Backend":
+    def with_dtype(self, dtype) -> Backend:
         """The same backend and device with another floating dtype."""
         return type(self).create(device=self.device, dtype=dtype)
 
@@ -298,7 +299,7 @@ class Backend:
         """The library's ``from_dlpack`` (``x`` already checked to be on this device)."""
         return self.xp.from_dlpack(x, copy=copy)
 
-    def transfer_from(self, source: "Backend", x):
+    def transfer_from(self, source: Backend, x):
         """A private copy of ``source``'s floating array ``x`` on this backend, in its dtype.
 
         When both backends sit on the same device the copy is made there,

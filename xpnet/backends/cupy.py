@@ -8,8 +8,8 @@ from typing import Any
 import array_api_compat
 import numpy as np
 
-from ._base import Backend
 from ..errors import BackendUnavailableError, DeviceSpecError
+from ._base import Backend
 
 __all__ = ["CupyBackend"]
 

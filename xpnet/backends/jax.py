@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import importlib
 import sys
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import array_api_compat
 
-from ._base import Backend
 from ..errors import BackendUnavailableError, DTypeError
+from ._base import Backend
 
 __all__ = ["JaxBackend"]
 
