@@ -38,6 +38,7 @@ import hashlib
 import math
 import time
 
+from ._typing import Array
 from .distributed import DistributedError
 from .errors import StateError
 from .losses import _xent_sum_and_grad, one_hot
@@ -139,7 +140,7 @@ def _refuse_host_randomness(layers) -> None:
 
 def _gradients(trainable) -> list:
     """The gradients the backward pass left in ``layer.grads``, in parameter order."""
-    grads = []
+    grads: list[Array] = []
     for layer in trainable:
         missing = [n for n in layer.param_names if n not in layer.grads]
         if missing:
@@ -279,7 +280,8 @@ def distributed_epoch_runner(model, X, y, settings: FitSettings):
         if settings.train_accuracy:
             logs["train_acc"] = _reduced_scores(model, X, y, comm, with_loss=False)["accuracy"]
         if settings.validation_data is not None:
-            scores = _reduced_scores(model, *settings.validation_data, comm)
+            X_val, y_val = settings.validation_data  # a pair, checked by fit
+            scores = _reduced_scores(model, X_val, y_val, comm)
             logs["val_loss"], logs["val_acc"] = scores["loss"], scores["accuracy"]
         return logs
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import IO, Any
 
 __all__ = ["atomic_write"]
 
@@ -51,7 +53,7 @@ def _current_umask() -> int:
 
 
 @contextlib.contextmanager
-def atomic_write(path, mode: str = "wb"):
+def atomic_write(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[Any]]:
     """Write ``path`` all at once or not at all.
 
     Yields a file object on a temporary file in the same directory (so the
@@ -91,11 +93,11 @@ def atomic_write(path, mode: str = "wb"):
     parent.mkdir(parents=True, exist_ok=True)
     file_mode = _new_file_mode(path)
     fd, tmp = tempfile.mkstemp(dir=parent, prefix=f".{path.name}.", suffix=".tmp")
-    f = None
+    f: IO[Any] | None = None
     try:
         if hasattr(os, "fchmod"):
             os.fchmod(fd, file_mode)
-        f = os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"}))
+        f = os.fdopen(fd, "wb") if mode == "wb" else os.fdopen(fd, "w", encoding="utf-8")
         yield f
         f.flush()
         os.fsync(f.fileno())

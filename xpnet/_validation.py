@@ -110,7 +110,8 @@ def check_number(value, name: str, *, low: float | None = None, high: float | No
         raise ValueError(f"{name} must be {'a finite number' if two_sided else kind}, "
                          f"got {value!r}")
     too_low = low is not None and (value <= low if low_open else value < low)
-    too_high = high is not None and (value >= high if high_open else value > high)
+    # typeshed's numbers.Real declares only __lt__/__le__; Python reflects > and >= onto them.
+    too_high = high is not None and (value >= high if high_open else value > high)  # type: ignore[operator]
     if too_low or too_high:
         raise ValueError(f"{name} must be {kind}, got {value!r}")
     return float(value)

@@ -89,7 +89,7 @@ ENV_DATA_DIR = "XPNET_DATA_DIR"
 ENV_MIRRORS = "XPNET_MNIST_MIRRORS"
 
 #: IDX type codes -> big-endian NumPy dtypes.
-_IDX_TYPES = {
+_IDX_TYPES: dict[int, np.dtype] = {
     0x08: np.dtype("u1"),
     0x09: np.dtype("i1"),
     0x0B: np.dtype(">i2"),
@@ -326,6 +326,14 @@ def _files_in(directory: Path) -> tuple[dict | None, list[str]]:
     return (found, []) if not missing else (None, missing)
 
 
+def _complete_files(directory: Path) -> dict:
+    """``{base: path}`` of a directory :func:`_files_in` found complete (a ``DataError`` if not)."""
+    files, missing = _files_in(directory)
+    if files is None:  # the files went away since they were found
+        raise DataError(f"{directory}: missing {', '.join(missing)}")
+    return files
+
+
 def _checkout_dir() -> Path:
     """``data/mnist`` next to the ``xpnet`` package: present in a source checkout."""
     return Path(__file__).resolve().parent.parent / "data" / "mnist"
@@ -520,7 +528,7 @@ def locate_mnist(data_dir=None, *, verify: bool = True, download: bool = True,
                 f"uncompressed), or leave {label} unset to use the shipped copy, the cache "
                 "or a download"
             )
-        _read_all(_files_in(directory)[0], verify)  # raises DataError naming a bad file
+        _read_all(_complete_files(directory), verify)  # raises DataError naming a bad file
         return directory
     tried.append("data_dir: not given")
     tried.append(f"${ENV_DATA_DIR}: not set")
@@ -528,7 +536,7 @@ def locate_mnist(data_dir=None, *, verify: bool = True, download: bool = True,
     checkout = _checkout_dir()
     why = problem(checkout)
     if why is None:
-        _read_all(_files_in(checkout)[0], verify)  # a broken shipped copy is an error
+        _read_all(_complete_files(checkout), verify)  # a broken shipped copy is an error
         return checkout
     tried.append(f"source checkout {checkout}: {why}")
 
@@ -536,7 +544,7 @@ def locate_mnist(data_dir=None, *, verify: bool = True, download: bool = True,
     why = problem(cache)
     if why is None:
         try:
-            _read_all(_files_in(cache)[0], verify)
+            _read_all(_complete_files(cache), verify)
             return cache
         except DataError as exc:
             why = str(exc)
@@ -634,8 +642,7 @@ def load_mnist(data_dir=None, *, flatten: bool = True, dtype=None, n_val: int = 
             raise ValueError(f"dtype must be 'float32', 'float64' or 'uint8', got {dtype!r}")
     directory = locate_mnist(data_dir, verify=verify, download=download, mirrors=mirrors,
                              progress=progress)
-    files, _ = _files_in(directory)
-    raw = _read_all(files, verify)
+    raw = _read_all(_complete_files(directory), verify)
     train_x, train_y = raw[MNIST_FILES["train_images"]], raw[MNIST_FILES["train_labels"]]
     test_x, test_y = raw[MNIST_FILES["test_images"]], raw[MNIST_FILES["test_labels"]]
     for what, images, labels in (("training", train_x, train_y), ("test", test_x, test_y)):

@@ -58,10 +58,18 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
+from ._typing import Array
 from .errors import BackendUnavailableError, XpnetError
+
+if TYPE_CHECKING:
+    from .backends import Backend
+
+_T = TypeVar("_T")
 
 __all__ = [
     "init",
@@ -100,7 +108,7 @@ def launched_by_mpi() -> bool:
     return any(os.environ.get(var) for var in _LAUNCHER_SIZE_VARIABLES)
 
 
-def init(*, require_mpi: bool | None = None):
+def init(*, require_mpi: bool | None = None) -> SingleProcessCommunicator | MPICommunicator:
     """The communicator of this job: MPI's world, or a single-process stand-in.
 
     Parameters
@@ -133,7 +141,7 @@ def init(*, require_mpi: bool | None = None):
 # Host staging: one fused buffer for a list of arrays
 # --------------------------------------------------------------------------
 
-def _host_view(x, backend) -> np.ndarray:
+def _host_view(x: Array, backend: Backend) -> np.ndarray:
     """``x`` readable on the host, without a copy where DLPack allows one.
 
     ``numpy.from_dlpack`` is zero-copy for CPU arrays of NumPy, torch, JAX and
@@ -171,18 +179,18 @@ class FusedHostBuffer:
         self.views = [self.data[lo:hi].reshape(shape) for lo, hi, shape
                       in zip(self.offsets[:-1], self.offsets[1:], self.shapes)]
 
-    def pack(self, arrays, backend) -> np.ndarray:
+    def pack(self, arrays: Sequence[Array], backend: Backend) -> np.ndarray:
         """Copy ``arrays`` into the buffer; returns the flat buffer."""
         for view, x in zip(self.views, arrays):
             np.copyto(view, _host_view(x, backend), casting="no")
         return self.data
 
-    def unpack(self, arrays, backend) -> list:
+    def unpack(self, arrays: Sequence[Array], backend: Backend) -> list[Array]:
         """New backend arrays from the buffer, each with the dtype of its counterpart."""
         return [backend.asarray(view, dtype=x.dtype) for view, x in zip(self.views, arrays)]
 
 
-def _signature(arrays) -> tuple:
+def _signature(arrays: Sequence[Array]) -> tuple:
     """The key of a list's fused buffer: shapes and the common dtype."""
     if not arrays:
         raise ValueError("expected a non-empty list of arrays, got an empty one")
@@ -202,10 +210,10 @@ def _signature(arrays) -> tuple:
 #: (``COMM_WORLD.Split_type(COMM_TYPE_SHARED)``), the fused buffer a device array
 #: reduced by ``ncclAllReduce`` on the backend's stream. It is not written yet
 #: because it cannot be tested without GPUs.
-_DEVICE_ALLREDUCE: dict = {}
+_DEVICE_ALLREDUCE: dict[str, Callable[..., list[Array]]] = {}
 
 
-def _collective_path(backend) -> str:
+def _collective_path(backend: Backend) -> str:
     """``"host"`` (stage through a NumPy buffer) or the name of an on-device path.
 
     Chosen by the backend capability ``device_collectives`` (e.g. ``"nccl"``);
@@ -213,7 +221,7 @@ def _collective_path(backend) -> str:
     through host memory -- always correct, only slower on a GPU.
     """
     wanted = getattr(backend, "device_collectives", None)
-    return wanted if wanted in _DEVICE_ALLREDUCE else "host"
+    return wanted if isinstance(wanted, str) and wanted in _DEVICE_ALLREDUCE else "host"
 
 
 # --------------------------------------------------------------------------
@@ -226,7 +234,7 @@ class _CommunicatorBase:
     rank: int
     size: int
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._buffers: dict = {}
 
     @property
@@ -237,7 +245,7 @@ class _CommunicatorBase:
     def __repr__(self) -> str:
         return f"{type(self).__name__}(rank={self.rank}, size={self.size})"
 
-    def _buffer_for(self, arrays) -> FusedHostBuffer:
+    def _buffer_for(self, arrays: Sequence[Array]) -> FusedHostBuffer:
         # The arrays' own shapes and dtypes as the key: a cheap look-up every step,
         # the validation and the allocation only for a new list of shapes.
         # The array type first: dtypes of different libraries may hash alike, and
@@ -248,6 +256,10 @@ class _CommunicatorBase:
         if buf is None:
             buf = self._buffers[key] = FusedHostBuffer(*_signature(arrays))
         return buf
+
+    def check_same(self, value: _T, what: str) -> _T:
+        """``value`` if every rank passed an equal one (each communicator implements it)."""
+        raise NotImplementedError
 
     def check_global_batch(self, global_batch: int) -> int:
         """The per-rank batch size; a ValueError unless ``size`` divides ``global_batch``."""
@@ -262,7 +274,8 @@ class _CommunicatorBase:
             )
         return global_batch // self.size
 
-    def shard(self, n: int, global_batch: int, rng=None, *, shuffle: bool = True) -> list:
+    def shard(self, n: int, global_batch: int, rng: Any = None, *,
+              shuffle: bool = True) -> list[np.ndarray]:
         """This rank's sample indices for each global batch of one epoch.
 
         Every rank draws the same permutation of ``range(n)`` from ``rng``
@@ -304,7 +317,8 @@ class _CommunicatorBase:
         return [order[start + lo:start + lo + local]
                 for start in range(0, n - global_batch + 1, global_batch)]
 
-    def local_order(self, n: int, global_batch: int, rng=None, *, shuffle: bool = True) -> np.ndarray:
+    def local_order(self, n: int, global_batch: int, rng: Any = None, *,
+                    shuffle: bool = True) -> np.ndarray:
         """This rank's indices for one epoch, step after step: :meth:`shard` as one host array.
 
         Step ``s`` uses entries ``[s * b, (s + 1) * b)`` with ``b = global_batch // size``,
@@ -339,34 +353,34 @@ class SingleProcessCommunicator(_CommunicatorBase):
     rank = 0
     size = 1
 
-    def allreduce_mean_(self, arrays, backend) -> list:
+    def allreduce_mean_(self, arrays: Sequence[Array], backend: Backend) -> list[Array]:
         """The mean over one rank: copies of ``arrays`` (see :meth:`MPICommunicator.allreduce_mean_`)."""
         buf = self._buffer_for(arrays)
         buf.pack(arrays, backend)
         return buf.unpack(arrays, backend)
 
-    def allreduce_scalar(self, value, op: str = "sum") -> float:
+    def allreduce_scalar(self, value: Any, op: str = "sum") -> float:
         """``float(value)``: the sum, mean, max or min over one rank."""
         self._check_op(op)
         return float(value)
 
-    def broadcast(self, arrays, backend, root: int = 0) -> list:
+    def broadcast(self, arrays: Sequence[Array], backend: Backend, root: int = 0) -> list[Array]:
         """Copies of ``arrays`` (rank 0's parameters are this process's)."""
         return self.allreduce_mean_(arrays, backend)
 
-    def check_equal(self, arrays, backend, what: str = "parameters") -> str:
+    def check_equal(self, arrays: Sequence[Array], backend: Backend, what: str = "parameters") -> str:
         """The checksum of ``arrays`` (one rank always agrees with itself)."""
         return _checksum(self._buffer_for(arrays).pack(arrays, backend))
 
-    def check_same(self, value, what: str):
+    def check_same(self, value: _T, what: str) -> _T:
         """``value`` (one rank always agrees with itself)."""
         return value
 
-    def gather(self, block, backend, root: int = 0):
+    def gather(self, block: Array, backend: Backend, root: int = 0) -> Array | None:
         """``block`` itself: rank 0 holds every block."""
         return block
 
-    def allgather(self, block, backend):
+    def allgather(self, block: Array, backend: Backend) -> Array:
         """``block`` itself."""
         return block
 
@@ -396,7 +410,7 @@ class MPICommunicator(_CommunicatorBase):
         The communicator (``MPI.COMM_WORLD`` by default through :func:`init`).
     """
 
-    def __init__(self, comm):
+    def __init__(self, comm: Any) -> None:
         super().__init__()
         self._MPI = _import_mpi()
         self.comm = comm
@@ -404,7 +418,7 @@ class MPICommunicator(_CommunicatorBase):
         self.size = comm.Get_size()
         self._scalar = np.zeros(1, dtype=np.float64)  # reused by allreduce_scalar
 
-    def allreduce_mean_(self, arrays, backend) -> list:
+    def allreduce_mean_(self, arrays: Sequence[Array], backend: Backend) -> list[Array]:
         """The element-wise mean over ranks of each array in ``arrays``.
 
         All arrays travel in one message: they are packed into a fused host
@@ -434,7 +448,7 @@ class MPICommunicator(_CommunicatorBase):
         data /= self.size  # host buffer: the one division of the fused mean
         return buf.unpack(arrays, backend)
 
-    def allreduce_scalar(self, value, op: str = "sum") -> float:
+    def allreduce_scalar(self, value: Any, op: str = "sum") -> float:
         """A Python float reduced over ranks by ``op`` (``"sum"``, ``"mean"``, ``"max"``, ``"min"``).
 
         ``value`` may be a Python number or a 0-d backend array (read back
@@ -448,7 +462,7 @@ class MPICommunicator(_CommunicatorBase):
         result = float(self._scalar[0])
         return result / self.size if op == "mean" else result
 
-    def broadcast(self, arrays, backend, root: int = 0) -> list:
+    def broadcast(self, arrays: Sequence[Array], backend: Backend, root: int = 0) -> list[Array]:
         """Rank ``root``'s ``arrays`` on every rank (new arrays; shapes must agree).
 
         The shapes and dtype are checked on every rank first, so a mismatch is
@@ -461,7 +475,7 @@ class MPICommunicator(_CommunicatorBase):
         self.comm.Bcast(data, root=root)
         return buf.unpack(arrays, backend)
 
-    def check_equal(self, arrays, backend, what: str = "parameters") -> str:
+    def check_equal(self, arrays: Sequence[Array], backend: Backend, what: str = "parameters") -> str:
         """Raise a :class:`DistributedError` on every rank unless ``arrays`` are bitwise equal on all ranks.
 
         Compares a checksum of the fused host buffer; returns it.
@@ -476,7 +490,7 @@ class MPICommunicator(_CommunicatorBase):
             )
         return digest
 
-    def check_same(self, value, what: str):
+    def check_same(self, value: _T, what: str) -> _T:
         """``value`` if every rank passed an equal one; else a DistributedError on every rank.
 
         Use it before training for what must agree (number of samples, input
@@ -492,7 +506,7 @@ class MPICommunicator(_CommunicatorBase):
             )
         return value
 
-    def _blocks_layout(self, block, backend):
+    def _blocks_layout(self, block: Array, backend: Backend) -> tuple[np.ndarray, tuple, list[int], list[int]]:
         """Host copy of ``block``, the rows of every rank, and the per-rank element counts."""
         host = np.ascontiguousarray(_host_view(block, backend))
         tail = tuple(host.shape[1:])
@@ -501,7 +515,7 @@ class MPICommunicator(_CommunicatorBase):
         counts = [r * math.prod(tail) for r in rows]
         return host, tail, rows, counts
 
-    def gather(self, block, backend, root: int = 0):
+    def gather(self, block: Array, backend: Backend, root: int = 0) -> Array | None:
         """The blocks of all ranks concatenated along axis 0 in rank order, on ``root``.
 
         Other ranks get ``None``. Blocks may differ in their number of rows,
@@ -512,7 +526,7 @@ class MPICommunicator(_CommunicatorBase):
         self.comm.Gatherv(host, (out, counts) if self.rank == root else None, root=root)
         return backend.asarray(out, dtype=block.dtype) if self.rank == root else None
 
-    def allgather(self, block, backend):
+    def allgather(self, block: Array, backend: Backend) -> Array:
         """The blocks of all ranks concatenated along axis 0 in rank order, on every rank."""
         host, tail, rows, counts = self._blocks_layout(block, backend)
         out = np.empty((sum(rows), *tail), dtype=host.dtype)

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 import array_api_compat
 import numpy as np
 
+from ._typing import Array
 from ._validation import check_int
 from .errors import DTypeError, ShapeError
 from .losses import _xent_sum_and_grad, one_hot
@@ -274,7 +275,10 @@ def stream_chunks(backend, data: HostData, plans, *, check_finite: bool = False)
         pending = pool.submit(load, plans[0])
         for i in range(len(plans)):
             chunk = pending.result()
-            pending = pool.submit(load, plans[i + 1]) if i + 1 < len(plans) else None
+            if i + 1 < len(plans):
+                pending = pool.submit(load, plans[i + 1])
+            else:  # the future holds the last chunk too: let the caller's `del chunk` free it
+                del pending
             yield chunk
             del chunk
 
@@ -400,7 +404,7 @@ def host_logits(model, data: HostData, block: int):
 def host_predict(model, data: HostData, block: int):
     """Predicted class indices (on the device) of every row of host data."""
     xp = model.backend.xp
-    preds = []
+    preds: list[Array] = []
     for chunk in _inference_chunks(model, data, block):
         preds.extend(xp.argmax(z, axis=1) for z in _chunk_logits(model, chunk.X, block))
         del chunk

@@ -199,11 +199,15 @@ class Backend:
         """The same backend and device with another floating dtype."""
         return type(self).create(device=self.device, dtype=dtype)
 
-    #: Whether :meth:`asarray` with ``copy=False`` of a NumPy array gives an
-    #: array that reads the host buffer itself, with operations finished when
-    #: they return (NumPy; torch on the CPU). Host-data streaming then hands its
-    #: chunk buffers over without a copy.
-    shares_host_memory: ClassVar[bool] = False
+    @property
+    def shares_host_memory(self) -> bool:
+        """Whether :meth:`asarray` with ``copy=False`` of a NumPy array reads the host buffer itself.
+
+        With operations finished when they return (NumPy; torch on the CPU).
+        Host-data streaming then hands its chunk buffers over without a copy.
+        A property, since it may depend on the device (torch: CPU only).
+        """
+        return False
 
     # -- creation and transfer ----------------------------------------------------
     def asarray(self, data, dtype=None, *, copy: bool = True) -> Any:

@@ -28,7 +28,10 @@ class NumpyBackend(Backend):
     library = "numpy"
     namespace_module = "array_api_compat.numpy"
     install_hint = "pip install numpy"
-    shares_host_memory = True
+
+    @property
+    def shares_host_memory(self) -> bool:
+        return True
 
     @classmethod
     def is_namespace(cls, ns) -> bool:

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+from typing import Any, Protocol
+
+from .._typing import Array
 from ..backends import Backend, get_backend
 from ..errors import ShapeError
 
 __all__ = ["Layer", "layers_of"]
 
 
-def layers_of(model, name: str = "network", *, allow_empty: bool = False) -> list:
+class _Updater(Protocol):
+    """What a layer needs of its optimizer (:class:`xpnet.optimizers.Optimizer`;
+    named structurally because ``optimizers`` imports this module)."""
+
+    def update(self, layer: Any, grads: dict) -> None: ...
+
+
+def layers_of(model: Any, name: str = "network", *, allow_empty: bool = False) -> list[Layer]:
     """The layers of ``model`` (a ``Sequential`` or any iterable of layers) as a checked list.
 
     Parameters
@@ -68,20 +78,22 @@ class Layer:
     #: True for a final layer the loss absorbs (Softmax): training and ``evaluate``
     #: feed the softmax cross-entropy with this layer's *input*, the logits.
     fused_with_loss = False
+    #: The plain SGD step size of a layer with parameters (set by its ``__init__``).
+    learning_rate: float
 
     def __init__(self, *, backend: Backend | str | None = None):
         self.backend = get_backend(backend)
         self.xp = self.backend.xp
         self.grads: dict = {}
-        self.optimizer = None  # None: plain SGD step inside backward (the seed)
+        self.optimizer: _Updater | None = None  # None: plain SGD step inside backward (the seed)
 
     # -- public, validated API (the tutorial's) ----------------------------
-    def forward(self, input):
+    def forward(self, input: Array) -> Array:
         """Compute the layer's output for a batch ``input`` of shape (n, ...)."""
         self._check_input(input, "input")
         return self._forward(input)
 
-    def backward(self, input, grad_output):
+    def backward(self, input: Array, grad_output: Array) -> Array:
         """Return d loss / d input, updating parameters (if any) on the way."""
         self._check_input(input, "input")
         self.backend.check_array(grad_output, "grad_output", ndim=input.ndim)
@@ -92,21 +104,21 @@ class Layer:
             )
         return self._backward(input, grad_output, True)
 
-    def __call__(self, input):
+    def __call__(self, input: Array) -> Array:
         return self.forward(input)
 
     # -- to override ----------------------------------------------------------
-    def _forward(self, input):
+    def _forward(self, input: Array) -> Array:
         return input
 
-    def _backward(self, input, grad_output, need_input_grad: bool):
+    def _backward(self, input: Array, grad_output: Array, need_input_grad: bool) -> Array:
         return grad_output
 
     def output_shape_for(self, input_shape: tuple) -> tuple:
         """Shape of the output for an input of ``input_shape``."""
         return input_shape
 
-    def _check_input(self, input, name):
+    def _check_input(self, input: Array, name: str) -> None:
         self.backend.check_array(input, name)
 
     # -- parameters -----------------------------------------------------------
@@ -115,7 +127,7 @@ class Layer:
         """Trainable parameters by name (the arrays themselves, not copies)."""
         return {n: getattr(self, n) for n in self.param_names}
 
-    def set_param(self, name: str, value) -> None:
+    def set_param(self, name: str, value: Array) -> None:
         """Replace parameter ``name`` (optimizers use this, so JAX works too)."""
         setattr(self, name, value)
 
@@ -128,7 +140,7 @@ class Layer:
             total += size
         return total
 
-    def to(self, backend) -> Layer:
+    def to(self, backend: Backend | str | None) -> Layer:
         """Move the layer's parameters to ``backend`` (a copy each: on the device
         when both backends share one, through DLPack; else through the host)."""
         backend = get_backend(backend)
@@ -169,7 +181,8 @@ class Layer:
         return {} if not cls.param_names else None
 
     @classmethod
-    def from_config(cls, config: dict, params: dict | None = None, *, backend=None) -> Layer:
+    def from_config(cls, config: dict, params: dict | None = None, *,
+                    backend: Backend | str | None = None) -> Layer:
         """Rebuild a layer from :meth:`get_config`, with ``params`` (host arrays by name).
 
         Layers that initialise parameters override this to take ``params``
