@@ -26,11 +26,15 @@ Examples
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import array_api_compat
 
+from ._typing import Array
 from ._validation import check_int, check_number
+from .errors import StateError
 
 __all__ = ["Callback", "CallbackList", "History", "LearningRateScheduler", "EarlyStopping"]
 
@@ -39,19 +43,21 @@ class Callback:
     """Hooks called by :meth:`Sequential.fit <xpnet.Sequential.fit>`. Override what you need.
 
     A callback may set ``model.stop_training = True`` to end training after
-    the current epoch (early stopping does this).
+    the current epoch (early stopping does this). ``model`` is the
+    :class:`~xpnet.Sequential` being trained (annotated ``Any``: ``xpnet.network``
+    imports this module).
     """
 
-    def on_train_begin(self, model, logs=None):
+    def on_train_begin(self, model: Any, logs: dict | None = None) -> None:
         pass
 
-    def on_epoch_begin(self, model, epoch, logs=None):
+    def on_epoch_begin(self, model: Any, epoch: int, logs: dict | None = None) -> None:
         pass
 
-    def on_epoch_end(self, model, epoch, logs=None):
+    def on_epoch_end(self, model: Any, epoch: int, logs: dict | None = None) -> None:
         pass
 
-    def on_train_end(self, model, logs=None):
+    def on_train_end(self, model: Any, logs: dict | None = None) -> None:
         pass
 
 
@@ -72,7 +78,7 @@ class CallbackList:
     >>> from xpnet.callbacks import Callback, CallbackList
     >>> class Count(Callback):
     ...     epochs = 0
-    ...     def on_epoch_end(self, model, epoch, logs=None):
+    ...     def on_epoch_end(self, model: Any, epoch: int, logs: dict | None = None) -> None:
     ...         self.epochs += 1
     >>> count = Count()
     >>> CallbackList([count]).on_epoch_end(None, 0, {})
@@ -80,31 +86,31 @@ class CallbackList:
     1
     """
 
-    def __init__(self, callbacks=()):
+    def __init__(self, callbacks: Iterable[Callback] | None = ()) -> None:
         self.callbacks = list(callbacks or ())
         for cb in self.callbacks:
             if not isinstance(cb, Callback):
                 raise TypeError(f"callbacks must be xpnet Callback objects, got {type(cb).__name__}")
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Callback]:
         return iter(self.callbacks)
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self.callbacks)
 
-    def on_train_begin(self, model, logs=None):
+    def on_train_begin(self, model: Any, logs: dict | None = None) -> None:
         for cb in self.callbacks:
             cb.on_train_begin(model)
 
-    def on_epoch_begin(self, model, epoch, logs=None):
+    def on_epoch_begin(self, model: Any, epoch: int, logs: dict | None = None) -> None:
         for cb in self.callbacks:
             cb.on_epoch_begin(model, epoch)
 
-    def on_epoch_end(self, model, epoch, logs=None):
+    def on_epoch_end(self, model: Any, epoch: int, logs: dict | None = None) -> None:
         for cb in self.callbacks:
             cb.on_epoch_end(model, epoch, logs)
 
-    def on_train_end(self, model, logs=None):
+    def on_train_end(self, model: Any, logs: dict | None = None) -> None:
         for cb in self.callbacks:
             cb.on_train_end(model, logs)
 
@@ -124,13 +130,13 @@ class History:
         for key, value in logs.items():
             self.history.setdefault(key, []).append(value)
 
-    def __getitem__(self, key):
+    def __getitem__(self, key: str) -> list:
         return self.history[key]
 
-    def __contains__(self, key):
+    def __contains__(self, key: object) -> bool:
         return key in self.history
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self.history.get("epoch", []))
 
     @property
@@ -167,18 +173,18 @@ class LearningRateScheduler(Callback):
     schedule from its epoch number.
     """
 
-    def __init__(self, schedule, optimizer=None):
+    def __init__(self, schedule: Callable[[int], float] | None, optimizer: Any = None) -> None:
         if schedule is not None and not callable(schedule):
             raise TypeError(f"schedule must be callable epoch -> multiplier, got {schedule!r}")
         self.schedule = schedule
         self.optimizer = optimizer
-        self.learning_rates: list = []
-        self._base = None  # float (optimizer) or list of (layer, float)
+        self.learning_rates: list[float] = []
+        self._base: float | list[tuple[Any, float]] | None = None  # optimizer's, or per layer
 
     def _targets_layers(self) -> bool:
         return self.optimizer is None or getattr(self.optimizer, "learning_rate", None) is None
 
-    def on_train_begin(self, model, logs=None):
+    def on_train_begin(self, model: Any, logs: dict | None = None) -> None:
         # Read the base rate(s) at every fit: on_train_end restored them, and a
         # callback reused on another model must schedule that model's layers.
         if self._targets_layers():
@@ -199,10 +205,12 @@ class LearningRateScheduler(Callback):
             for layer, base in self._base:
                 layer.learning_rate = base * multiplier
             return self._base[0][1] * multiplier if self._base else math.nan
+        if self._base is None:
+            raise StateError("LearningRateScheduler: on_train_begin reads the base rate first")
         self.optimizer.learning_rate = self._base * multiplier
         return self.optimizer.learning_rate
 
-    def on_epoch_begin(self, model, epoch, logs=None):
+    def on_epoch_begin(self, model: Any, epoch: int, logs: dict | None = None) -> None:
         if self.schedule is None:
             return
         multiplier = float(self.schedule(epoch))
@@ -213,7 +221,7 @@ class LearningRateScheduler(Callback):
             )
         self.learning_rates.append(self._set(multiplier))
 
-    def on_train_end(self, model, logs=None):
+    def on_train_end(self, model: Any, logs: dict | None = None) -> None:
         if self._base is not None and self.schedule is not None:
             self._set(1.0)
 
@@ -261,13 +269,13 @@ class EarlyStopping(Callback):
         self.maximize = "acc" in monitor
         self._reset()
 
-    def _reset(self):
-        self.best = None
-        self.best_epoch = None
-        self.stopped_epoch = None
+    def _reset(self) -> None:
+        self.best: float | None = None
+        self.best_epoch: int | None = None
+        self.stopped_epoch: int | None = None
         self.wait = 0
-        self._last_epoch = None
-        self._best_params = None
+        self._last_epoch: int | None = None
+        self._best_params: list[dict[str, Array]] | None = None
 
     def _improved(self, value: float) -> bool:
         if self.best is None:
@@ -276,10 +284,10 @@ class EarlyStopping(Callback):
             return value > self.best + self.min_delta
         return value < self.best - self.min_delta
 
-    def on_train_begin(self, model, logs=None):
+    def on_train_begin(self, model: Any, logs: dict | None = None) -> None:
         self._reset()
 
-    def on_epoch_end(self, model, epoch, logs=None):
+    def on_epoch_end(self, model: Any, epoch: int, logs: dict | None = None) -> None:
         logs = logs or {}
         if self.monitor not in logs:
             raise KeyError(
@@ -298,7 +306,7 @@ class EarlyStopping(Callback):
             self.stopped_epoch = epoch
             model.stop_training = True
 
-    def on_train_end(self, model, logs=None):
+    def on_train_end(self, model: Any, logs: dict | None = None) -> None:
         if self.restore_best and self._best_params is not None \
                 and self.best_epoch != self._last_epoch:
             _restore(model, self._best_params)
@@ -308,16 +316,16 @@ class EarlyStopping(Callback):
                 f"min_delta={self.min_delta}, restore_best={self.restore_best})")
 
 
-def _copy(layer, array):
+def _copy(layer: Any, array: Array) -> Array:
     return layer.xp.asarray(array, copy=True, device=array_api_compat.device(array))
 
 
-def _snapshot(model) -> list:
+def _snapshot(model: Any) -> list[dict[str, Array]]:
     """Device copies of every parameter (arrays may be updated in place later)."""
     return [{name: _copy(layer, p) for name, p in layer.params.items()} for layer in model.layers]
 
 
-def _restore(model, snapshot) -> None:
+def _restore(model: Any, snapshot: list[dict[str, Array]]) -> None:
     for layer, params in zip(model.layers, snapshot):
         for name, value in params.items():
             layer.set_param(name, _copy(layer, value))

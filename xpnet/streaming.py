@@ -474,9 +474,10 @@ class BatchSource:
 
     def epoch(self, rng, shuffle: bool):
         """The batches of one epoch, in order."""
-        if not self.indexable:
+        n_batches = self.n_batches
+        if not self.indexable or n_batches is None:  # (indexable ones have a length)
             return iter(self.batches)
-        order = rng.permutation(self.n_batches) if shuffle else range(self.n_batches)
+        order = rng.permutation(n_batches) if shuffle else range(n_batches)
         return (self.batches[int(i)] for i in order)
 
     def to_device(self, pair, epoch: int, index: int):
@@ -533,7 +534,10 @@ def batches_epoch_runner(model, source: BatchSource, settings):
         t0 = time.perf_counter()
         step_fn = _cached_step(model._train_steps, be, layers, first)
         total, steps, rows = be.zeros(()), 0, 0
-        with _progress(source.n_batches, f"epoch {epoch + 1}", settings.progress) as bar:
+        # None (a generator's unknown length) is what tqdm expects; training._progress's
+        # annotation (total: int) should say int | None (training.py is not this change's).
+        with _progress(source.n_batches, f"epoch {epoch + 1}",  # type: ignore[arg-type]
+                       settings.progress) as bar:
             for i, pair in enumerate(source.epoch(settings.rng, settings.shuffle)):
                 xb, yb = source.to_device(pair, epoch, i)
                 onehot = one_hot(yb, model.n_outputs, dtype=be.dtype, xp=xp)

@@ -74,7 +74,10 @@ class _GraphStep:
 
     def __init__(self, cupy, step, params):
         self._cp, self._step, self._params = cupy, step, params
-        self._key = self._graph = None
+        # The recorded cupy.cuda.Graph and the signature it was recorded for: set
+        # together by _record, so a matching _key means _graph is a graph.
+        self._key: tuple | None = None
+        self._graph: Any = None
         self.reason = ""
 
     def _signature(self, X, onehot, idx) -> tuple:
