@@ -30,6 +30,7 @@ from typing import Any
 
 import array_api_compat
 
+from .._typing import Array
 from ..errors import BackendUnavailableError, UnknownBackendError, XpnetError
 from ._base import Backend
 
@@ -151,7 +152,7 @@ def available_backends() -> dict[str, str]:
     return status
 
 
-def backend_of(x) -> Backend:
+def backend_of(x: Array) -> Backend:
     """The :class:`Backend` (name and device, dtype of ``x`` if floating) holding ``x``.
 
     Examples

@@ -17,11 +17,13 @@ import contextlib
 import importlib
 import os
 from collections.abc import Callable
-from typing import Any, ClassVar
+from contextlib import AbstractContextManager
+from typing import Any, ClassVar, NoReturn
 
 import array_api_compat
 import numpy as np
 
+from .._typing import Array, Device, DType, Namespace
 from ..errors import (
     BackendUnavailableError,
     DeviceMismatchError,
@@ -95,7 +97,7 @@ class Backend:
     #: that do not accept every NumPy dtype, e.g. uint8 labels as int64).
     casts_numpy_input_on_host: ClassVar[bool] = False
 
-    def __init__(self, xp, device, dtype):
+    def __init__(self, xp: Namespace, device: Device, dtype: DType) -> None:
         self.xp = xp
         self.device = device
         self.dtype = dtype
@@ -116,7 +118,7 @@ class Backend:
         return backend
 
     @classmethod
-    def import_library(cls):
+    def import_library(cls) -> Any:
         """Import the library (``cls.library``) or explain how to install it."""
         try:
             return importlib.import_module(cls.library)
@@ -127,7 +129,7 @@ class Backend:
             ) from exc
 
     @classmethod
-    def load_namespace(cls):
+    def load_namespace(cls) -> Namespace:
         """The array-API namespace xpnet uses for this library."""
         library = cls.import_library()
         if cls.namespace_module == cls.library:
@@ -135,17 +137,17 @@ class Backend:
         return importlib.import_module(cls.namespace_module)
 
     @classmethod
-    def is_namespace(cls, ns) -> bool:
+    def is_namespace(cls, ns: Namespace) -> bool:
         """Whether ``ns`` is this library's namespace (raw or wrapped)."""
         raise NotImplementedError
 
     @classmethod
-    def resolve_device(cls, device: Any):
+    def resolve_device(cls, device: Any) -> Device:
         """Turn a user's device spec into the library's own device object."""
         raise NotImplementedError
 
     @classmethod
-    def resolve_dtype(cls, xp, dtype: Any):
+    def resolve_dtype(cls, xp: Namespace, dtype: Any) -> DType:
         """The namespace's float32/float64 for a dtype spec (name or dtype object)."""
         if dtype is None:
             dtype = os.environ.get(_ENV_DTYPE, "float32")
@@ -189,13 +191,13 @@ class Backend:
             f"dtype={self.dtype_name!r})"
         )
 
-    def __eq__(self, other) -> bool:
+    def __eq__(self, other: object) -> bool:
         return isinstance(other, Backend) and self._identity() == other._identity()
 
     def __hash__(self) -> int:
         return hash(self._identity())
 
-    def with_dtype(self, dtype) -> Backend:
+    def with_dtype(self, dtype: Any) -> Backend:
         """The same backend and device with another floating dtype."""
         return type(self).create(device=self.device, dtype=dtype)
 
@@ -210,7 +212,7 @@ class Backend:
         return False
 
     # -- creation and transfer ----------------------------------------------------
-    def asarray(self, data, dtype=None, *, copy: bool = True) -> Any:
+    def asarray(self, data: Any, dtype: Any = None, *, copy: bool = True) -> Array:
         """Copy host data (NumPy array, list, scalar) onto this backend's device.
 
         By default the result never aliases ``data`` (``copy=True``), so later
@@ -238,7 +240,7 @@ class Backend:
             data = np.asarray(data, dtype=self._numpy_dtype(dtype))
         return self.xp.asarray(data, dtype=dtype, device=self.device, copy=True)
 
-    def _shared(self, data, dtype):
+    def _shared(self, data: Any, dtype: DType) -> Array:
         """``data`` as an array of this backend without a copy, or why not (``copy=False``)."""
         if isinstance(data, np.ndarray) and data.dtype != self._numpy_dtype(dtype):
             _raise_no_copy_cast(data.dtype, dtype)
@@ -265,7 +267,7 @@ class Backend:
             cached = self.__dict__["_dlpack_device"] = (int(kind), int(index))
         return cached
 
-    def from_dlpack(self, x, *, copy: bool | None = None):
+    def from_dlpack(self, x: Any, *, copy: bool | None = None) -> Array:
         """An array of this backend for ``x`` (any DLPack producer) on the same device.
 
         ``copy=None`` shares ``x``'s memory where the library can, ``False``
@@ -299,11 +301,11 @@ class Backend:
             return self.xp.asarray(self._import_dlpack(x, None), copy=True)
         return self._import_dlpack(x, copy)
 
-    def _import_dlpack(self, x, copy: bool | None):
+    def _import_dlpack(self, x: Any, copy: bool | None) -> Array:
         """The library's ``from_dlpack`` (``x`` already checked to be on this device)."""
         return self.xp.from_dlpack(x, copy=copy)
 
-    def transfer_from(self, source: Backend, x):
+    def transfer_from(self, source: Backend, x: Array) -> Array:
         """A private copy of ``source``'s floating array ``x`` on this backend, in its dtype.
 
         When both backends sit on the same device the copy is made there,
@@ -319,18 +321,18 @@ class Backend:
                 return self.xp.asarray(shared, dtype=self.dtype, device=self.device, copy=True)
         return self.asarray(source.to_numpy(x))
 
-    def _numpy_dtype(self, dtype) -> np.dtype:
+    def _numpy_dtype(self, dtype: DType) -> np.dtype:
         for key in _NUMPY_EQUIVALENTS:
             if dtype == getattr(self.xp, key):
                 return np.dtype(key)
         raise DTypeError(f"no NumPy equivalent for {dtype!r}")
 
-    def zeros(self, shape, dtype=None):
+    def zeros(self, shape: int | tuple[int, ...], dtype: DType = None) -> Array:
         """Zeros of ``shape`` on this device (``dtype`` defaults to :attr:`dtype`)."""
         return self.xp.zeros(shape, dtype=self.dtype if dtype is None else dtype,
                              device=self.device)
 
-    def to_numpy(self, x) -> np.ndarray:
+    def to_numpy(self, x: Array) -> np.ndarray:
         """Copy ``x`` back to the host as a NumPy array (an explicit transfer).
 
         The result is always a fresh, writable copy: it never aliases device
@@ -341,7 +343,7 @@ class Backend:
     def synchronize(self) -> None:
         """Wait for queued device work (for timing); a no-op on the CPU."""
 
-    def floating_point_errors_ignored(self):
+    def floating_point_errors_ignored(self) -> AbstractContextManager[Any]:
         """Context manager silencing floating-point warnings, where a library emits them.
 
         ``fit`` uses it while its divergence guard is on: the guard reports a
@@ -351,12 +353,12 @@ class Backend:
         return contextlib.nullcontext()
 
     # -- validation -------------------------------------------------------------
-    def owns(self, x) -> bool:
+    def owns(self, x: Any) -> bool:
         """Whether ``x`` is an array of this backend on this device (cheap check)."""
         return isinstance(x, self._array_type) and array_api_compat.device(x) == self.device
 
-    def check_array(self, x, name: str, *, ndim: int | None = None,
-                    kind: str = "real floating", shape: tuple | None = None):
+    def check_array(self, x: Any, name: str, *, ndim: int | None = None,
+                    kind: str = "real floating", shape: tuple | None = None) -> Array:
         """Validate an argument; return it unchanged or raise a clear error.
 
         Parameters
@@ -397,7 +399,7 @@ class Backend:
             )
         return x
 
-    def _raise_foreign(self, x, name: str):
+    def _raise_foreign(self, x: Any, name: str) -> NoReturn:
         """Explain why :meth:`owns` refused ``x``, naming only facts about ``x``."""
         if not array_api_compat.is_array_api_obj(x):
             raise TypeError(
@@ -428,7 +430,7 @@ class Backend:
         )
 
     # -- fast-path hooks (portable twins; library classes may specialise) -----------
-    def sub_(self, a, b):
+    def sub_(self, a: Array, b: Array) -> Array:
         """``a - b``, computed in place when the backend allows; returns the result.
 
         Callers always rebind (``w = backend.sub_(w, g)``), so immutable
@@ -437,23 +439,23 @@ class Backend:
         a -= b
         return a
 
-    def take_rows(self, x, idx):
+    def take_rows(self, x: Array, idx: Array) -> Array:
         """``xp.take(x, idx, axis=0)``: the rows ``idx`` of ``x`` (the batch gather)."""
         return self.xp.take(x, idx, axis=0)
 
-    def relu(self, x):
+    def relu(self, x: Array) -> Array:
         """``max(x, 0)`` elementwise (the ReLU forward)."""
         return self.xp.maximum(x, 0.0)
 
-    def relu_backward(self, x, grad):
+    def relu_backward(self, x: Array, grad: Array) -> Array:
         """``grad * (x > 0)`` (the ReLU backward; the standard forbids bool * float, so cast)."""
         return grad * self.xp.astype(x > 0, grad.dtype)
 
-    def affine(self, x, w, b):
+    def affine(self, x: Array, w: Array, b: Array) -> Array:
         """``x @ w + b`` (the Dense forward)."""
         return x @ w + b
 
-    def sub_matmul_(self, w, a, b):
+    def sub_matmul_(self, w: Array, a: Array, b: Array) -> Array:
         """``w - a @ b``, in place when the backend allows; callers rebind the result."""
         return self.sub_(w, a @ b)
 
@@ -505,7 +507,7 @@ class Backend:
         """
         xp = self.xp
 
-        def run(carry, xs, *consts):
+        def run(carry: Any, xs: Array, *consts: Any) -> tuple[Any, Array]:
             ys = []
             for i in range(xs.shape[0]):
                 carry, y = body(carry, xs[i, ...], *consts)
@@ -515,12 +517,12 @@ class Backend:
         return run
 
 
-def _raise_no_copy_cast(have, want):
+def _raise_no_copy_cast(have: Any, want: Any) -> NoReturn:
     raise ValueError(f"asarray(..., copy=False) cannot change the dtype from {have} to "
                      f"{want} without a copy; use copy=True")
 
 
-def _float_name(xp, dtype: Any) -> str:
+def _float_name(xp: Namespace, dtype: Any) -> str:
     """``"float32"`` or ``"float64"`` for a dtype spec, or a :class:`DTypeError`."""
     if isinstance(dtype, str):
         if dtype not in _FLOAT_NAMES:
@@ -543,7 +545,7 @@ def _foreign_dtype_name(dtype: Any) -> str:
         return repr(dtype).rsplit(".", 1)[-1].strip("')\"")
 
 
-def _raise_ndim(x, name: str, ndim: int):
+def _raise_ndim(x: Array, name: str, ndim: int) -> NoReturn:
     hint = ""
     if ndim == 2 and x.ndim == 1:
         hint = " (a single sample? use x[None, :] or reshape it to (1, n_features))"
@@ -552,7 +554,7 @@ def _raise_ndim(x, name: str, ndim: int):
     raise ShapeError(f"{name} must be a {ndim}-D array, got shape {tuple(x.shape)}{hint}")
 
 
-def _fmt_shape(shape) -> str:
+def _fmt_shape(shape: tuple) -> str:
     inner = ", ".join("n" if s is None else str(s) for s in shape)
     return "(" + inner + (",)" if len(shape) == 1 else ")")
 

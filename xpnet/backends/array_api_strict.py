@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import importlib
+from contextlib import AbstractContextManager
 from typing import Any
 
 import array_api_compat
 import numpy as np
 
+from .._typing import Array, Device, Namespace
 from ..errors import DeviceSpecError
 from ._base import Backend
 
@@ -24,11 +26,11 @@ class ArrayApiStrictBackend(Backend):
     casts_numpy_input_on_host = True  # it refuses some NumPy dtypes (uint8 -> int64)
 
     @classmethod
-    def is_namespace(cls, ns) -> bool:
+    def is_namespace(cls, ns: Namespace) -> bool:
         return array_api_compat.is_array_api_strict_namespace(ns)
 
     @classmethod
-    def resolve_device(cls, device: Any):
+    def resolve_device(cls, device: Any) -> Device:
         aas = importlib.import_module("array_api_strict")
         if device is None:
             return aas.Device("CPU_DEVICE")
@@ -50,19 +52,19 @@ class ArrayApiStrictBackend(Backend):
         return text.split("'")[1] if "'" in text else text
 
     @property
-    def dlpack_device(self):
+    def dlpack_device(self) -> tuple | None:
         # The fake devices (device1, device2) must not swap memory with CPU arrays.
         return (1, 0) if self.device_name == "CPU_DEVICE" else None
 
-    def _import_dlpack(self, x, copy):
+    def _import_dlpack(self, x: Any, copy: bool | None) -> Array:
         return self.xp.from_dlpack(x, device=self.device, copy=copy)
 
-    def to_numpy(self, x) -> np.ndarray:
+    def to_numpy(self, x: Array) -> np.ndarray:
         if not isinstance(x, np.ndarray):
             aas = importlib.import_module("array_api_strict")
             x = x.to_device(aas.Device("CPU_DEVICE"))
         return np.array(x, copy=True)
 
-    def floating_point_errors_ignored(self):
+    def floating_point_errors_ignored(self) -> AbstractContextManager[Any]:
         # array-api-strict computes with NumPy, which warns on overflow.
         return np.errstate(over="ignore", invalid="ignore", divide="ignore")

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from typing import Any
 
 import array_api_compat
 import numpy as np
 
+from .._typing import Array, Device, Namespace
 from ..errors import BackendUnavailableError, DeviceSpecError
 from ._base import Backend
 
@@ -23,11 +25,11 @@ class CupyBackend(Backend):
     install_hint = 'pip install "xpnet[cupy13]" (CUDA 13) or "xpnet[cupy12]" (CUDA 12)'
 
     @classmethod
-    def is_namespace(cls, ns) -> bool:
+    def is_namespace(cls, ns: Namespace) -> bool:
         return array_api_compat.is_cupy_namespace(ns)
 
     @classmethod
-    def resolve_device(cls, device: Any):
+    def resolve_device(cls, device: Any) -> Device:
         cupy = importlib.import_module("cupy")
         count = _visible_device_count(cupy)
         index = _device_index(cupy, device)
@@ -41,7 +43,7 @@ class CupyBackend(Backend):
     def device_name(self) -> str:
         return f"cuda:{self.device.id}"
 
-    def to_numpy(self, x) -> np.ndarray:
+    def to_numpy(self, x: Array) -> np.ndarray:
         if not isinstance(x, np.ndarray):
             return x.get()
         return np.array(x, copy=True)
@@ -54,7 +56,7 @@ class CupyBackend(Backend):
     #: matching the portable one (tests/test_compiled_epoch.py) and faster.
     captures_graphs = False
 
-    def capture_step(self, step, params):
+    def capture_step(self, step: Callable, params: Callable) -> Callable:
         """``step`` recorded once in a CUDA graph, then replayed per batch (see :class:`_GraphStep`)."""
         return _GraphStep(importlib.import_module("cupy"), step, params)
 
@@ -72,7 +74,7 @@ class _GraphStep:
     call runs the plain step; ``reason`` says why.
     """
 
-    def __init__(self, cupy, step, params):
+    def __init__(self, cupy: Any, step: Callable, params: Callable) -> None:
         self._cp, self._step, self._params = cupy, step, params
         # The recorded cupy.cuda.Graph and the signature it was recorded for: set
         # together by _record, so a matching _key means _graph is a graph.
@@ -80,11 +82,11 @@ class _GraphStep:
         self._graph: Any = None
         self.reason = ""
 
-    def _signature(self, X, onehot, idx) -> tuple:
+    def _signature(self, X: Array, onehot: Array, idx: Array) -> tuple:
         return (X.data.ptr, X.shape, onehot.data.ptr, onehot.shape, idx.shape, idx.dtype.str,
                 tuple(p.data.ptr for p in self._params()))
 
-    def __call__(self, X, onehot, idx):
+    def __call__(self, X: Array, onehot: Array, idx: Array) -> Array:
         if self.reason:
             return self._step(X, onehot, idx)
         key = self._signature(X, onehot, idx)
@@ -95,7 +97,7 @@ class _GraphStep:
             self._graph.launch(self._stream)
             return self._loss.copy()  # the next replay overwrites the recorded output
 
-    def _record(self, X, onehot, idx, key):
+    def _record(self, X: Array, onehot: Array, idx: Array, key: tuple) -> Array:
         """Run this call's step for real (warming the private pool), then record it."""
         cp = self._cp
         self._key = self._graph = None
@@ -129,7 +131,7 @@ class _GraphStep:
         return out
 
 
-def _visible_device_count(cupy) -> int:
+def _visible_device_count(cupy: Any) -> int:
     try:
         count = cupy.cuda.runtime.getDeviceCount()
     except Exception as exc:  # CUDARuntimeError when no driver/device
@@ -146,7 +148,7 @@ def _visible_device_count(cupy) -> int:
     return count
 
 
-def _device_index(cupy, device: Any) -> int:
+def _device_index(cupy: Any, device: Any) -> int:
     """The CUDA device index for ``None``, an int, ``"cuda:N"``/``"gpu:N"`` or a Device."""
     if device is None:
         return 0

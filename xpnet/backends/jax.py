@@ -9,6 +9,7 @@ from typing import Any
 
 import array_api_compat
 
+from .._typing import Array, Device, Namespace
 from ..errors import BackendUnavailableError, DTypeError
 from ._base import Backend
 
@@ -27,17 +28,17 @@ class JaxBackend(Backend):
     compiles = True
     compiles_loops = True
 
-    def __init__(self, *args):
+    def __init__(self, *args: Any) -> None:
         self._jax = importlib.import_module("jax")
         super().__init__(*args)
 
     @classmethod
-    def is_namespace(cls, ns) -> bool:
+    def is_namespace(cls, ns: Namespace) -> bool:
         # jax.numpy (or jax's array-API module), or the top-level jax module itself
         return array_api_compat.is_jax_namespace(ns) or ns is sys.modules.get("jax")
 
     @classmethod
-    def resolve_device(cls, device: Any):
+    def resolve_device(cls, device: Any) -> Device:
         jax = importlib.import_module("jax")
         if device is None:
             return jax.devices()[0]
@@ -62,7 +63,7 @@ class JaxBackend(Backend):
         return _x64_enabled()
 
     # -- fast paths (twins: Backend.sub_, Backend.compile, Backend.compile_loop) ---
-    def sub_(self, a, b):
+    def sub_(self, a: Array, b: Array) -> Array:
         return a - b  # JAX arrays are immutable: rebinding is the only option
 
     def compile(self, fn: Callable) -> Callable:
@@ -78,7 +79,7 @@ class JaxBackend(Backend):
         """
         scan = self._jax.lax.scan
 
-        def run(carry, xs, *consts):
+        def run(carry: Any, xs: Array, *consts: Any) -> tuple[Any, Array]:
             return scan(lambda c, x: body(c, x, *consts), carry, xs)
 
         return self._jax.jit(run, donate_argnums=(0,) if donate_carry else ())
@@ -88,7 +89,7 @@ def _x64_enabled() -> bool:
     return bool(importlib.import_module("jax").config.jax_enable_x64)
 
 
-def _device_by_index(jax, index: int):
+def _device_by_index(jax: Any, index: int) -> Any:
     devices = jax.devices()
     if index >= len(devices):
         raise BackendUnavailableError(
@@ -97,7 +98,7 @@ def _device_by_index(jax, index: int):
     return devices[index]
 
 
-def _device_by_name(jax, device: str):
+def _device_by_name(jax: Any, device: str) -> Any:
     """``"cpu"``, ``"gpu:1"``, ``"cuda:0"`` (an alias of gpu) -> that jax Device."""
     platform, _, idx = device.partition(":")
     platform = {"cuda": "gpu"}.get(platform, platform)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from contextlib import AbstractContextManager
+from typing import Any, NoReturn
 
 import array_api_compat
 import numpy as np
 
+from .._typing import Device, Namespace
 from ..errors import DeviceSpecError
 from ._base import Backend
 
@@ -34,23 +36,23 @@ class NumpyBackend(Backend):
         return True
 
     @classmethod
-    def is_namespace(cls, ns) -> bool:
+    def is_namespace(cls, ns: Namespace) -> bool:
         return array_api_compat.is_numpy_namespace(ns)
 
     @classmethod
-    def resolve_device(cls, device: Any):
+    def resolve_device(cls, device: Any) -> Device:
         if device in (None, "cpu", 0) or str(device) == "cpu":
             return "cpu"
         raise DeviceSpecError(
             f"backend 'numpy' only has device 'cpu', got device={device!r}"
         )
 
-    def owns(self, x) -> bool:
+    def owns(self, x: Any) -> bool:
         # Any ndarray subclass (np.memmap, np.load(mmap_mode="r")) is NumPy data;
         # np.matrix is not: its * and indexing differ from an array's.
         return isinstance(x, np.ndarray) and not isinstance(x, np.matrix)
 
-    def _raise_foreign(self, x, name: str):
+    def _raise_foreign(self, x: Any, name: str) -> NoReturn:
         if isinstance(x, np.matrix):
             raise TypeError(
                 f"{name} is a numpy.matrix, whose operators and indexing differ from an "
@@ -58,5 +60,5 @@ class NumpyBackend(Backend):
             )
         super()._raise_foreign(x, name)
 
-    def floating_point_errors_ignored(self):
+    def floating_point_errors_ignored(self) -> AbstractContextManager[Any]:
         return np.errstate(over="ignore", invalid="ignore", divide="ignore")
