@@ -8,9 +8,12 @@ alias says what is meant, a checker accepts every library's array.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeAlias
 
-__all__ = ["Array", "Namespace", "Device", "DType"]
+import numpy as np
+
+__all__ = ["Array", "Namespace", "Device", "DType", "SeedLike", "Initializer"]
 
 #: An array of any supported library (see the module docstring for why ``Any``).
 Array = Any
@@ -20,3 +23,7 @@ Namespace = Any
 Device = Any
 #: A library's dtype object, or a user's dtype spec (``"float32"``).
 DType = Any
+#: What :func:`xpnet._random.as_generator` accepts: a seed, a Generator or ``None``.
+SeedLike: TypeAlias = "int | np.integer | np.random.Generator | None"
+#: An initializer ``init(rng, shape) -> host array`` (see :mod:`xpnet.initializers`).
+Initializer: TypeAlias = Callable[[np.random.Generator, tuple[int, ...]], np.ndarray]
