@@ -45,9 +45,15 @@ from __future__ import annotations
 
 import math
 import weakref
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Literal, overload
 
+from ._typing import Array, Namespace
 from ._validation import check_int, check_number
-from .layers.base import layers_of
+from .layers.base import Layer, layers_of
+
+if TYPE_CHECKING:
+    from .backends import Backend
 
 __all__ = [
     "Optimizer",
@@ -64,8 +70,17 @@ __all__ = [
 ]
 
 
-def _check_number(name: str, value, *, low=0.0, high=math.inf, low_open=False,
-                  high_open=False, allow_none=False):
+@overload
+def _check_number(name: str, value: Any, *, low: float = ..., high: float = ...,
+                  low_open: bool = ..., high_open: bool = ...,
+                  allow_none: Literal[False] = ...) -> float: ...
+@overload
+def _check_number(name: str, value: Any, *, low: float = ..., high: float = ...,
+                  low_open: bool = ..., high_open: bool = ...,
+                  allow_none: bool) -> float | None: ...
+def _check_number(name: str, value: Any, *, low: float = 0.0, high: float = math.inf,
+                  low_open: bool = False, high_open: bool = False,
+                  allow_none: bool = False) -> float | None:
     if value is None and allow_none:
         return None
     return check_number(value, name, low=low, high=high, low_open=low_open, high_open=high_open)
@@ -96,13 +111,14 @@ class Optimizer:
     #: subclass that reads values back to the host.
     compilable = True
 
-    def __init__(self, learning_rate, *, weight_decay: float = 0.0):
-        self.learning_rate = _check_number("learning_rate", learning_rate)
+    def __init__(self, learning_rate: float, *, weight_decay: float = 0.0) -> None:
+        # None only where a subclass allows it (SGD(): each layer's own rate).
+        self.learning_rate: float | None = _check_number("learning_rate", learning_rate)
         self.weight_decay = _check_number("weight_decay", weight_decay)
         self.state: dict = {}
 
     # -- the protocol used by layers ------------------------------------------------
-    def update(self, layer, grads: dict) -> None:
+    def update(self, layer: Layer, grads: dict) -> None:
         """Apply one step to ``layer``'s parameters from ``grads`` (name -> array).
 
         Called by ``layer.backward`` when ``layer.optimizer is self``, after the
@@ -122,7 +138,7 @@ class Optimizer:
             new = self._update_param(be, getattr(layer, name), grad, st, lr)
             layer.set_param(name, new)
 
-    def step(self, layers) -> None:
+    def step(self, layers: Any) -> None:
         """Apply the gradients stored in each layer's ``grads`` (the decoupled flow).
 
         Call it once after each backward pass done with :class:`KeepGrads`
@@ -133,7 +149,7 @@ class Optimizer:
             if layer.param_names and layer.grads:
                 self.update(layer, layer.grads)
 
-    def attach(self, layers, *, deferred: bool = False) -> list:
+    def attach(self, layers: Any, *, deferred: bool = False) -> list[Layer]:
         """Set ``optimizer`` on every layer with parameters; returns the layers.
 
         With ``deferred=True`` the layers get a :class:`KeepGrads` instead, so
@@ -147,7 +163,7 @@ class Optimizer:
         return layers
 
     @staticmethod
-    def zero_grad(layers) -> None:
+    def zero_grad(layers: Any) -> None:
         """Forget the gradients stored on ``layers`` (``layer.grads = {}``)."""
         for layer in layers_of(layers, "layers", allow_empty=True):
             layer.grads = {}
@@ -157,10 +173,13 @@ class Optimizer:
         self.state.clear()
 
     # -- to override --------------------------------------------------------------------
-    def _lr_for(self, layer) -> float:
+    def _lr_for(self, layer: Layer) -> float:
+        if self.learning_rate is None:  # pragma: no cover - SGD, the one allowing None, overrides this
+            raise ValueError(f"{type(self).__name__} has no learning_rate")
         return self.learning_rate
 
-    def _update_param(self, be, param, grad, st: dict, lr: float):
+    def _update_param(self, be: Backend, param: Array, grad: Array, st: dict,
+                      lr: float | Array) -> Array:
         """Return the new value of ``param``; may update ``st`` (this parameter's state)."""
         raise NotImplementedError
 
@@ -173,7 +192,7 @@ class Optimizer:
         return f"{type(self).__name__}({args})"
 
 
-def _move_state(st: dict, be) -> None:
+def _move_state(st: dict, be: Backend) -> None:
     """Move a parameter's state arrays to backend ``be`` (the layer was moved)."""
     old = st["backend"]
     for k, v in list(st.items()):
@@ -215,8 +234,9 @@ class SGD(Optimizer):
     SGD(learning_rate=0.1, weight_decay=0.0, momentum=0.9, nesterov=True, dampening=0.0)
     """
 
-    def __init__(self, learning_rate=None, *, momentum: float = 0.0, nesterov: bool = False,
-                 dampening: float = 0.0, weight_decay: float = 0.0):
+    def __init__(self, learning_rate: float | None = None, *, momentum: float = 0.0,
+                 nesterov: bool = False, dampening: float = 0.0,
+                 weight_decay: float = 0.0) -> None:
         self.learning_rate = _check_number("learning_rate", learning_rate, allow_none=True)
         self.weight_decay = _check_number("weight_decay", weight_decay)
         self.state = {}
@@ -226,7 +246,7 @@ class SGD(Optimizer):
         if self.nesterov and (self.momentum == 0.0 or self.dampening != 0.0):
             raise ValueError("Nesterov momentum needs momentum > 0 and dampening == 0")
 
-    def _lr_for(self, layer) -> float:
+    def _lr_for(self, layer: Layer) -> float:
         if self.learning_rate is not None:
             return self.learning_rate
         lr = getattr(layer, "learning_rate", None)
@@ -237,7 +257,8 @@ class SGD(Optimizer):
             )
         return lr
 
-    def _update_param(self, be, param, grad, st, lr):
+    def _update_param(self, be: Backend, param: Array, grad: Array, st: dict,
+                      lr: float | Array) -> Array:
         d = grad
         if self.weight_decay:
             d = d + param * self.weight_decay
@@ -253,7 +274,7 @@ class SGD(Optimizer):
             d = d + buf * self.momentum if self.nesterov else buf
         return be.sub_(param, d * lr)
 
-    def get_config(self):
+    def get_config(self) -> dict:
         return {**super().get_config(), "momentum": self.momentum,
                 "nesterov": self.nesterov, "dampening": self.dampening}
 
@@ -287,13 +308,14 @@ class Adam(Optimizer):
     decoupled_weight_decay = False
 
     def __init__(self, learning_rate: float = 1e-3, *, beta1: float = 0.9,
-                 beta2: float = 0.999, eps: float = 1e-8, weight_decay: float = 0.0):
+                 beta2: float = 0.999, eps: float = 1e-8, weight_decay: float = 0.0) -> None:
         super().__init__(learning_rate, weight_decay=weight_decay)
         self.beta1 = _check_number("beta1", beta1, high=1.0, high_open=True)
         self.beta2 = _check_number("beta2", beta2, high=1.0, high_open=True)
         self.eps = _check_number("eps", eps, low_open=True)
 
-    def _update_param(self, be, param, grad, st, lr):
+    def _update_param(self, be: Backend, param: Array, grad: Array, st: dict,
+                      lr: float | Array) -> Array:
         t = st.get("step", 0) + 1
         st["step"] = t
         g = grad
@@ -304,7 +326,7 @@ class Adam(Optimizer):
                 g = g + param * self.weight_decay
         m = st.get("exp_avg")
         v = st.get("exp_avg_sq")
-        if m is None:  # zero-initialised moments, written without allocating zeros
+        if m is None or v is None:  # zero-initialised moments (set together), without zeros
             m = g * (1.0 - self.beta1)
             v = (g * g) * (1.0 - self.beta2)
         else:
@@ -316,12 +338,12 @@ class Adam(Optimizer):
         denom = be.xp.sqrt(v) / bc2_sqrt + self.eps
         return be.sub_(param, (m * step_size) / denom)
 
-    def get_config(self):
+    def get_config(self) -> dict:
         return {**super().get_config(), "beta1": self.beta1, "beta2": self.beta2,
                 "eps": self.eps}
 
 
-def _one_minus_pow(xp, beta: float, t, dtype):
+def _one_minus_pow(xp: Namespace, beta: float, t: int | Array, dtype: Any) -> float | Array:
     """``1 - beta ** t``: host arithmetic for an int ``t``, device arithmetic for an array.
 
     A compiled epoch carries the step count as an integer array; there the
@@ -336,7 +358,7 @@ def _one_minus_pow(xp, beta: float, t, dtype):
     return -xp.expm1(xp.astype(t, dtype) * math.log(beta))
 
 
-def _sqrt(xp, x):
+def _sqrt(xp: Namespace, x: float | Array) -> float | Array:
     return math.sqrt(x) if isinstance(x, float) else xp.sqrt(x)
 
 
@@ -386,10 +408,10 @@ class KeepGrads:
     learning_rate = None
     compilable = True  # it only stores the gradients
 
-    def update(self, layer, grads: dict) -> None:
+    def update(self, layer: Layer, grads: dict) -> None:
         layer.grads = grads
 
-    def step(self, layers) -> None:
+    def step(self, layers: Any) -> None:
         """Nothing to apply."""
 
     def __repr__(self) -> str:
@@ -449,7 +471,7 @@ class StepSchedule:
     [1.0, 1.0, 0.5, 0.5, 0.25]
     """
 
-    def __init__(self, step_size: int, gamma: float = 0.1):
+    def __init__(self, step_size: int, gamma: float = 0.1) -> None:
         self.step_size = check_int(step_size, "step_size", low=1)
         self.gamma = _check_number("gamma", gamma)
 
@@ -475,7 +497,7 @@ class CosineSchedule:
     [1.0, 0.8536, 0.5, 0.1464]
     """
 
-    def __init__(self, epochs: int, min_multiplier: float = 0.0):
+    def __init__(self, epochs: int, min_multiplier: float = 0.0) -> None:
         self.epochs = check_int(epochs, "epochs", low=1)
         self.min_multiplier = _check_number("min_multiplier", min_multiplier, high=1.0)
 
@@ -492,7 +514,8 @@ class CosineSchedule:
 SCHEDULES = ("none", "step", "cosine")
 
 
-def get_schedule(name, *, epochs: int, step_size: int | None = None, gamma: float = 0.1):
+def get_schedule(name: str | None, *, epochs: int, step_size: int | None = None,
+                 gamma: float = 0.1) -> Callable[[int], float] | None:
     """A learning-rate schedule by name: a callable ``epoch -> multiplier``, or ``None``.
 
     Parameters
