@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._typing import SeedLike
+
 __all__ = ["as_generator", "dropout_keep_mask"]
 
 
-def as_generator(rng=None) -> np.random.Generator:
+def as_generator(rng: SeedLike = None) -> np.random.Generator:
     """A ``numpy.random.Generator`` from a seed, a Generator or ``None``.
 
     ``None`` gives a generator seeded from the operating system's entropy (not
@@ -33,7 +35,7 @@ def as_generator(rng=None) -> np.random.Generator:
     )
 
 
-def dropout_keep_mask(rng: np.random.Generator, shape, rate: float) -> np.ndarray:
+def dropout_keep_mask(rng: np.random.Generator, shape: tuple[int, ...], rate: float) -> np.ndarray:
     """Host draw of a Dropout keep-mask: ``True`` where a unit is kept.
 
     Each entry is kept independently with probability ``1 - rate``

@@ -25,22 +25,23 @@ from __future__ import annotations
 
 import math
 import numbers
+from typing import Any
 
 import numpy as np
 
 __all__ = ["check_int", "check_number", "check_bool"]
 
 
-def _is_bool(value) -> bool:
+def _is_bool(value: object) -> bool:
     return isinstance(value, (bool, np.bool_))
 
 
-def _is_int(value) -> bool:
+def _is_int(value: object) -> bool:
     """A Python or NumPy integer, but not a bool (``True`` is no batch size)."""
     return isinstance(value, numbers.Integral) and not _is_bool(value)
 
 
-def _int_kind(low, high) -> str:
+def _int_kind(low: int | None, high: int | None) -> str:
     if high is not None:
         return f"an int in [{low}, {high}]" if low is not None else f"an int <= {high}"
     if low == 1:
@@ -48,7 +49,7 @@ def _int_kind(low, high) -> str:
     return "an int" if low is None else f"an int >= {low}"
 
 
-def check_int(value, name: str, *, low: int | None = None, high: int | None = None) -> int:
+def check_int(value: Any, name: str, *, low: int | None = None, high: int | None = None) -> int:
     """``value`` as an ``int`` if it is an integer in ``[low, high]``, else ``ValueError``.
 
     Parameters
@@ -65,7 +66,7 @@ def check_int(value, name: str, *, low: int | None = None, high: int | None = No
     return int(value)
 
 
-def _number_kind(low, high, low_open, high_open) -> str:
+def _number_kind(low: float | None, high: float | None, low_open: bool, high_open: bool) -> str:
     if low is not None and high is not None:
         return f"in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
     if high is not None:
@@ -75,7 +76,7 @@ def _number_kind(low, high, low_open, high_open) -> str:
     return "a finite number"
 
 
-def check_number(value, name: str, *, low: float | None = None, high: float | None = None,
+def check_number(value: Any, name: str, *, low: float | None = None, high: float | None = None,
                  low_open: bool = False, high_open: bool = False,
                  expected: str | None = None) -> float:
     """``value`` as a ``float`` if it is a finite real number within the bounds.
@@ -117,7 +118,7 @@ def check_number(value, name: str, *, low: float | None = None, high: float | No
     return float(value)
 
 
-def check_bool(value, name: str) -> bool:
+def check_bool(value: Any, name: str) -> bool:
     """``value`` as a ``bool`` if it is a Python or NumPy bool, else ``TypeError``."""
     if not _is_bool(value):
         raise TypeError(f"{name} must be a bool, got {value!r}")

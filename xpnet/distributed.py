@@ -91,7 +91,7 @@ class DistributedError(XpnetError, ValueError):
     """The ranks of a job disagree (data sizes, shapes, parameters) or misuse a collective."""
 
 
-def _import_mpi():
+def _import_mpi() -> Any:
     """``mpi4py.MPI``, or an ImportError that says how to install it."""
     try:
         from mpi4py import MPI
@@ -170,7 +170,7 @@ class FusedHostBuffer:
         Their common dtype.
     """
 
-    def __init__(self, shapes, dtype):
+    def __init__(self, shapes: Sequence[tuple[int, ...]], dtype: Any) -> None:
         self.shapes = tuple(tuple(int(d) for d in s) for s in shapes)
         self.dtype = np.dtype(dtype)
         sizes = [math.prod(s) for s in self.shapes]

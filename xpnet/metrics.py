@@ -30,8 +30,12 @@ array([1., 0., 1.])
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import array_api_compat
 
+from ._typing import Array, DType, Namespace
 from ._validation import check_int
 from .backends import backend_of
 from .errors import DeviceMismatchError, DTypeError, ShapeError
@@ -39,7 +43,7 @@ from .errors import DeviceMismatchError, DTypeError, ShapeError
 __all__ = ["accuracy", "confusion_matrix", "per_class_accuracy", "format_confusion_matrix"]
 
 
-def _check(y_true, y_pred):
+def _check(y_true: Array, y_pred: Array) -> Namespace:
     for name, y in (("y_true", y_true), ("y_pred", y_pred)):
         if not array_api_compat.is_array_api_obj(y):
             raise TypeError(f"{name} must be an array of integer labels, got {type(y).__name__}")
@@ -69,7 +73,7 @@ def _check(y_true, y_pred):
     return xp
 
 
-def _validated_labels(y_true, y_pred):
+def _validated_labels(y_true: Array, y_pred: Array) -> tuple[Namespace, Array, Array]:
     """``(xp, y_true, y_pred)`` checked and cast to the index dtype.
 
     Every metric starts here: counts, class numbers and comparisons then never
@@ -80,12 +84,12 @@ def _validated_labels(y_true, y_pred):
     return xp, xp.astype(y_true, index), xp.astype(y_pred, index)
 
 
-def _index_dtype(xp, like):
+def _index_dtype(xp: Namespace, like: Array) -> DType:
     """int64 where the namespace and device have it (JAX without x64 does not), else int32."""
     return xp.int64 if _has_int64(xp, like) else xp.int32
 
 
-def _n_classes(xp, y_true, y_pred, n_classes):
+def _n_classes(xp: Namespace, y_true: Array, y_pred: Array, n_classes: int | None) -> int:
     n = y_true.shape[0]
     if n_classes is None:
         if n == 0:
@@ -103,7 +107,7 @@ def _n_classes(xp, y_true, y_pred, n_classes):
     return n_classes
 
 
-def _count_dtype(xp, device):
+def _count_dtype(xp: Namespace, device: Any) -> DType:
     """float64 where the backend supports it (exact counts to 2**53), else float32."""
     try:
         z = xp.zeros(1, dtype=xp.float64, device=device)
@@ -114,7 +118,7 @@ def _count_dtype(xp, device):
     return xp.float32
 
 
-def accuracy(y_true, y_pred) -> float:
+def accuracy(y_true: Array, y_pred: Array) -> float:
     """Fraction of labels predicted correctly (a Python float; NaN for no labels).
 
     Examples
@@ -132,14 +136,14 @@ def accuracy(y_true, y_pred) -> float:
     return int(xp.sum(hits)) / n
 
 
-def _has_int64(xp, like) -> bool:
+def _has_int64(xp: Namespace, like: Array) -> bool:
     try:
         return xp.zeros(1, dtype=xp.int64, device=array_api_compat.device(like)).dtype == xp.int64
     except Exception:
         return False
 
 
-def confusion_matrix(y_true, y_pred, n_classes: int | None = None):
+def confusion_matrix(y_true: Array, y_pred: Array, n_classes: int | None = None) -> Array:
     """Counts ``C[i, j]`` of samples of true class ``i`` predicted as class ``j``.
 
     Parameters
@@ -166,7 +170,7 @@ def confusion_matrix(y_true, y_pred, n_classes: int | None = None):
     return xp.astype(xp.round(counts), y_true.dtype)
 
 
-def per_class_accuracy(y_true, y_pred, n_classes: int | None = None):
+def per_class_accuracy(y_true: Array, y_pred: Array, n_classes: int | None = None) -> Array:
     """Recall of each class: correct predictions of class ``i`` / samples of class ``i``.
 
     Returns
@@ -187,7 +191,7 @@ def per_class_accuracy(y_true, y_pred, n_classes: int | None = None):
     return xp.where(total > 0, correct / safe, float("nan"))
 
 
-def format_confusion_matrix(matrix, labels=None) -> str:
+def format_confusion_matrix(matrix: Any, labels: Sequence[object] | None = None) -> str:
     """A fixed-width text table of a confusion matrix (rows: true, columns: predicted).
 
     Examples
@@ -200,17 +204,17 @@ def format_confusion_matrix(matrix, labels=None) -> str:
     1          0  4
     """
     rows = [[int(v) for v in row] for row in _to_list(matrix)]
-    labels = [str(i) for i in range(len(rows))] if labels is None else [str(s) for s in labels]
+    names = [str(i) for i in range(len(rows))] if labels is None else [str(s) for s in labels]
     head = "true\\pred"
-    w0 = max(len(head), *(len(s) for s in labels))
-    w = max([len(s) for s in labels] + [len(str(v)) for row in rows for v in row])
-    lines = [head.ljust(w0) + "".join("  " + s.rjust(w) for s in labels)]
-    for label, row in zip(labels, rows):
+    w0 = max(len(head), *(len(s) for s in names))
+    w = max([len(s) for s in names] + [len(str(v)) for row in rows for v in row])
+    lines = [head.ljust(w0) + "".join("  " + s.rjust(w) for s in names)]
+    for label, row in zip(names, rows):
         lines.append(label.ljust(w0) + "".join("  " + str(v).rjust(w) for v in row))
     return "\n".join(lines)
 
 
-def _to_list(matrix):
+def _to_list(matrix: Any) -> list:
     if hasattr(matrix, "tolist"):
         try:
             return matrix.tolist()
