@@ -42,13 +42,16 @@ import struct
 import sys
 import urllib.request
 import zlib
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from ._io import atomic_write
+from ._typing import Array
 from ._validation import check_bool, check_int
-from .backends import get_backend
+from .backends import Backend, get_backend
 from .errors import DataError
 
 __all__ = [
@@ -106,7 +109,7 @@ _CHUNK = 1 << 16
 # The IDX format
 # --------------------------------------------------------------------------
 
-def _decompressed_bytes(source, name: str) -> bytes:
+def _decompressed_bytes(source: Any, name: str) -> bytes:
     """The contents of ``source`` (a path or bytes), gunzipped when it is gzip.
 
     Decompression never holds more than the IDX header declares (see
@@ -125,7 +128,7 @@ def _decompressed_bytes(source, name: str) -> bytes:
         ) from None
 
 
-def _source_bytes(source, name: str) -> bytes:
+def _source_bytes(source: Any, name: str) -> bytes:
     """The bytes of ``source``: bytes-like as given, a path read whole."""
     if isinstance(source, (bytes, bytearray, memoryview)):
         return bytes(source)
@@ -166,7 +169,7 @@ def _gunzip_idx(raw: bytes, name: str) -> bytes:
     return head + data
 
 
-def _read_at_most(f, n: int) -> bytes:
+def _read_at_most(f: io.BufferedIOBase, n: int) -> bytes:
     """Up to ``n`` bytes of ``f``, read in bounded chunks (``read(n)`` preallocates ``n``)."""
     parts, left = [], n
     while left > 0:
@@ -178,7 +181,7 @@ def _read_at_most(f, n: int) -> bytes:
     return b"".join(parts)
 
 
-def _count_rest(f) -> int:
+def _count_rest(f: io.BufferedIOBase) -> int:
     """How many bytes are left in ``f``, read and dropped chunk by chunk."""
     total = 0
     while chunk := f.read(_CHUNK):
@@ -240,7 +243,8 @@ def _parse_idx(raw: bytes, name: str, *, ndim: int | None = None) -> np.ndarray:
     return arr.astype(dtype.newbyteorder("="), copy=False) if dtype.byteorder == ">" else arr
 
 
-def read_idx(source, *, ndim: int | None = None, sha256: str | None = None) -> np.ndarray:
+def read_idx(source: str | os.PathLike[str] | bytes, *, ndim: int | None = None,
+             sha256: str | None = None) -> np.ndarray:
     """Read an IDX file (gzip-compressed or raw) into a NumPy array.
 
     The header is validated: two zero bytes, a known type code, the number of
@@ -345,7 +349,7 @@ def mnist_cache_dir() -> Path:
     return Path(base) / "xpnet" / "mnist"
 
 
-def _mirror_list(mirrors) -> list[str]:
+def _mirror_list(mirrors: str | Sequence[str] | None) -> list[str]:
     if mirrors is None:
         env = os.environ.get(ENV_MIRRORS, "").strip()
         mirrors = env.replace(";", ",").split(",") if env else MNIST_MIRRORS
@@ -358,7 +362,7 @@ def _mirror_list(mirrors) -> list[str]:
 
 
 @functools.lru_cache(maxsize=8)
-def _read_cached(path: str, size: int, mtime_ns: int, ndim: int, sha256: str | None):
+def _read_cached(path: str, size: int, mtime_ns: int, ndim: int, sha256: str | None) -> np.ndarray:
     """Parsed, verified contents of one file; cached per (path, size, mtime) in this process."""
     arr = read_idx(path, ndim=ndim, sha256=sha256)
     arr.setflags(write=False)
@@ -376,7 +380,7 @@ def _read_all(files: dict, verify: bool) -> dict:
     return {base: _read_file(path, base, verify) for base, path in files.items()}
 
 
-def _urlopen(url: str, timeout: float):
+def _urlopen(url: str, timeout: float) -> Any:
     """``urllib.request.urlopen`` (a seam for tests)."""
     return urllib.request.urlopen(url, timeout=timeout)  # noqa: S310 - http(s) mirrors only
 
@@ -421,7 +425,8 @@ def _download_one(url: str, dest: Path, base: str, *, verify: bool, progress: bo
         _parse_idx(raw, url, ndim=3 if "images" in base else 1)
 
 
-def download_mnist(cache_dir=None, *, mirrors=None, verify: bool = True,
+def download_mnist(cache_dir: str | os.PathLike[str] | None = None, *,
+                   mirrors: str | Sequence[str] | None = None, verify: bool = True,
                    progress: bool = True, force: bool = False) -> Path:
     """Download the four MNIST files into ``cache_dir`` (default :func:`mnist_cache_dir`).
 
@@ -483,8 +488,9 @@ def download_mnist(cache_dir=None, *, mirrors=None, verify: bool = True,
     return cache
 
 
-def locate_mnist(data_dir=None, *, verify: bool = True, download: bool = True,
-                 mirrors=None, progress: bool = True) -> Path:
+def locate_mnist(data_dir: str | os.PathLike[str] | None = None, *, verify: bool = True,
+                 download: bool = True, mirrors: str | Sequence[str] | None = None,
+                 progress: bool = True) -> Path:
     """The directory MNIST is loaded from, after checking its files.
 
     Search order: ``data_dir``; ``$XPNET_DATA_DIR``; ``data/mnist`` of a source
@@ -585,9 +591,11 @@ def _scale(images: np.ndarray, dtype: str, flatten: bool) -> np.ndarray:
     return table[images]
 
 
-def load_mnist(data_dir=None, *, flatten: bool = True, dtype=None, n_val: int = 10000,
-               backend=None, device=None, verify: bool = True, download: bool = True,
-               mirrors=None, progress: bool = True):
+def load_mnist(data_dir: str | os.PathLike[str] | None = None, *, flatten: bool = True, dtype: Any = None,
+               n_val: int = 10000, backend: Backend | str | None = None, device: Any = None,
+               verify: bool = True, download: bool = True,
+               mirrors: str | Sequence[str] | None = None,
+               progress: bool = True) -> tuple[Array, ...]:
     """MNIST split as the tutorial splits it: train, validation, test.
 
     Parameters
