@@ -46,14 +46,14 @@ import tokenize
 import zipfile
 import zlib
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 
 from . import layers as layers_pkg
 from ._io import atomic_write
 from ._version import __version__
-from .backends import get_backend
+from .backends import Backend, get_backend
 from .errors import CheckpointError
 from .layers.base import Layer, layers_of
 
@@ -89,7 +89,7 @@ _NPY_HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0,
 # Saving
 # --------------------------------------------------------------------------
 
-def _params_digest(entries) -> str:
+def _params_digest(entries: list[tuple[str, np.ndarray]]) -> str:
     """SHA-256 over ``(name, dtype, shape, little-endian bytes)`` of each parameter, in order."""
     h = hashlib.sha256()
     for name, arr in entries:
@@ -99,7 +99,7 @@ def _params_digest(entries) -> str:
     return h.hexdigest()
 
 
-def _json_default(obj):
+def _json_default(obj: Any) -> Any:
     """Turn NumPy scalars/arrays, paths and 0-d device arrays into JSON values."""
     if isinstance(obj, np.generic):
         return obj.item()
@@ -114,7 +114,7 @@ def _json_default(obj):
     raise TypeError(f"{type(obj).__name__} is not JSON-serialisable")
 
 
-def _to_json(value, what: str) -> str:
+def _to_json(value: Any, what: str) -> str:
     try:
         return json.dumps(value, default=_json_default, sort_keys=False)
     except (TypeError, ValueError) as exc:
@@ -124,7 +124,7 @@ def _to_json(value, what: str) -> str:
         ) from None
 
 
-def _layer_entry(i: int, layer) -> dict:
+def _layer_entry(i: int, layer: Layer) -> dict:
     cls_name = type(layer).__name__
     if getattr(layers_pkg, cls_name, None) is not type(layer):
         raise CheckpointError(
@@ -143,7 +143,7 @@ def _layer_entry(i: int, layer) -> dict:
     return {"type": cls_name, **config}
 
 
-def _host_params(layers, be) -> list:
+def _host_params(layers: list[Layer], be: Backend) -> list:
     """``(name, host array)`` of every parameter, in order, as float32/float64 NumPy arrays."""
     entries = []
     for i, layer in enumerate(layers):
@@ -157,7 +157,8 @@ def _host_params(layers, be) -> list:
     return entries
 
 
-def save_layers(path, layers, backend, *, model_config=None, metadata=None) -> None:
+def save_layers(path: str | os.PathLike[str], layers: Any, backend: Backend, *, model_config: dict | None = None,
+                metadata: dict | None = None) -> None:
     """Write ``layers`` (with their backend) and a JSON header to one ``.npz`` file.
 
     The building block of :func:`save_model` and :meth:`Sequential.save
@@ -198,7 +199,7 @@ def save_layers(path, layers, backend, *, model_config=None, metadata=None) -> N
         np.savez(f, **arrays)
 
 
-def save_model(model, path, **metadata) -> None:
+def save_model(model: Any, path: str | os.PathLike[str], **metadata: Any) -> None:
     """Save a model's architecture, parameters and metadata to one ``.npz`` file.
 
     Parameters
@@ -243,7 +244,7 @@ _READ_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, ValueError, OSError, K
                 SyntaxError, tokenize.TokenError)
 
 
-def _corrupt(path, detail: str) -> CheckpointError:
+def _corrupt(path: str | os.PathLike[str], detail: str) -> CheckpointError:
     return CheckpointError(
         f"{os.fspath(path)!r} is not a readable xpnet checkpoint: {detail}. The file is "
         "truncated, corrupted or was not written by xpnet's save_model; save the model again."
@@ -370,7 +371,7 @@ def _check_version(header: dict, path) -> None:
         )
 
 
-def read_metadata(path) -> dict:
+def read_metadata(path: str | os.PathLike[str]) -> dict:
     """The JSON metadata of a checkpoint (architecture, trained-on backend, metadata).
 
     Parameters are not read or verified; use :func:`load_model` for that.
@@ -442,7 +443,7 @@ def _read_arrays(npz, expected: dict, header, path) -> dict:
     return arrays
 
 
-def _layer_class(i: int, entry, path):
+def _layer_class(i: int, entry: Any, path: str | os.PathLike[str]) -> tuple[type[Layer], dict]:
     """The class and constructor arguments of architecture entry ``i``."""
     if not isinstance(entry, dict) or not isinstance(entry.get("type"), str):
         raise _corrupt(path, f"architecture entry {i} must be a dict with a 'type', got {entry!r}")
@@ -466,7 +467,11 @@ def _cannot_rebuild(i, cls, config, exc, path) -> CheckpointError:
     )
 
 
-def _plan_layers(header, expected: dict, path) -> list:
+#: A layer to build: its class, its config and its parameter shapes (``None``: unknown).
+_Plan = tuple[type[Layer], dict, dict | None]
+
+
+def _plan_layers(header: dict, expected: dict, path: str | os.PathLike[str]) -> list[_Plan]:
     """``(class, config, declared param shapes or None)`` per layer, checked against the file.
 
     Nothing is built: a header that declares more than the file holds is
@@ -474,7 +479,8 @@ def _plan_layers(header, expected: dict, path) -> list:
     """
     if not header["architecture"]:
         raise _corrupt(path, "its architecture lists no layers")
-    plan = [(*_layer_class(i, e, path), None) for i, e in enumerate(header["architecture"])]
+    plan: list[_Plan] = [(*_layer_class(i, e, path), None)
+                         for i, e in enumerate(header["architecture"])]
     wanted = [f"layer{i}.{n}" for i, (cls, _, _) in enumerate(plan) for n in cls.param_names]
     if wanted != list(expected):
         raise CheckpointError(
@@ -500,7 +506,7 @@ def _check_param_shape(path, i, cls_name, name, stored, want) -> None:
         )
 
 
-def _build_layer(i: int, plan_entry, arrays: dict, be, path):
+def _build_layer(i: int, plan_entry: _Plan, arrays: dict, be: Backend, path: str | os.PathLike[str]) -> Layer:
     """Layer ``i`` from its class, config and stored parameters (nothing drawn at random)."""
     cls, config, shapes = plan_entry
     params = {n: arrays[f"layer{i}.{n}"] for n in cls.param_names}
@@ -522,12 +528,12 @@ def _build_layer(i: int, plan_entry, arrays: dict, be, path):
 class LoadedLayers(NamedTuple):
     """What :func:`load_layers` returns."""
 
-    layers: list
-    backend: Any
+    layers: list[Layer]
+    backend: Backend
     header: dict
 
 
-def load_layers(path, *, backend=None, device=None, dtype=None) -> LoadedLayers:
+def load_layers(path: str | os.PathLike[str], *, backend: Backend | str | None = None, device: Any = None, dtype: Any = None) -> LoadedLayers:
     """Read and verify a checkpoint; rebuild its layers on any backend, device and dtype.
 
     The header's shapes are checked against the stored arrays, and the
@@ -566,10 +572,11 @@ def load_layers(path, *, backend=None, device=None, dtype=None) -> LoadedLayers:
 
 
 #: Model classes by name, registered by the modules that define them (Sequential).
-_MODEL_CLASSES: dict = {}
+_MODEL_CLASSES: dict[str, Any] = {}  # classes with a `load` classmethod
+_ModelClass = TypeVar("_ModelClass", bound=type)
 
 
-def register_model_class(cls):
+def register_model_class(cls: _ModelClass) -> _ModelClass:
     """Make ``cls`` (with a ``load`` classmethod) what :func:`load_model` builds.
 
     :class:`xpnet.Sequential` registers itself; this keeps this module free of
@@ -579,7 +586,7 @@ def register_model_class(cls):
     return cls
 
 
-def load_model(path, *, backend=None, device=None, dtype=None):
+def load_model(path: str | os.PathLike[str], *, backend: Backend | str | None = None, device: Any = None, dtype: Any = None) -> Any:
     """Load a model written by :func:`save_model` onto any backend, device and dtype.
 
     Parameters
