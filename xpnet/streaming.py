@@ -31,13 +31,15 @@ thread, which overlaps with training on the CPU backends only.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import array_api_compat
 import numpy as np
 
-from ._typing import Array
+from ._typing import Array, DType, Namespace
 from ._validation import check_int
 from .errors import DTypeError, ShapeError
 from .losses import _xent_sum_and_grad, one_hot
@@ -49,6 +51,13 @@ from .training import (
     loss_layers,
 )
 
+if TYPE_CHECKING:
+    from .backends import Backend
+    from .training import FitSettings
+
+#: ``fit_loop``'s ``epoch_runner(model, X, y, settings) -> run_epoch(epoch) -> logs``.
+EpochRunner = Callable[[Any, Any, Any, "FitSettings"], Callable[[int], dict]]
+
 __all__ = ["DEFAULT_CHUNK_BYTES", "is_host_array", "HostData", "BatchSource"]
 
 #: Bytes of host rows per chunk moved to the device at once (about 256 MB).
@@ -57,7 +66,7 @@ DEFAULT_CHUNK_BYTES = 256 * 2**20
 _GATHER_BYTES = 8 * 2**20
 
 
-def is_host_array(backend, x) -> bool:
+def is_host_array(backend: Backend, x: Any) -> bool:
     """Whether ``x`` is host NumPy data that ``backend`` streams in chunks.
 
     Examples
@@ -72,7 +81,7 @@ def is_host_array(backend, x) -> bool:
     return isinstance(x, np.memmap) or not backend.owns(x)
 
 
-def _numpy_dtype(backend, dtype) -> np.dtype:
+def _numpy_dtype(backend: Backend, dtype: DType) -> np.dtype:
     """The NumPy dtype that ``backend`` stores as ``dtype`` (read from a one-element array)."""
     return backend.to_numpy(backend.zeros((1,), dtype=dtype)).dtype
 
@@ -96,8 +105,10 @@ class HostData:
     shuffle_chunks: bool = False
 
     @classmethod
-    def of(cls, model, X, y=None, *, chunk_bytes=None, names=("X", "y"),
-           extras=None, shuffle_chunks: bool = False) -> HostData:
+    def of(cls, model: Any, X: np.ndarray, y: np.ndarray | None = None, *,
+           chunk_bytes: int | None = None, names: tuple[str, str] = ("X", "y"),
+           extras: dict[str, np.ndarray] | None = None,
+           shuffle_chunks: bool = False) -> HostData:
         """Check host ``X`` (and labels ``y``) against ``model``; raise a clear error if wrong."""
         chunk_bytes = DEFAULT_CHUNK_BYTES if chunk_bytes is None else check_int(
             chunk_bytes, "chunk_bytes", low=1)
@@ -120,7 +131,7 @@ class HostData:
         return max(multiple, rows // multiple * multiple)
 
 
-def _check_host_X(model, X, name: str) -> None:
+def _check_host_X(model: Any, X: np.ndarray, name: str) -> None:
     """Dtype and per-sample shape of host features, without reading them."""
     be = model.backend
     want = _numpy_dtype(be, be.dtype)
@@ -141,7 +152,7 @@ def _check_host_X(model, X, name: str) -> None:
                          f"the model ({exc})") from None
 
 
-def _check_host_labels(model, y, n_samples: int, name: str) -> np.ndarray:
+def _check_host_labels(model: Any, y: Any, n_samples: int, name: str) -> np.ndarray:
     """Host labels: 1-D integers, one per sample, in ``[0, n_classes)`` (one pass over y)."""
     if not isinstance(y, np.ndarray) or isinstance(y, np.matrix):
         raise TypeError(
@@ -169,7 +180,7 @@ def _check_host_labels(model, y, n_samples: int, name: str) -> np.ndarray:
     return y
 
 
-def _check_host_column(column, n_samples: int, name: str) -> None:
+def _check_host_column(column: Any, n_samples: int, name: str) -> None:
     if not isinstance(column, np.ndarray) or column.ndim == 0 or column.shape[0] != n_samples:
         raise ShapeError(f"{name} must be a NumPy array with {n_samples} rows, got "
                          f"{getattr(column, 'shape', type(column).__name__)}")
@@ -181,12 +192,12 @@ def _check_host_column(column, n_samples: int, name: str) -> None:
 class Chunk:
     """One chunk on the device: features, labels (or None) and extra columns."""
 
-    X: object
-    y: object
+    X: Array
+    y: Array | None
     extras: dict
 
 
-def gather_rows(host: np.ndarray, rows, out: np.ndarray) -> np.ndarray:
+def gather_rows(host: np.ndarray, rows: slice | np.ndarray, out: np.ndarray) -> np.ndarray:
     """``out[i] = host[rows[i]]``, reading ``host`` in increasing row order.
 
     ``rows`` is a slice (one contiguous read) or an index array; the sorted
@@ -211,11 +222,12 @@ def gather_rows(host: np.ndarray, rows, out: np.ndarray) -> np.ndarray:
     return out
 
 
-def _n_rows(rows) -> int:
+def _n_rows(rows: slice | np.ndarray) -> int:
     return rows.stop - rows.start if isinstance(rows, slice) else len(rows)
 
 
-def _load_chunk(backend, data: HostData, rows, label_dtype, check_finite: bool) -> Chunk:
+def _load_chunk(backend: Backend, data: HostData, rows: slice | np.ndarray, label_dtype: np.dtype,
+                check_finite: bool) -> Chunk:
     """Gather ``rows`` of every column on the host, check them, move them to the device.
 
     Runs on the loader thread. Each chunk gets fresh host buffers, so no
@@ -236,13 +248,13 @@ def _load_chunk(backend, data: HostData, rows, label_dtype, check_finite: bool) 
     return Chunk(_to_device(backend, X, backend.dtype), y, extras)
 
 
-def _to_device(backend, host: np.ndarray, dtype):
+def _to_device(backend: Backend, host: np.ndarray, dtype: DType) -> Array:
     if backend.shares_host_memory:
         return backend.asarray(host, dtype=dtype, copy=False)
     return backend.asarray(host, dtype=dtype)
 
 
-def _check_finite_rows(X: np.ndarray, rows) -> None:
+def _check_finite_rows(X: np.ndarray, rows: slice | np.ndarray) -> None:
     """NaN/inf in a chunk: name the first bad row of the host array (a sum first: cheap)."""
     total = float(np.sum(X, dtype=np.float64))
     if total == total and abs(total) != float("inf"):
@@ -258,7 +270,8 @@ def _check_finite_rows(X: np.ndarray, rows) -> None:
     )
 
 
-def stream_chunks(backend, data: HostData, plans, *, check_finite: bool = False):
+def stream_chunks(backend: Backend, data: HostData, plans: list, *,
+                  check_finite: bool = False) -> Iterator[Chunk]:
     """Device :class:`Chunk` for each row plan, the next loaded while the caller uses this one.
 
     The caller must drop its reference to a chunk before asking for the next
@@ -266,7 +279,7 @@ def stream_chunks(backend, data: HostData, plans, *, check_finite: bool = False)
     """
     label_dtype = _numpy_dtype(backend, backend.index_dtype)
 
-    def load(rows):
+    def load(rows: slice | np.ndarray) -> Chunk:
         return _load_chunk(backend, data, rows, label_dtype, check_finite)
 
     if not plans:
@@ -283,7 +296,7 @@ def stream_chunks(backend, data: HostData, plans, *, check_finite: bool = False)
             del chunk
 
 
-def _row_plans(n_used: int, rows_per_chunk: int, order=None) -> list:
+def _row_plans(n_used: int, rows_per_chunk: int, order: np.ndarray | None = None) -> list:
     """Row selections of the chunks: slices of ``range(n_used)``, or of ``order``."""
     plans = []
     for lo in range(0, n_used, rows_per_chunk):
@@ -294,14 +307,14 @@ def _row_plans(n_used: int, rows_per_chunk: int, order=None) -> list:
 
 # -- host data: training ----------------------------------------------------------------
 
-def epoch_runner(source):
+def epoch_runner(source: HostData | BatchSource) -> EpochRunner:
     """``fit_loop``'s ``epoch_runner(model, X, y, settings)`` for a stream source."""
     if isinstance(source, BatchSource):
         return lambda model, X, y, settings: batches_epoch_runner(model, source, settings)
     return lambda model, X, y, settings: host_epoch_runner(model, source, settings)
 
 
-def host_epoch_runner(model, data: HostData, settings):
+def host_epoch_runner(model: Any, data: HostData, settings: FitSettings) -> Callable[[int], dict]:
     """Like :func:`xpnet.training._epoch_runner`, for :class:`HostData`: ``epoch -> logs``.
 
     Every step sees exactly the batch the in-memory loop would gather (same
@@ -338,7 +351,7 @@ def host_epoch_runner(model, data: HostData, settings):
     return run_epoch
 
 
-def chunkwise_permutation(rng, n: int, rows_per_chunk: int) -> np.ndarray:
+def chunkwise_permutation(rng: np.random.Generator, n: int, rows_per_chunk: int) -> np.ndarray:
     """The approximate shuffle: runs of ``rows_per_chunk`` contiguous rows in random
     order, the rows shuffled within each run.
 
@@ -358,7 +371,8 @@ def chunkwise_permutation(rng, n: int, rows_per_chunk: int) -> np.ndarray:
                            for start in starts]) if n else np.arange(0)
 
 
-def _train_chunks(model, step_fn, chunks, settings, epoch: int, n_steps: int):
+def _train_chunks(model: Any, step_fn: Callable, chunks: Iterator[Chunk], settings: FitSettings,
+                  epoch: int, n_steps: int) -> Array:
     """Run the steps of one epoch over device chunks; return the summed loss (device)."""
     be = model.backend
     xp = be.xp
@@ -381,18 +395,18 @@ def _train_chunks(model, step_fn, chunks, settings, epoch: int, n_steps: int):
 
 # -- host data: inference -----------------------------------------------------------------
 
-def _inference_chunks(model, data: HostData, block: int):
+def _inference_chunks(model: Any, data: HostData, block: int) -> Iterator[Chunk]:
     """Contiguous device chunks whose rows are a multiple of ``block``: prediction
     then computes exactly the blocks of the in-memory path."""
     plans = _row_plans(data.n, data.rows_per_chunk(block)) or [slice(0, 0)]
     return stream_chunks(model.backend, data, plans)
 
 
-def _chunk_logits(model, X, block: int) -> list:
+def _chunk_logits(model: Any, X: Array, block: int) -> list:
     return model._logit_blocks(X, block)  # checked for NaN/inf like in-memory prediction
 
 
-def host_logits(model, data: HostData, block: int):
+def host_logits(model: Any, data: HostData, block: int) -> Array:
     """Logits of every row of host data (on the device), chunk by chunk."""
     outs = []
     for chunk in _inference_chunks(model, data, block):
@@ -401,7 +415,7 @@ def host_logits(model, data: HostData, block: int):
     return _concat(model.backend.xp, outs)
 
 
-def host_predict(model, data: HostData, block: int):
+def host_predict(model: Any, data: HostData, block: int) -> Array:
     """Predicted class indices (on the device) of every row of host data."""
     xp = model.backend.xp
     preds: list[Array] = []
@@ -411,7 +425,7 @@ def host_predict(model, data: HostData, block: int):
     return _concat(xp, preds)
 
 
-def host_accuracy(model, data: HostData, block: int = 1024) -> float:
+def host_accuracy(model: Any, data: HostData, block: int = 1024) -> float:
     """Accuracy on host data, reduced like ``Sequential._accuracy`` (one mean of all hits)."""
     be = model.backend
     xp = be.xp
@@ -423,14 +437,17 @@ def host_accuracy(model, data: HostData, block: int = 1024) -> float:
     return float(xp.mean(_concat(xp, hits)))
 
 
-def host_scores(model, data: HostData, block: int) -> dict:
+def host_scores(model: Any, data: HostData, block: int) -> dict:
     """Mean loss and accuracy on host data, summed block by block as ``Sequential._scores``."""
     be = model.backend
     xp = be.xp
     total, hits = be.zeros(()), be.zeros(())
     for chunk in _inference_chunks(model, data, block):
+        labels = chunk.y
+        if labels is None:
+            raise ValueError("host_scores needs labels: HostData.of(model, X, y)")
         for i, z in enumerate(_chunk_logits(model, chunk.X, block)):
-            yb = chunk.y[i * block:i * block + z.shape[0]]
+            yb = labels[i * block:i * block + z.shape[0]]
             loss_sum, _ = _xent_sum_and_grad(xp, z, one_hot(yb, z.shape[1], dtype=be.dtype,
                                                             xp=xp))
             total = total + loss_sum
@@ -440,7 +457,7 @@ def host_scores(model, data: HostData, block: int) -> dict:
     return {"loss": float(total) / n, "accuracy": float(hits) / n}
 
 
-def _concat(xp, parts: list):
+def _concat(xp: Namespace, parts: list) -> Array:
     return parts[0] if len(parts) == 1 else xp.concat(parts, axis=0)
 
 
@@ -458,21 +475,21 @@ class BatchSource:
     mid-epoch is an error (drop the last incomplete batch, as ``fit`` does).
     """
 
-    def __init__(self, model, batches):
+    def __init__(self, model: Any, batches: Any) -> None:
         self.model = model
         self.batches = batches
         self.indexable = hasattr(batches, "__len__") and hasattr(batches, "__getitem__")
         self.n_batches = len(batches) if hasattr(batches, "__len__") else None
-        self.shape = None  # the first batch's (X shape, y shape)
+        self.shape: tuple[tuple, tuple] | None = None  # the first batch's (X shape, y shape)
 
     @staticmethod
-    def accepts(x) -> bool:
+    def accepts(x: Any) -> bool:
         """Whether ``x`` is meant as batches (iterable or indexable, but not an array)."""
         if isinstance(x, (np.ndarray, str, bytes, dict)) or array_api_compat.is_array_api_obj(x):
             return False
         return hasattr(x, "__iter__") or (hasattr(x, "__len__") and hasattr(x, "__getitem__"))
 
-    def epoch(self, rng, shuffle: bool):
+    def epoch(self, rng: np.random.Generator, shuffle: bool) -> Iterator[Any]:
         """The batches of one epoch, in order."""
         n_batches = self.n_batches
         if not self.indexable or n_batches is None:  # (indexable ones have a length)
@@ -480,7 +497,7 @@ class BatchSource:
         order = rng.permutation(n_batches) if shuffle else range(n_batches)
         return (self.batches[int(i)] for i in order)
 
-    def to_device(self, pair, epoch: int, index: int):
+    def to_device(self, pair: Any, epoch: int, index: int) -> tuple[Array, Array]:
         """Checked device arrays ``(X, y)`` of one batch."""
         where = f"batch {index + 1} of epoch {epoch + 1}"
         try:
@@ -501,7 +518,7 @@ class BatchSource:
             )
         return self._device_X(xb, where), self._device_y(yb, xb.shape[0], where)
 
-    def _device_X(self, xb, where: str):
+    def _device_X(self, xb: Any, where: str) -> Array:
         model = self.model
         if is_host_array(model.backend, xb):
             _check_host_X(model, xb, f"X of {where}")
@@ -510,7 +527,7 @@ class BatchSource:
         model.layers[0]._check_input(xb, f"X of {where}")
         return xb
 
-    def _device_y(self, yb, n: int, where: str):
+    def _device_y(self, yb: Any, n: int, where: str) -> Array:
         be = self.model.backend
         if is_host_array(be, yb) or isinstance(yb, np.ndarray):
             _check_host_labels(self.model, yb, n, f"y of {where}")
@@ -522,7 +539,7 @@ class BatchSource:
         return yb
 
 
-def batches_epoch_runner(model, source: BatchSource, settings):
+def batches_epoch_runner(model: Any, source: BatchSource, settings: FitSettings) -> Callable[[int], dict]:
     """``epoch -> logs`` for a :class:`BatchSource` (``train_acc`` is not recorded:
     a generator cannot be replayed; use ``validation_data``)."""
     be = model.backend
