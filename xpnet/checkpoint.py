@@ -251,7 +251,7 @@ def _corrupt(path: str | os.PathLike[str], detail: str) -> CheckpointError:
     )
 
 
-def _open_npz(path):
+def _open_npz(path: str | os.PathLike[str]) -> Any:
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
     p = Path(path)
@@ -268,12 +268,12 @@ def _open_npz(path):
     return npz
 
 
-def _member_name(npz, key: str) -> str:
+def _member_name(npz: Any, key: str) -> str:
     """The archive member behind ``npz[key]`` (``np.savez`` appends ``.npy``)."""
     return key + ".npy" if key + ".npy" in npz._files else key
 
 
-def _check_archive_sizes(npz, path) -> None:
+def _check_archive_sizes(npz: Any, path: str | os.PathLike[str]) -> None:
     """Refuse archives whose members claim more data than the file can hold.
 
     Stored members must be as large as their data; deflated ones at most what
@@ -299,7 +299,7 @@ def _check_archive_sizes(npz, path) -> None:
                              f"{file_size}")
 
 
-def _array_header(npz, key: str, path) -> tuple:
+def _array_header(npz: Any, key: str, path: str | os.PathLike[str]) -> tuple:
     """``(shape, dtype)`` of the array ``key`` from its ``.npy`` header alone (no data read).
 
     Also checks that the header's shape and dtype account for exactly the
@@ -325,7 +325,7 @@ def _array_header(npz, key: str, path) -> tuple:
     return tuple(shape), dtype
 
 
-def _read_header(npz, path) -> dict:
+def _read_header(npz: Any, path: str | os.PathLike[str]) -> dict:
     if METADATA_KEY not in npz.files:
         shown = ", ".join(npz.files[:5]) + (", ..." if len(npz.files) > 5 else "")
         raise CheckpointError(
@@ -359,7 +359,7 @@ def _read_header(npz, path) -> dict:
     return header
 
 
-def _check_version(header: dict, path) -> None:
+def _check_version(header: dict, path: str | os.PathLike[str]) -> None:
     version = header.get("format_version")
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise _corrupt(path, f"format_version must be a positive int, got {version!r}")
@@ -385,7 +385,7 @@ def read_metadata(path: str | os.PathLike[str]) -> dict:
         return _read_header(npz, path)
 
 
-def _declared_params(header, path) -> dict:
+def _declared_params(header: dict, path: str | os.PathLike[str]) -> dict:
     """``name -> (shape, dtype name)`` of the params the header lists, in order."""
     expected = {}
     for entry in header["params"]:
@@ -400,7 +400,7 @@ def _declared_params(header, path) -> dict:
     return expected
 
 
-def _check_stored_arrays(npz, expected: dict, path) -> None:
+def _check_stored_arrays(npz: Any, expected: dict, path: str | os.PathLike[str]) -> None:
     """Each array named in the header is there with the header's shape and dtype."""
     present = set(npz.files) - {METADATA_KEY}
     missing = sorted(set(expected) - present)
@@ -423,7 +423,7 @@ def _check_stored_arrays(npz, expected: dict, path) -> None:
             )
 
 
-def _read_arrays(npz, expected: dict, header, path) -> dict:
+def _read_arrays(npz: Any, expected: dict, header: dict, path: str | os.PathLike[str]) -> dict:
     """The parameter arrays (shapes already checked), verified against the checksum."""
     arrays = {}
     for name in expected:
@@ -461,7 +461,8 @@ def _layer_class(i: int, entry: Any, path: str | os.PathLike[str]) -> tuple[type
     return cls, config
 
 
-def _cannot_rebuild(i, cls, config, exc, path) -> CheckpointError:
+def _cannot_rebuild(i: int, cls: type, config: dict, exc: Exception,
+                    path: str | os.PathLike[str]) -> CheckpointError:
     return CheckpointError(
         f"{os.fspath(path)!r}: cannot rebuild layer {i} as {cls.__name__}(**{config!r}): {exc}"
     )
@@ -498,7 +499,8 @@ def _plan_layers(header: dict, expected: dict, path: str | os.PathLike[str]) -> 
     return plan
 
 
-def _check_param_shape(path, i, cls_name, name, stored, want) -> None:
+def _check_param_shape(path: str | os.PathLike[str], i: int, cls_name: str, name: str, stored: tuple,
+                       want: tuple) -> None:
     if tuple(stored) != tuple(want):
         raise CheckpointError(
             f"{os.fspath(path)!r}: layer{i}.{name} has shape {tuple(stored)} but "
