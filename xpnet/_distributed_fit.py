@@ -37,9 +37,11 @@ from __future__ import annotations
 import hashlib
 import math
 import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._typing import Array
-from .distributed import DistributedError
+from .distributed import Communicator, DistributedError
 from .errors import StateError
 from .losses import _xent_sum_and_grad, one_hot
 from .optimizers import SGD, KeepGrads
@@ -52,6 +54,12 @@ from .training import (
     train_step,
 )
 
+if TYPE_CHECKING:
+    from .backends import Backend
+    from .layers.base import Layer
+
+_T = TypeVar("_T")
+
 __all__ = ["check_fit_agreement", "distributed_epoch_runner", "sharded_predict",
            "sharded_scores", "check_inputs_agree", "shard_rows"]
 
@@ -59,12 +67,12 @@ __all__ = ["check_fit_agreement", "distributed_epoch_runner", "sharded_predict",
 FINGERPRINT_ROWS = 16
 
 
-def _shape_of(x) -> tuple | None:
+def _shape_of(x: Any) -> tuple | None:
     shape = getattr(x, "shape", None)
     return None if shape is None else tuple(int(d) for d in shape)
 
 
-def check_communicator(comm) -> None:
+def check_communicator(comm: Any) -> None:
     """A TypeError unless ``comm`` is an :mod:`xpnet.distributed` communicator."""
     needed = ("allreduce_mean_", "allreduce_scalar", "check_same", "allgather", "local_order")
     if isinstance(comm, bool) or not all(callable(getattr(comm, m, None)) for m in needed):
@@ -74,8 +82,9 @@ def check_communicator(comm) -> None:
         )
 
 
-def check_fit_agreement(comm, model, X, y, *, epochs, batch_size, seed, shuffle,
-                        optimizer, validation_data=None) -> None:
+def check_fit_agreement(comm: Communicator, model: Any, X: Any, y: Any, *, epochs: Any,
+                        batch_size: Any, seed: Any, shuffle: Any, optimizer: Any,
+                        validation_data: Any = None) -> None:
     """Fail on every rank, before training, unless all ranks got the same data shapes and settings.
 
     Only shapes, dtypes and settings are compared here (nothing is read back),
@@ -102,7 +111,7 @@ def check_fit_agreement(comm, model, X, y, *, epochs, batch_size, seed, shuffle,
         comm.check_global_batch(batch_size)
 
 
-def _data_fingerprint(be, X, y) -> str:
+def _data_fingerprint(be: Backend, X: Array, y: Array) -> str:
     """A digest of every label and of ``FINGERPRINT_ROWS`` evenly spaced rows of X (exact bytes)."""
     xp = be.xp
     n = X.shape[0]
@@ -114,11 +123,11 @@ def _data_fingerprint(be, X, y) -> str:
     return digest.hexdigest()
 
 
-def _parameters(layers) -> list:
+def _parameters(layers: Sequence[Layer]) -> list[Array]:
     return [getattr(layer, n) for layer in layers for n in layer.param_names]
 
 
-def _sync_parameters(comm, layers, be) -> None:
+def _sync_parameters(comm: Communicator, layers: Sequence[Layer], be: Backend) -> None:
     """Every rank takes rank 0's parameters, then checks they are bitwise equal."""
     trainable = [layer for layer in layers if layer.param_names]
     if not trainable:
@@ -127,7 +136,7 @@ def _sync_parameters(comm, layers, be) -> None:
     comm.check_equal(_parameters(trainable), be, "initial parameters")
 
 
-def _refuse_host_randomness(layers) -> None:
+def _refuse_host_randomness(layers: Sequence[Layer]) -> None:
     for layer in layers:
         if not layer.compilable:
             raise NotImplementedError(
@@ -138,7 +147,7 @@ def _refuse_host_randomness(layers) -> None:
             )
 
 
-def _gradients(trainable) -> list:
+def _gradients(trainable: Sequence[Layer]) -> list[Array]:
     """The gradients the backward pass left in ``layer.grads``, in parameter order."""
     grads: list[Array] = []
     for layer in trainable:
@@ -153,7 +162,7 @@ def _gradients(trainable) -> list:
     return grads
 
 
-def portable_gradient_fn(be, layers, first: int):
+def portable_gradient_fn(be: Backend, layers: list[Layer], first: int) -> Callable[[Array, Array, Array], tuple[Array, list[Array]]]:
     """``grads_of(X, onehot, idx) -> (local summed loss, gradients)``; parameters unchanged.
 
     Forward and backward run with a :class:`~xpnet.optimizers.KeepGrads` in
@@ -164,7 +173,7 @@ def portable_gradient_fn(be, layers, first: int):
     trainable = [layer for layer in layers[first:] if layer.param_names]
     keep = KeepGrads()
 
-    def grads_of(X, onehot, idx):
+    def grads_of(X: Array, onehot: Array, idx: Array) -> tuple[Array, list[Array]]:
         xb = xp.take(X, idx, axis=0)
         tb = xp.take(onehot, idx, axis=0)
         optimizers = [layer.optimizer for layer in trainable]
@@ -182,7 +191,7 @@ def portable_gradient_fn(be, layers, first: int):
     return grads_of
 
 
-def make_gradient_fn(be, layers, first: int):
+def make_gradient_fn(be: Backend, layers: list[Layer], first: int) -> Callable[[Array, Array, Array], tuple[Array, list[Array]]]:
     """:func:`portable_gradient_fn`, compiled by ``be.compile`` where the backend compiles.
 
     Only the gradient computation is compiled (parameters go in as explicit
@@ -196,7 +205,7 @@ def make_gradient_fn(be, layers, first: int):
         return portable
     trainable = [layer for layer in layers[first:] if layer.param_names]
 
-    def pure(params, X, onehot, idx):
+    def pure(params: list[Array], X: Array, onehot: Array, idx: Array) -> tuple[Array, list[Array]]:
         saved = _parameters(trainable)
         try:
             _set_parameters(trainable, params)
@@ -208,14 +217,15 @@ def make_gradient_fn(be, layers, first: int):
     return lambda X, onehot, idx: compiled(_parameters(trainable), X, onehot, idx)
 
 
-def _set_parameters(layers, values) -> None:
-    values = iter(values)
+def _set_parameters(layers: Sequence[Layer], values: Sequence[Array]) -> None:
+    remaining = iter(values)
     for layer in layers:
         for name in layer.param_names:
-            setattr(layer, name, next(values))
+            setattr(layer, name, next(remaining))
 
 
-def split_train_step(be, layers, first: int, comm, *, compiled: bool = True):
+def split_train_step(be: Backend, layers: list[Layer], first: int, comm: Communicator, *,
+                     compiled: bool = True) -> Callable[[Array, Array, Array], Array]:
     """``step(X, onehot, idx) -> local summed loss``: backward, one fused allreduce, optimizer step.
 
     The allreduce comes after the whole backward pass and before any
@@ -228,20 +238,21 @@ def split_train_step(be, layers, first: int, comm, *, compiled: bool = True):
     grads_of = (make_gradient_fn if compiled else portable_gradient_fn)(be, layers, first)
     seed_sgd = SGD()
 
-    def step(X, onehot, idx):
+    def step(X: Array, onehot: Array, idx: Array) -> Array:
         loss_sum, grads = grads_of(X, onehot, idx)
         mean = iter(comm.allreduce_mean_(grads, be))
         for layer in trainable:
             opt = layer.optimizer
-            grads = {n: next(mean) for n in layer.param_names}
-            (seed_sgd if opt is None else opt).update(layer, grads)
-            layer.grads = {} if opt is None else grads  # as one process leaves them
+            layer_grads = {n: next(mean) for n in layer.param_names}
+            (seed_sgd if opt is None else opt).update(layer, layer_grads)
+            layer.grads = {} if opt is None else layer_grads  # as one process leaves them
         return loss_sum
 
     return step
 
 
-def distributed_epoch_runner(model, X, y, settings: FitSettings):
+def distributed_epoch_runner(model: Any, X: Array, y: Array,
+                             settings: FitSettings) -> Callable[[int], dict]:
     """The distributed twin of ``training._epoch_runner``: ``epoch -> logs``, equal on every rank."""
     comm = settings.distributed
     be = model.backend
@@ -309,18 +320,19 @@ def shard_rows(n: int, block: int, rank: int, size: int) -> tuple:
             min((rank + 1) * n_blocks // size * block, n))
 
 
-def check_inputs_agree(comm, X, y=None, *, batch_size=None, what: str = "inputs") -> None:
+def check_inputs_agree(comm: Communicator, X: Any, y: Any = None, *, batch_size: Any = None,
+                       what: str = "inputs") -> None:
     """Fail on every rank unless all ranks got inputs of the same shapes and dtypes."""
     check_communicator(comm)
     comm.check_same({"X shape": _shape_of(X), "X dtype": str(getattr(X, "dtype", None)),
                      "y shape": _shape_of(y), "batch_size": batch_size}, what)
 
 
-def _on_every_rank(comm, what: str, fn):
+def _on_every_rank(comm: Communicator, what: str, fn: Callable[[], _T]) -> _T:
     """``fn()``, or an error on every rank when it fails on any (no rank waits alone)."""
-    result = error = None
+    error: Exception | None = None
     try:
-        result = fn()
+        result = fn()  # read below only when no rank failed
     except Exception as exc:  # re-raised below, after the other ranks heard of it
         error = exc
     failed = comm.allreduce_scalar(float(error is not None), "max")
@@ -331,7 +343,7 @@ def _on_every_rank(comm, what: str, fn):
     return result
 
 
-def sharded_predict(model, X, batch_size: int, comm):
+def sharded_predict(model: Any, X: Array, batch_size: int, comm: Communicator) -> Array:
     """``model.predict(X)`` computed by all ranks, each on its blocks; the whole result on every rank."""
     lo, hi = shard_rows(X.shape[0], batch_size, comm.rank, comm.size)
     local = _on_every_rank(comm, "predicting",
@@ -339,7 +351,8 @@ def sharded_predict(model, X, batch_size: int, comm):
     return comm.allgather(local, model.backend)
 
 
-def _local_sums(model, X, y, batch_size: int, with_loss: bool) -> tuple:
+def _local_sums(model: Any, X: Array, y: Array, batch_size: int,
+                with_loss: bool) -> tuple[float, float]:
     """Summed loss (0.0 unless ``with_loss``) and number of hits on ``(X, y)``."""
     if X.shape[0] == 0:
         return 0.0, 0.0
@@ -354,7 +367,8 @@ def _local_sums(model, X, y, batch_size: int, with_loss: bool) -> tuple:
     return float(loss_sum), hits
 
 
-def _reduced_scores(model, X, y, comm, batch_size: int = 1024, *, with_loss: bool = True) -> dict:
+def _reduced_scores(model: Any, X: Array, y: Array, comm: Communicator, batch_size: int = 1024, *,
+                    with_loss: bool = True) -> dict:
     n = X.shape[0]
     lo, hi = shard_rows(n, batch_size, comm.rank, comm.size)
     loss, hits = _on_every_rank(
@@ -364,7 +378,7 @@ def _reduced_scores(model, X, y, comm, batch_size: int = 1024, *, with_loss: boo
             "accuracy": comm.allreduce_scalar(hits, "sum") / n}
 
 
-def sharded_scores(model, X, y, batch_size: int, comm) -> dict:
+def sharded_scores(model: Any, X: Array, y: Array, batch_size: int, comm: Communicator) -> dict:
     """``model.evaluate(X, y)`` with the rows dealt out to the ranks; the same dict on every rank.
 
     The accuracy equals one process's exactly; the loss up to rounding (the

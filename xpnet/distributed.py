@@ -108,7 +108,7 @@ def launched_by_mpi() -> bool:
     return any(os.environ.get(var) for var in _LAUNCHER_SIZE_VARIABLES)
 
 
-def init(*, require_mpi: bool | None = None) -> SingleProcessCommunicator | MPICommunicator:
+def init(*, require_mpi: bool | None = None) -> Communicator:
     """The communicator of this job: MPI's world, or a single-process stand-in.
 
     Parameters
@@ -540,3 +540,7 @@ class MPICommunicator(_CommunicatorBase):
     def abort(self, code: int = 1) -> None:
         """End every rank of the job now (``MPI_Abort``)."""
         self.comm.Abort(code)
+
+
+#: Either communicator: what :func:`init` returns and ``fit(distributed=...)`` takes.
+Communicator = SingleProcessCommunicator | MPICommunicator
