@@ -23,7 +23,15 @@ the Python loop (tests compare both with the plain step-by-step epoch).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+from ._typing import Array
 from .errors import StateError
+
+if TYPE_CHECKING:
+    from .backends import Backend
+    from .layers.base import Layer
 
 __all__ = ["CompiledEpoch", "compiles_epochs", "epoch_cache_key"]
 
@@ -31,7 +39,7 @@ __all__ = ["CompiledEpoch", "compiles_epochs", "epoch_cache_key"]
 MAX_WARMUP_STEPS = 3
 
 
-def compiles_epochs(backend, layers) -> bool:
+def compiles_epochs(backend: Backend, layers: Sequence[Layer]) -> bool:
     """Whether ``backend`` can run a whole epoch of ``layers`` as one program.
 
     It needs a backend that compiles loops, layers that are all
@@ -43,7 +51,7 @@ def compiles_epochs(backend, layers) -> bool:
         getattr(opt, "compilable", False) for opt in _optimizers(layers))
 
 
-def epoch_cache_key(layers) -> tuple:
+def epoch_cache_key(layers: Sequence[Layer]) -> tuple:
     """What a compiled epoch bakes in: the layers, their settings and optimizers' settings.
 
     Learning rates are arguments of the program, not constants, so they are
@@ -62,12 +70,12 @@ def _without_rate(config: dict) -> dict:
     return {k: v for k, v in config.items() if k != "learning_rate"}
 
 
-def _optimizer_settings(opt) -> str:
+def _optimizer_settings(opt: Any) -> str:
     config = getattr(opt, "get_config", None)
     return repr(_without_rate(config())) if callable(config) else repr(opt)
 
 
-def _optimizers(layers) -> list:
+def _optimizers(layers: Sequence[Layer]) -> list:
     """The distinct optimizers attached to ``layers``, in layer order."""
     seen, out = set(), []
     for layer in layers:
@@ -78,7 +86,7 @@ def _optimizers(layers) -> list:
     return out
 
 
-def _is_number(value) -> bool:
+def _is_number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
@@ -92,27 +100,28 @@ class _Slot:
 
     __slots__ = ("get", "set", "role", "kind")
 
-    def __init__(self, get, set_, role: tuple, kind: str = "array"):
+    def __init__(self, get: Callable[[], Any], set_: Callable[[Any], None], role: tuple,
+                 kind: str = "array") -> None:
         self.get, self.set, self.role, self.kind = get, set_, role, kind
 
 
-def _attr_slot(owner, name: str, role: tuple, kind: str = "array") -> _Slot:
+def _attr_slot(owner: object, name: str, role: tuple, kind: str = "array") -> _Slot:
     return _Slot(lambda: getattr(owner, name), lambda v: setattr(owner, name, v), role, kind)
 
 
-def _item_slot(owner: dict, key, role: tuple, kind: str) -> _Slot:
+def _item_slot(owner: dict, key: str, role: tuple, kind: str) -> _Slot:
     return _Slot(lambda: owner[key], lambda v: owner.__setitem__(key, v), role, kind)
 
 
-def _grad_slot(layer, name: str, role: tuple) -> _Slot:
+def _grad_slot(layer: Layer, name: str, role: tuple) -> _Slot:
     # ``_apply_update`` replaces the whole ``grads`` dict each step: go through the layer.
-    def set_(v):
+    def set_(v: Array) -> None:
         layer.grads = {**layer.grads, name: v}
 
     return _Slot(lambda: layer.grads[name], set_, role)
 
 
-def _param_state(opt, layers):
+def _param_state(opt: Any, layers: Sequence[Layer]) -> Iterator[tuple[int, str, dict]]:
     """``(layer index, parameter name, state dict)`` of ``opt``'s state for ``layers``."""
     state = getattr(opt, "state", None)
     if not isinstance(state, dict):
@@ -122,12 +131,14 @@ def _param_state(opt, layers):
             continue
         for name in layer.param_names:
             st = state.get((id(layer), name))
-            owner = st.get("layer") if isinstance(st, dict) else None
+            if not isinstance(st, dict):
+                continue
+            owner = st.get("layer")
             if callable(owner) and owner() is layer:  # state made for this very layer
                 yield i, name, st
 
 
-def carry_slots(backend, layers) -> list:
+def carry_slots(backend: Backend, layers: Sequence[Layer]) -> list[_Slot]:
     """The state one training step of ``layers`` reads and replaces, in a fixed order."""
     slots = [_attr_slot(layer, name, ("param", i, name))
              for i, layer in enumerate(layers) for name in layer.param_names]
@@ -148,7 +159,7 @@ def carry_slots(backend, layers) -> list:
     return slots
 
 
-def rate_slots(layers) -> list:
+def rate_slots(layers: Sequence[Layer]) -> list[_Slot]:
     """The learning rates the step reads: the layers' own and their optimizers'."""
     slots = [_attr_slot(layer, "learning_rate", ("rate", i))
              for i, layer in enumerate(layers) if _is_number(getattr(layer, "learning_rate", None))]
@@ -158,7 +169,7 @@ def rate_slots(layers) -> list:
     return slots
 
 
-def _snapshot(layers) -> list:
+def _snapshot(layers: Sequence[Layer]) -> list[tuple[dict, dict]]:
     """Shallow copies of every dict a traced step may write to, for :func:`_restore`."""
     dicts = [layer.__dict__ for layer in layers]
     for opt in _optimizers(layers):
@@ -198,7 +209,8 @@ class CompiledEpoch:
     :data:`MAX_WARMUP_STEPS`) run one by one before the loop takes over.
     """
 
-    def __init__(self, backend, layers, step):
+    def __init__(self, backend: Backend, layers: Sequence[Layer],
+                 step: Callable[[Array, Array, Array], Array]) -> None:
         self.backend = backend
         self.layers = list(layers)
         self.step = step
@@ -216,7 +228,8 @@ class CompiledEpoch:
         return (tuple(s.role for s in carry_slots(self.backend, self.layers)),
                 tuple(s.role for s in rate_slots(self.layers)))
 
-    def __call__(self, X, onehot, order, n_steps: int, batch_size: int) -> list:
+    def __call__(self, X: Array, onehot: Array, order: Array, n_steps: int,
+                 batch_size: int) -> list[float]:
         """Train ``n_steps`` batches of ``order``; return the running loss sums (host floats)."""
         if n_steps < 1:
             return []
@@ -244,7 +257,7 @@ class CompiledEpoch:
             hosts += [float(v) for v in self.backend.to_numpy(ys)]
         return hosts
 
-    def _run_loop(self, X, onehot, rows, total):
+    def _run_loop(self, X: Array, onehot: Array, rows: Array, total: Array) -> Array:
         """One call of the compiled loop over ``rows``; installs the new state."""
         be = self.backend
         layout = self._layout()
@@ -259,7 +272,8 @@ class CompiledEpoch:
             slot.set(_from_device(slot, value))
         return ys
 
-    def _body(self, carry, idx, rates, X, onehot):
+    def _body(self, carry: tuple[list[Array], Array], idx: Array, rates: list[Array], X: Array,
+              onehot: Array) -> tuple[tuple[list[Array], Array], Array]:
         """One step as a pure function of the carry (traced by compiling backends)."""
         values, total = carry
         saved = _snapshot(self.layers)
@@ -277,7 +291,7 @@ class CompiledEpoch:
         return (values, total), total
 
 
-def _to_device(backend, slot):
+def _to_device(backend: Backend, slot: _Slot) -> Array:
     value = slot.get()
     if slot.kind == "int":
         return backend.asarray(value, dtype=backend.index_dtype)
@@ -286,7 +300,7 @@ def _to_device(backend, slot):
     return value
 
 
-def _from_device(slot, value):
+def _from_device(slot: _Slot, value: Array) -> Any:
     if slot.kind == "int":
         return int(value)
     if slot.kind == "float":
@@ -294,7 +308,7 @@ def _from_device(slot, value):
     return value
 
 
-def _distinct(values: list, backend) -> list:
+def _distinct(values: list, backend: Backend) -> list:
     """``values`` with repeated arrays copied: a donated buffer may appear only once.
 
     (SGD with momentum keeps its first buffer as the very gradient array.)
