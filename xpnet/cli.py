@@ -266,7 +266,8 @@ class _EpochPrinter(Callback):
 
 def _optimization(args):
     """Optimizer and callbacks for the non-default flags (imported only when needed)."""
-    optimizer, callbacks, scheduler, stopper = None, [], None, None
+    optimizer, scheduler, stopper = None, None, None
+    callbacks: list[Callback] = []
     if args.momentum is not None and args.optimizer not in ("momentum", "nesterov"):
         raise ValueError(
             f"--momentum applies to --optimizer momentum or nesterov, got --optimizer "

@@ -157,6 +157,9 @@ def train(network, X, y):
     be = layers[0].backend
     layers[0]._check_input(X, "X")
     n_out = _n_outputs(layers)
+    if n_out is None:
+        raise ValueError("network has no Dense layer, so its number of classes is unknown; "
+                         "end it with a Dense(n_in, n_classes) layer")
     _check_labels(be, y, X.shape[0], n_out)
     onehot = one_hot(y, n_out, dtype=be.dtype, xp=be.xp)
     layers = loss_layers(layers)

@@ -551,10 +551,8 @@ def batches_epoch_runner(model: Any, source: BatchSource, settings: FitSettings)
         t0 = time.perf_counter()
         step_fn = _cached_step(model._train_steps, be, layers, first)
         total, steps, rows = be.zeros(()), 0, 0
-        # None (a generator's unknown length) is what tqdm expects; training._progress's
-        # annotation (total: int) should say int | None (training.py is not this change's).
-        with _progress(source.n_batches, f"epoch {epoch + 1}",  # type: ignore[arg-type]
-                       settings.progress) as bar:
+        # A generator's length is unknown (None): tqdm then shows a count without a total.
+        with _progress(source.n_batches, f"epoch {epoch + 1}", settings.progress) as bar:
             for i, pair in enumerate(source.epoch(settings.rng, settings.shuffle)):
                 xb, yb = source.to_device(pair, epoch, i)
                 onehot = one_hot(yb, model.n_outputs, dtype=be.dtype, xp=xp)

@@ -393,7 +393,7 @@ class _NoBar:
         pass
 
 
-def _progress(total: int, desc: str, enabled: bool):
+def _progress(total: int | None, desc: str, enabled: bool):
     """A tqdm bar used as a context manager (closed also when interrupted), or none."""
     if not enabled:
         return _NoBar()
