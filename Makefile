@@ -26,7 +26,7 @@ $(VENV)/.core: pyproject.toml | $(BIN)/python
 	touch $@
 
 $(VENV)/.test: $(VENV)/.core
-	$(BIN)/python -m pip install -q -e ".[test]" "$(TORCH)" "jax>=0.4.32"
+	$(BIN)/python -m pip install -q -e ".[test,sklearn]" "$(TORCH)" "jax>=0.4.32"
 	touch $@
 
 venv: $(VENV)/.core
