@@ -23,6 +23,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from xpnet.sklearn import MLPClassifier, MLPRegressor
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 @parametrize_with_checks([MLPClassifier(), MLPRegressor()])
 def test_sklearn_estimator_checks(estimator, check):
     """Every check of scikit-learn's suite, with scikit-learn's default hyperparameters."""

@@ -36,6 +36,7 @@ try:
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.metrics import accuracy_score, r2_score
     from sklearn.model_selection import train_test_split
+    from sklearn.preprocessing import LabelBinarizer
     from sklearn.utils import check_random_state, column_or_1d
     from sklearn.utils.multiclass import check_classification_targets, type_of_target
     from sklearn.utils.validation import check_array, check_is_fitted, validate_data
@@ -149,6 +150,44 @@ class _L2Penalty:
         if self.coef is not None and "weights" in grads:
             grads = {**grads, "weights": grads["weights"] + layer.weights * self.coef}
         self.optimizer.update(layer, grads)
+
+
+class _SklearnSGD(SGD):
+    """SGD with scikit-learn's velocity form of (Nesterov) momentum.
+
+    ``v = momentum * v - lr * g``; the step is ``momentum * v - lr * g`` (Nesterov)
+    or ``v``. It equals :class:`~xpnet.optimizers.SGD` at a constant learning rate
+    and keeps scikit-learn's behaviour when 'invscaling'/'adaptive' change it.
+    """
+
+    def _update_param(self, be, param, grad, st, lr):
+        if not self.momentum:
+            return be.sub_(param, grad * lr)
+        v = st.get("velocity")
+        v = grad * (-lr) if v is None else v * self.momentum - grad * lr
+        st["velocity"] = v
+        step = v * self.momentum - grad * lr if self.nesterov else v
+        return be.sub_(param, -step)
+
+
+class _SklearnAdam(Adam):
+    """Adam with scikit-learn's placement of epsilon (outside the bias correction).
+
+    ``param -= lr * sqrt(1 - beta2**t) / (1 - beta1**t) * m / (sqrt(v) + eps)``.
+    """
+
+    def _update_param(self, be, param, grad, st, lr):
+        t = st.get("step", 0) + 1
+        st["step"] = t
+        m, v = st.get("exp_avg"), st.get("exp_avg_sq")
+        if m is None:
+            m, v = grad * (1.0 - self.beta1), (grad * grad) * (1.0 - self.beta2)
+        else:
+            m = m * self.beta1 + grad * (1.0 - self.beta1)
+            v = v * self.beta2 + (grad * grad) * (1.0 - self.beta2)
+        st["exp_avg"], st["exp_avg_sq"] = m, v
+        step = lr * math.sqrt(1.0 - self.beta2 ** t) / (1.0 - self.beta1 ** t)
+        return be.sub_(param, (m * step) / (be.xp.sqrt(v) + self.eps))
 
 
 def _dense_layers(layers) -> list:
@@ -343,10 +382,10 @@ class _BaseMLP(BaseEstimator):
     def _make_optimizer(self):
         if self.solver == "sgd":
             momentum = float(self.momentum)
-            inner = SGD(float(self.learning_rate_init), momentum=momentum,
-                        nesterov=bool(self.nesterovs_momentum) and momentum > 0)
+            inner = _SklearnSGD(float(self.learning_rate_init), momentum=momentum,
+                                nesterov=bool(self.nesterovs_momentum) and momentum > 0)
         else:
-            inner = Adam(float(self.learning_rate_init), beta1=float(self.beta_1),
+            inner = _SklearnAdam(float(self.learning_rate_init), beta1=float(self.beta_1),
                          beta2=float(self.beta_2), eps=float(self.epsilon))
         return _L2Penalty(inner)
 
@@ -361,9 +400,12 @@ class _BaseMLP(BaseEstimator):
             train_idx, val_idx = self._validation_split(y_host, n)
         batch_size = self._batch_size(train_idx.shape[0])
         weights = None if sw is None else be.asarray(sw)
+        order = train_idx
         with be.floating_point_errors_ignored():
             for _ in range(self.max_iter):
-                self.loss_ = self._epoch(be, X, targets, weights, sw, train_idx, batch_size)
+                if self.shuffle:  # reshuffles the previous order, as scikit-learn does
+                    order = self._random_state.permutation(order)
+                self.loss_ = self._epoch(be, X, targets, weights, sw, order, batch_size)
                 self.n_iter_ += 1
                 self.t_ += train_idx.shape[0]
                 self.loss_curve_.append(self.loss_)
@@ -398,8 +440,11 @@ class _BaseMLP(BaseEstimator):
         return int(np.clip(self.batch_size, 1, n))
 
     def _validation_split(self, y_host, n: int):
-        # As scikit-learn: stratified for single-output classification only.
-        stratify = y_host if isinstance(self, MLPClassifier) and not self._multilabel else None
+        # As scikit-learn: stratified only for a classifier with one output unit
+        # (binary), on the binarized labels: the same split for the same random_state.
+        stratify = None
+        if isinstance(self, MLPClassifier) and self.n_outputs_ == 1 and not self._multilabel:
+            stratify = LabelBinarizer().fit(self.classes_).transform(y_host).astype(bool)
         train_idx, val_idx = train_test_split(np.arange(n), random_state=self._random_state,
                                               test_size=self.validation_fraction,
                                               stratify=stratify)
@@ -407,15 +452,14 @@ class _BaseMLP(BaseEstimator):
             raise ValueError("The validation set is too small. Increase 'validation_fraction' "
                              "or the size of your dataset.")
         self._best_params = None
-        return np.sort(train_idx), np.sort(val_idx)
+        return train_idx, val_idx  # in train_test_split's order, as scikit-learn trains
 
-    def _epoch(self, be, X, targets, weights, sw, train_idx, batch_size: int) -> float:
-        """One pass over the training rows (the last batch may be smaller, as in scikit-learn).
+    def _epoch(self, be, X, targets, weights, sw, order, batch_size: int) -> float:
+        """One pass over the rows ``order`` (the last batch may be smaller, as in scikit-learn).
 
         The loss is accumulated on the device and read back once per epoch.
         """
         xp = be.xp
-        order = self._random_state.permutation(train_idx) if self.shuffle else train_idx
         order_d = be.asarray(order, dtype=be.index_dtype)
         layers, loss, alpha = self._layers, self._loss, float(self.alpha)
         dense = _dense_layers(layers)
