@@ -97,7 +97,7 @@ def _check_sample_weight(sample_weight, n_samples: int):
     if np.any(sw < 0):
         raise ValueError(
             f"sample_weight must be >= 0 (a weighted mean loss), got {int(np.sum(sw < 0))} "
-            f"negative weights, the smallest {sw.min()!r}"
+            f"negative weights, the smallest {float(sw.min())!r}"
         )
     if not np.any(sw > 0):
         raise ValueError(
