@@ -268,3 +268,25 @@ def test_backend_parameter_without_dispatch_returns_numpy():
     assert clf._backend.name == "torch" and clf._backend.dtype_name == "float32"
     assert isinstance(clf.predict_proba(X), np.ndarray)
     assert clf.predict_proba(X).dtype == np.float32
+
+
+def test_sklearn_compare_benchmark_smoke_run(tmp_path):
+    """The benchmark harness runs end to end (--quick: tiny data; no timing asserted)."""
+    import json
+    import sys
+    from pathlib import Path
+
+    root = str(Path(__file__).resolve().parents[1])
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    from benchmarks import sklearn_compare
+
+    out = tmp_path / "result.json"
+    assert sklearn_compare.main(["--quick", "--datasets", "wine", "diabetes",
+                                 "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert [r["dataset"] for r in result["scores"]] == ["wine", "diabetes"]
+    # Same hyperparameters, same float64 arithmetic: the same cross-validated scores.
+    for row in result["scores"]:
+        assert row["xpnet"]["mean"] == pytest.approx(row["sklearn"]["mean"], abs=1e-6)
+    assert set(result["speed"]["seconds_per_epoch"]) == {"sklearn", "xpnet"}
