@@ -292,7 +292,7 @@ class _BaseMLP(BaseEstimator):
         """The xpnet Backend training runs on (see the module docstring)."""
         if _dispatch() and _foreign_array(X):
             be = backend_of(X)
-            if self.backend is not None and get_backend(self.backend).name != be.name:
+            if self.backend is not None and get_backend(self.backend).xp is not be.xp:
                 raise ValueError(
                     f"backend={self.backend!r} but array_api_dispatch is on and X is a "
                     f"{be.name} array: training runs where X lives. Pass backend=None, or "
@@ -308,7 +308,7 @@ class _BaseMLP(BaseEstimator):
         """``X`` (validated) as an array of ``be`` in the model's dtype."""
         if be.owns(X):
             return X
-        if _foreign_array(X) and backend_of(X).name == be.name \
+        if _foreign_array(X) and array_api_compat.array_namespace(X) is be.xp \
                 and array_api_compat.device(X) == be.device:
             return be.xp.astype(X, be.dtype)
         return be.asarray(_to_host(X))
