@@ -386,7 +386,7 @@ class _BaseMLP(BaseEstimator):
                                 nesterov=bool(self.nesterovs_momentum) and momentum > 0)
         else:
             inner = _SklearnAdam(float(self.learning_rate_init), beta1=float(self.beta_1),
-                         beta2=float(self.beta_2), eps=float(self.epsilon))
+                                 beta2=float(self.beta_2), eps=float(self.epsilon))
         return _L2Penalty(inner)
 
     def _fit_stochastic(self, be, X, targets, y_host, sw, incremental: bool) -> None:
