@@ -190,6 +190,12 @@ class _SklearnAdam(Adam):
         return be.sub_(param, (m * step) / (be.xp.sqrt(v) + self.eps))
 
 
+def _squared_norm(xp, w):
+    """``sum(w * w)`` as one dot product (no temporary of w's size)."""
+    flat = xp.reshape(w, (-1,))
+    return xp.vecdot(flat, flat)
+
+
 def _dense_layers(layers) -> list:
     return [layer for layer in layers if layer.param_names]
 
@@ -477,7 +483,7 @@ class _BaseMLP(BaseEstimator):
             loss_sum, grad = loss.sum_and_grad(xp, acts[-1], tb, wb)
             batch_loss = loss_sum / (denom if denom > 0 else 1.0)
             if alpha and denom > 0:
-                sq = sum(xp.sum(d.weights * d.weights) for d in dense)
+                sq = sum(_squared_norm(xp, d.weights) for d in dense)
                 batch_loss = batch_loss + sq * (0.5 * alpha / denom)
             self._optimizer.coef = alpha / denom if denom > 0 else 0.0
             for i in range(len(layers) - 1, -1, -1):
