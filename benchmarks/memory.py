@@ -58,7 +58,7 @@ def run(contender: str, dtype: str = "float32", epochs: int = 25, batch_size: in
     """Train once and return the RSS record (bytes) as a dict."""
     import numpy as np
 
-    from .mlp import SIZES, load_data
+    from .workload import SIZES, load_data
 
     rss = {"start": _rss()}
     ds = load_data(data, quick=quick, with_validation=True)

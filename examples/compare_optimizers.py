@@ -26,11 +26,10 @@ import os
 import time
 
 import xpnet
+from xpnet.callbacks import Callback, LearningRateScheduler
 from xpnet.datasets import load_mnist
-from xpnet.callbacks import LearningRateScheduler
 from xpnet.optimizers import Adam, get_schedule
 from xpnet.plotting import backend_title, require_matplotlib
-from xpnet.training import Callback
 
 RUNS = {
     "seed": {"label": "seed: normal*0.01 init, SGD lr=0.1", "init": "seed",

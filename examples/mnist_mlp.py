@@ -45,7 +45,7 @@ X_train, y_train, X_val, y_val, X_test, y_test = load_mnist(flatten=True, backen
 plt.figure(figsize=[6, 6])
 for i in range(4):
     plt.subplot(2, 2, i + 1)
-    plt.title("Label: %i" % int(y_train[i]))
+    plt.title(f"Label: {int(y_train[i])}")
     plt.imshow(be.to_numpy(X_train[i]).reshape([28, 28]), cmap="gray")
 plt.savefig(args.examples)
 plt.close()

@@ -1,8 +1,35 @@
-"""Plain NumPy float64 references and finite differences used by several tests."""
+"""Helpers shared by the test files: backend construction, tolerances, plain NumPy
+float64 references and finite differences.
+
+Test files import from here (``from _helpers import ...``); ``conftest.py`` holds
+only fixtures and hooks. See tests/README.md.
+"""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
+
+import xpnet
+from xpnet.errors import BackendUnavailableError
+
+
+def make_backend(name, device, dtype):
+    """The Backend, or a pytest skip naming what is missing."""
+    try:
+        return xpnet.get_backend(name, device=device, dtype=dtype)
+    except BackendUnavailableError as exc:
+        pytest.skip(f"{name} unavailable: {exc}")
+
+
+def rtol_for(be) -> float:
+    """Relative tolerance scaled to the dtype (see tests/README.md)."""
+    return 1e-10 if be.dtype_name == "float64" else 2e-4
+
+
+def cast_like(be, x):
+    """What the backend holds for host x: float64 data rounded to its dtype, as float64."""
+    return x.astype(np.float32 if be.dtype_name == "float32" else np.float64).astype(np.float64)
 
 
 class RecordingOptimizer:
@@ -52,3 +79,8 @@ def rel_err(a, b) -> float:
     a = np.asarray(a, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
     return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-300))
+
+
+def ref_softmax(z):
+    e = np.exp(z - z.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)

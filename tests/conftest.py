@@ -16,9 +16,7 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 
 import numpy as np
 import pytest
-
-import xpnet
-from xpnet.errors import BackendUnavailableError
+from _helpers import make_backend
 
 # (id, backend name, device)
 BACKEND_SPECS = [
@@ -41,20 +39,35 @@ def _selected(spec_id: str, name: str) -> bool:
     return spec_id in items or name in items
 
 
-def make_backend(name, device, dtype):
-    """The Backend, or a pytest skip naming what is missing."""
-    try:
-        return xpnet.get_backend(name, device=device, dtype=dtype)
-    except BackendUnavailableError as exc:
-        pytest.skip(f"{name} unavailable: {exc}")
-
-
 @pytest.fixture(params=[s for s in BACKEND_SPECS], ids=[s[0] for s in BACKEND_SPECS])
 def backend_spec(request):
     spec_id, name, device = request.param
     if not _selected(spec_id, name):
         pytest.skip(f"{spec_id} not selected by XPNET_TEST_BACKENDS")
     return name, device
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "api_only: exercises the API and compares nothing numerically; not run on "
+                   "JAX (see tests/README.md)")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Deselect the JAX variants of ``api_only`` tests.
+
+    JAX dispatches slowly when eager and compiles training steps; it stays in the
+    parity, fast-path, optimizer and gradient-check tests, where there is a
+    reference to compare with, and is left out of API smoke tests.
+    """
+    keep, dropped = [], []
+    for item in items:
+        spec = getattr(item, "callspec", None)
+        on_jax = spec is not None and spec.params.get("backend_spec", (None, None, None))[0] == "jax"
+        (dropped if on_jax and item.get_closest_marker("api_only") else keep).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
 
 
 @pytest.fixture(params=["float32", "float64"])
@@ -80,11 +93,6 @@ def backend64(backend_spec):
 def backend32(backend_spec):
     name, device = backend_spec
     return make_backend(name, device, "float32")
-
-
-def rtol_for(be) -> float:
-    """Relative tolerance scaled to the dtype (see tests/README.md)."""
-    return 1e-10 if be.dtype_name == "float64" else 2e-4
 
 
 @pytest.fixture

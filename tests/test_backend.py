@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import xpnet
-from xpnet.backend import backend_of
+from xpnet.backends import backend_of
 from xpnet.errors import BackendUnavailableError, DeviceMismatchError, DTypeError, XpnetError
 
 
@@ -196,7 +196,7 @@ def test_sub_in_place_or_rebind(backend):
 
 def test_available_backends_reports_every_name():
     status = xpnet.available_backends()
-    assert set(status) == set(xpnet.backend.BACKEND_NAMES)
+    assert set(status) == set(xpnet.backends.BACKEND_NAMES)
     assert status["numpy"] == "ok"
 
 

@@ -1,10 +1,11 @@
-"""The benchmark harness (benchmarks/): a --quick smoke run, and like-with-like checks.
+"""The benchmark harness (benchmarks/): a tiny smoke run, and like-with-like checks.
 
 No timing is asserted here: the figures live in benchmarks/RESULTS.md. What is
 asserted is that the harness runs end to end and reports every contender, and
 that the hand-written NumPy reference (and idiomatic PyTorch) compute exactly
 what xpnet computes from the same init and batch order -- so the benchmark
-compares the same arithmetic.
+compares the same arithmetic. The smoke run is kept cheap (256 rows, one
+thread, no JAX compilation); JAX and ``--memory`` get their own small tests.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -26,10 +28,15 @@ if str(ROOT) not in sys.path:
 import xpnet  # noqa: E402
 from benchmarks import handwritten_numpy as hw  # noqa: E402
 from benchmarks import mlp as bench  # noqa: E402
+from benchmarks.contenders import HandwrittenNumpy, XpnetContender  # noqa: E402
+from benchmarks.report import render  # noqa: E402
+from benchmarks.targets import evaluate_targets  # noqa: E402
+from benchmarks.workload import epoch_flops, predict_flops  # noqa: E402
 
 HAVE_TORCH = importlib.util.find_spec("torch") is not None
 HAVE_JAX = importlib.util.find_spec("jax") is not None
 SIZES = (784, 100, 200, 10)
+SMOKE_ROWS = 256
 
 
 def _data(n=640, seed=3):
@@ -40,22 +47,27 @@ def _data(n=640, seed=3):
 
 
 # --------------------------------------------------------------------------
-# The --quick smoke run
+# The smoke run: the command line end to end, on 256 rows
 # --------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench") / "quick.json"
-    backends = ["numpy"] + (["torch"] if HAVE_TORCH else []) + (["jax"] if HAVE_JAX else [])
+    backends = ["numpy"] + (["torch"] if HAVE_TORCH else [])
     env = dict(os.environ)
     env.setdefault("JAX_ENABLE_X64", "1")
     env.setdefault("JAX_PLATFORMS", "cpu")
     # One thread: a smoke test, not a measurement; keeps it fast on a busy machine.
-    cmd = [sys.executable, "-m", "benchmarks.mlp", "--quick", "--memory", "--threads", "1",
-           "--backends", ",".join(backends), "--json", str(out)]
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    cmd = [sys.executable, "-m", "benchmarks.mlp", "--quick", "--rows", str(SMOKE_ROWS),
+           "--threads", "1", "--backends", ",".join(backends), "--json", str(out)]
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return backends, proc.stdout, json.loads(out.read_text())
+
+
+def _rows_of(rows, label, dtype, bs):
+    return [r for r in rows if r["contender"] == label and r["dtype"] == dtype
+            and (bs is None or r["batch_size"] == bs)]
 
 
 def test_quick_reports_every_contender_with_positive_times(quick_run):
@@ -68,8 +80,7 @@ def test_quick_reports_every_contender_with_positive_times(quick_run):
         for label in labels:
             for dtype in ("float32", "float64"):
                 for bs in per_batch:
-                    match = [r for r in rows if r["contender"] == label and r["dtype"] == dtype
-                             and (bs is None or r["batch_size"] == bs)]
+                    match = _rows_of(rows, label, dtype, bs)
                     assert len(match) == 1, (section, label, dtype, bs)
                     r = match[0]
                     assert r["times_s"] and all(t > 0 for t in r["times_s"])
@@ -80,7 +91,8 @@ def test_quick_reports_every_contender_with_positive_times(quick_run):
         assert len(rows) == len(labels) * 2 * len(per_batch)
     for label in labels:
         assert label in stdout
-    assert "Training: one epoch, batch 32" in stdout and "Prediction" in stdout
+    assert "Training: one epoch, batch 32 (8 steps" in stdout and "Prediction" in stdout
+    assert result["meta"]["n_train"] == SMOKE_ROWS and "(--rows)" in result["meta"]["data"]
     assert result["ceilings"] and all(c["gflops"] > 0 for c in result["ceilings"])
     meta = result["meta"]
     assert meta["cpu"] and meta["numpy"] == np.__version__ and meta["date"]
@@ -89,24 +101,40 @@ def test_quick_reports_every_contender_with_positive_times(quick_run):
     assert {t["target"] for t in result["targets"]}
 
 
-def test_quick_memory_run_records_rss_per_epoch(quick_run):
-    _, stdout, result = quick_run
-    mem = {m["contender"]: m for m in result["memory"]}
-    assert "xpnet-numpy" in mem and "numpy-handwritten" in mem
-    for m in mem.values():
-        assert "error" not in m, m
-        assert len(m["rss_after_epoch_bytes"]) == m["epochs"] == 2
-        assert m["peak_rss_bytes"] >= max(m["rss_after_epoch_bytes"]) > 0
-    assert "Memory: full training run" in stdout
+def test_quick_run_losses_agree_between_contenders(quick_run):
+    """Same init, same batch order: the warm-up epoch's loss is the same for all."""
+    _, _, result = quick_run
+    for bs in (32, 256):
+        ref = _rows_of(result["train"], "numpy hand-written", "float64", bs)[0]["losses"][0]
+        for r in result["train"]:
+            if r["batch_size"] == bs and r["kind"] != "gemm":
+                tol = 1e-10 if r["dtype"] == "float64" else 1e-4
+                assert r["losses"][0] == pytest.approx(ref, rel=tol), r["contender"]
 
 
 def test_markdown_and_text_render_the_same_rows(quick_run):
     _, _, result = quick_run
-    text = bench.render(result)
-    md = bench.render(result, markdown=True)
+    text = render(result)
+    md = render(result, markdown=True)
     assert "| contender |" in md and "### Training: one epoch, batch 256" in md
     for r in result["train"]:
         assert f"{r['median_s']:.3f}" in text and f"{r['median_s']:.3f}" in md
+
+
+def test_memory_run_records_rss_per_epoch(quick_run):
+    """``--memory``'s child processes (xpnet and hand-written NumPy: no torch import)."""
+    args = SimpleNamespace(quick=True, memory_epochs=25, no_torch=True, data="random",
+                           device="cpu", threads=1)
+    memory = bench.run_memory(args)
+    assert [m["contender"] for m in memory] == ["xpnet-numpy", "numpy-handwritten"]
+    for m in memory:
+        assert "error" not in m, m
+        assert len(m["rss_after_epoch_bytes"]) == m["epochs"] == 2
+        assert m["peak_rss_bytes"] >= max(m["rss_after_epoch_bytes"]) > 0
+    targets = evaluate_targets({"train": [], "predict": [], "memory": memory})
+    assert [t["target"] for t in targets] == ["training peak RSS reported, no per-epoch growth"]
+    text = render(quick_run[2] | {"memory": memory, "targets": targets})
+    assert "Memory: full training run" in text and "training peak RSS" in text
 
 
 # --------------------------------------------------------------------------
@@ -115,9 +143,9 @@ def test_markdown_and_text_render_the_same_rows(quick_run):
 
 def test_epoch_flops_is_the_issue_count():
     # 6 * (784*100 + 100*200 + 200*10) per sample, 1562 batches of 32.
-    assert bench.epoch_flops(50_000, 32) == 6 * 100_400 * 49_984
-    assert round(bench.epoch_flops(50_000, 32) / 1e9, 1) == 30.1
-    assert bench.predict_flops(50_000) == 2 * 100_400 * 50_000
+    assert epoch_flops(50_000, 32) == 6 * 100_400 * 49_984
+    assert round(epoch_flops(50_000, 32) / 1e9, 1) == 30.1
+    assert predict_flops(50_000) == 2 * 100_400 * 50_000
 
 
 def test_handwritten_starts_from_xpnet_init():
@@ -125,8 +153,8 @@ def test_handwritten_starts_from_xpnet_init():
         model = xpnet.Sequential.mlp(SIZES, backend=xpnet.get_backend("numpy", dtype=dtype),
                                      seed=7)
         net = hw.build_mlp(SIZES, seed=7, dtype=dtype)
-        dense_x = [l for l in model.layers if l.param_names]
-        dense_h = [l for l in net if isinstance(l, hw.Dense)]
+        dense_x = [layer for layer in model.layers if layer.param_names]
+        dense_h = [layer for layer in net if isinstance(layer, hw.Dense)]
         assert len(dense_x) == len(dense_h) == 3
         for a, b in zip(dense_x, dense_h):
             np.testing.assert_array_equal(np.asarray(a.weights), b.weights)
@@ -145,8 +173,8 @@ def test_handwritten_steps_match_xpnet_float64():
         ref = hw.train(net, xb, yb)
         got = float(xpnet.train(model, be.asarray(xb), be.asarray(yb, dtype=be.index_dtype)))
         assert got == pytest.approx(float(ref), rel=1e-12)
-    for a, b in zip([l for l in model.layers if l.param_names],
-                    [l for l in net if isinstance(l, hw.Dense)]):
+    for a, b in zip([layer for layer in model.layers if layer.param_names],
+                    [layer for layer in net if isinstance(layer, hw.Dense)]):
         np.testing.assert_allclose(np.asarray(a.weights), b.weights, rtol=1e-10, atol=1e-14)
         np.testing.assert_allclose(np.asarray(a.biases), b.biases, rtol=1e-10, atol=1e-14)
 
@@ -163,22 +191,26 @@ def test_handwritten_epochs_match_xpnet_fit_float64():
         h = model.fit(Xd, yd, epochs=1, batch_size=32, seed=rng_x, train_accuracy=False)
         ref = hw.train_epoch(net, X, y, 32, rng_h)
         assert h["loss"][-1] == pytest.approx(ref, rel=1e-12)
-    for a, b in zip([l for l in model.layers if l.param_names],
-                    [l for l in net if isinstance(l, hw.Dense)]):
+    for a, b in zip([layer for layer in model.layers if layer.param_names],
+                    [layer for layer in net if isinstance(layer, hw.Dense)]):
         np.testing.assert_allclose(np.asarray(a.weights), b.weights, rtol=1e-10, atol=1e-14)
     np.testing.assert_array_equal(np.asarray(model.predict(Xd)), hw.predict(net, X))
 
 
-def test_harness_contenders_agree_on_the_first_epoch_float64():
-    """The harness's own wrappers (used for timing) train the same numbers."""
-    X, y = _data(n=256)
-    be = xpnet.get_backend("numpy", dtype="float64")
+@pytest.mark.parametrize("name", ["numpy", "torch", "jax"])
+def test_harness_contenders_agree_on_the_first_epoch_float64(name):
+    """The harness's own wrappers (used for timing) train the same numbers, on every backend."""
+    if name != "numpy" and importlib.util.find_spec(name) is None:
+        pytest.skip(f"{name} is not installed")
+    X, y = _data(n=128)
+    be = xpnet.get_backend(name, dtype="float64")
     Xd, yd = be.asarray(X), be.asarray(y, dtype=be.index_dtype)
-    made = [bench.HandwrittenNumpy("h", "float64", "cpu", (X, y), 1),
-            bench.XpnetContender("x", "float64", "cpu", (Xd, yd), 1, be)]
+    made = [HandwrittenNumpy("h", "float64", "cpu", (X, y), 1),
+            XpnetContender("x", "float64", be.device_name, (Xd, yd), 1, be)]
     for c in made:
         c.reset(32)
         assert c.epoch() > 0 and c.predict() > 0
+    assert made[1].lib == name and made[1].call_seconds[0] >= 0
     assert made[0].losses[0] == pytest.approx(made[1].losses[0], rel=1e-12)
 
 
@@ -189,13 +221,13 @@ def test_torch_idiomatic_matches_handwritten_float64():
     X, y = _data(n=320)
     mlp = TorchMLP(SIZES, seed=0, dtype="float64", device="cpu")
     net = hw.build_mlp(SIZES, seed=0, dtype="float64")
-    for w, layer in zip(mlp.weights(), [l for l in net if isinstance(l, hw.Dense)]):
+    for w, layer in zip(mlp.weights(), [layer for layer in net if isinstance(layer, hw.Dense)]):
         np.testing.assert_array_equal(w[0], layer.weights)
     rng_t, rng_h = np.random.default_rng(2), np.random.default_rng(2)
     loss_t = mlp.train_epoch(mlp.tensor(X), mlp.tensor(y, labels=True), 32, rng_t)
     loss_h = hw.train_epoch(net, X, y, 32, rng_h)
     assert loss_t == pytest.approx(loss_h, rel=1e-12)
-    for (w, b), layer in zip(mlp.weights(), [l for l in net if isinstance(l, hw.Dense)]):
+    for (w, b), layer in zip(mlp.weights(), [layer for layer in net if isinstance(layer, hw.Dense)]):
         np.testing.assert_allclose(w, layer.weights, rtol=1e-10, atol=1e-14)
         np.testing.assert_allclose(b, layer.biases, rtol=1e-10, atol=1e-14)
     np.testing.assert_array_equal(mlp.predict(mlp.tensor(X)).numpy(), hw.predict(net, X))

@@ -6,9 +6,8 @@ import numpy as np
 import pytest
 
 import xpnet
-from xpnet.callbacks import EarlyStopping, LearningRateScheduler
+from xpnet.callbacks import Callback, EarlyStopping, LearningRateScheduler
 from xpnet.optimizers import SGD, Adam, StepSchedule, get_schedule
-from xpnet.training import Callback
 
 
 def _data(be, n=16, seed=0):

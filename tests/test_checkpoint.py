@@ -91,7 +91,7 @@ def test_the_file_is_a_plain_npz_without_pickles(tmp_path):
 
 def test_load_on_every_backend_predicts_the_same(backend_spec, tmp_path):
     """Train (here: set) on NumPy, load anywhere: same parameters, same predictions."""
-    from conftest import make_backend
+    from _helpers import make_backend
 
     name, device = backend_spec
     model = trained(small_model(dtype="float64"))

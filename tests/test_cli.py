@@ -23,12 +23,21 @@ EPOCH_LINE = re.compile(
     r"(?: lr=\S+)? seconds=(\d+\.\d{2})$", re.M)
 RESULT_LINE = re.compile(r"^test_acc=(\d\.\d{4}) test_loss=(\d+\.\d{4}) wall_seconds=(\d+\.\d{2})$")
 
+ROOT = Path(__file__).resolve().parent.parent
+
 needs_mnist = pytest.mark.skipif(ds._files_in(ds._checkout_dir())[0] is None,
                                  reason="no MNIST copy in data/mnist")
 
 
+def checkout_pythonpath() -> str:
+    """PYTHONPATH that makes a child process import this checkout's xpnet, not an installed one."""
+    rest = os.environ.get("PYTHONPATH", "")
+    return str(ROOT) + (os.pathsep + rest if rest else "")
+
+
 def cli_env() -> dict:
     env = {**os.environ, "MPLBACKEND": "Agg", "JAX_PLATFORMS": "cpu",
+           "PYTHONPATH": checkout_pythonpath(),
            # Tiny matrices: BLAS threads only add contention on shared CI machines.
            "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
            ds.ENV_MIRRORS: "http://127.0.0.1:9/"}  # never the internet
@@ -303,6 +312,13 @@ def test_errors_from_a_real_process(tmp_path):
     assert proc.returncode == 2
     assert_one_line_error(proc.stderr, "--epochs")
     assert proc.stdout == ""
+
+
+def test_child_processes_import_the_checkout_under_test(tmp_path):
+    proc = subprocess.run([sys.executable, "-c", "import xpnet; print(xpnet.__file__)"],
+                          capture_output=True, text=True, timeout=120, env=cli_env(), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert Path(proc.stdout.strip()).resolve() == ROOT / "xpnet" / "__init__.py"
 
 
 def test_the_console_script(tmp_path):

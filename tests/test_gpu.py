@@ -19,6 +19,10 @@ visible; ``XPNET_TEST_BACKENDS`` selects them like the rest of the suite (ids
 ``XPNET_TEST_GPU_STANDIN=torch`` adds torch on the CPU as a stand-in "GPU",
 so the comparison code itself can be exercised on a machine without one
 (ci/gpu.sh's dry run does this).
+
+The programs ``ci/gpu.sh`` runs on the device (``ci/gpu/*.py``: test counts
+per backend id, the reload comparison, the fallback-wheel choice) are tested
+here on synthetic inputs, since the device run is one shot.
 """
 
 from __future__ import annotations
@@ -31,10 +35,10 @@ import textwrap
 
 import numpy as np
 import pytest
+from _helpers import rel_err
 
 import xpnet
 from xpnet.errors import BackendUnavailableError
-from _helpers import rel_err
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -282,3 +286,70 @@ def test_device_index_out_of_range_names_it(spec_id, name, device, shown):
     with pytest.raises(BackendUnavailableError) as info:
         xpnet.get_backend(name, device=device)
     assert shown in str(info.value)
+
+
+# --------------------------------------------------------------------------
+# The programs ci/gpu.sh runs (ci/gpu/*.py), on synthetic inputs
+# --------------------------------------------------------------------------
+
+def _ci_program(name: str):
+    """Import ``ci/gpu/<name>.py`` as a module (ci/ is not a package)."""
+    import importlib.util
+
+    path = REPO / "ci" / "gpu" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"ci_gpu_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+JUNIT = """<?xml version="1.0" encoding="utf-8"?>
+<testsuites><testsuite name="xpnet">
+ <testcase classname="t" name="test_a[cupy-float32]">
+  <skipped message="cupy unavailable: no GPU"/></testcase>
+ <testcase classname="t" name="test_a[torch-cuda-float64]"/>
+ <testcase classname="t" name="test_a[torch-float32]"/>
+ <testcase classname="t" name="test_b[array_api_strict-device1-float32]">
+  <failure message="x"/></testcase>
+ <testcase classname="t" name="test_c"/>
+</testsuite></testsuites>
+"""
+
+
+def test_report_counts_tests_per_backend_id(tmp_path):
+    report = _ci_program("report")
+    junit = tmp_path / "junit.xml"
+    junit.write_text(JUNIT)
+    found = report.count_tests(junit, ["numpy", "cupy", "torch", "torch-cuda"])
+    tests = found["tests"]
+    assert tests["total"] == {"passed": 3, "failed": 1, "skipped": 1}
+    assert tests["torch-cuda"]["passed"] == 1 and tests["torch"]["passed"] == 1  # not twice
+    assert tests["array_api_strict-device1"]["failed"] == 1
+    assert "array_api_strict" not in tests
+    assert found["gpu_skip_reasons"] == {"cupy": {"cupy unavailable: no GPU": 1}}
+    # On a GPU, green with no cupy test passed is a failure; a dry run is not judged.
+    summary = {"mode": "gpu", "stages": {"pytest": {"rc": "0", "seconds": 1}}, **found}
+    assert report.gate_gpu_tests(summary) is True
+    assert summary["stages"]["pytest"]["rc"].startswith("0 but no cupy")
+    assert report.gate_gpu_tests(summary | {"mode": "dry-run"}) is False
+
+
+def test_reload_parity_tolerates_only_near_ties():
+    compare = _ci_program("reload_parity").compare
+    ref = np.array([[1.0, 0.0], [0.5, 0.5 + 1e-6], [0.0, 2.0]])
+    tie_flip = ref.copy()
+    tie_flip[1] = [0.5 + 1e-6, 0.5]
+    assert compare(tie_flip, ref, "numpy")["class_mismatches_vs_numpy"] == 1
+    assert compare(tie_flip, ref, "numpy")["mismatches_not_near_tie"] == 0
+    real_flip = ref.copy()
+    real_flip[2] = [3.0, 0.0]
+    got = compare(real_flip, ref, "numpy")
+    assert got["mismatches_not_near_tie"] == 1
+    assert got["max_rel_logit_diff"] == pytest.approx(3.0 / 2.0)
+
+
+def test_missing_wheels_names_what_to_install(capsys):
+    missing = _ci_program("missing_wheels")
+    missing.main(["numpy:1", "pytest:9999", "matplotlib:9999", "no-such-dist-xpnet:1"])
+    need = capsys.readouterr().out.splitlines()[-1]
+    assert need == "NEED: pytest pluggy iniconfig no-such-dist-xpnet"

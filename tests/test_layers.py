@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from _helpers import RecordingOptimizer, numeric_grad, rel_err, rtol_for
 
 import xpnet
-from conftest import rtol_for
-from _helpers import RecordingOptimizer, numeric_grad, rel_err
 
 
 def _dense_and_data(be, rng, n=5, d_in=4, d_out=3, lr=0.1):
@@ -102,6 +101,7 @@ def test_relu_gradcheck(backend64, rng):
     assert rel_err(gi, numeric_grad(loss, x.copy())) < 1e-7
 
 
+@pytest.mark.api_only  # API behaviour, no reference to compare with: not on JAX
 def test_layer_rejects_bad_input(backend):
     layer = xpnet.Dense(4, 3, backend=backend)
     with pytest.raises(xpnet.ShapeError, match=r"shape \(n, 4\).*got \(2, 5\)"):
@@ -125,6 +125,7 @@ def test_dense_constructor_validation():
         xpnet.Dense(3, 2, rng="zero")
 
 
+@pytest.mark.api_only  # API behaviour, no reference to compare with: not on JAX
 def test_layer_to_moves_parameters(backend):
     layer = xpnet.Dense(4, 3, rng=1, backend="numpy")
     w = layer.weights.copy()

@@ -14,8 +14,8 @@ from xpnet.losses import (
     _xent_sum_and_grad,
     get_loss,
 )
-from conftest import rtol_for
-from _helpers import numeric_grad, ref_log_softmax, rel_err
+
+from _helpers import numeric_grad, ref_log_softmax, rel_err, rtol_for
 
 
 # -- float64 NumPy references -------------------------------------------------

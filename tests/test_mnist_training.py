@@ -14,9 +14,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from _helpers import make_backend
 
 import xpnet
-from conftest import make_backend
 from xpnet import datasets as ds
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -77,7 +77,9 @@ def test_one_epoch_of_the_seed_network(name, request):
 def test_the_example_script_runs_the_tutorial(tmp_path):
     env = {**os.environ, "MPLBACKEND": "Agg", "OPENBLAS_NUM_THREADS": "1",
            "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-           ds.ENV_MIRRORS: "http://127.0.0.1:9/"}
+           ds.ENV_MIRRORS: "http://127.0.0.1:9/",
+           # The checkout under test, not an installed xpnet.
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     env.pop(ds.ENV_DATA_DIR, None)
     plot, digits = tmp_path / "curves.png", tmp_path / "digits.png"
     proc = subprocess.run(

@@ -16,10 +16,9 @@ import math
 
 import numpy as np
 import pytest
+from _helpers import rel_err, rtol_for
 
 import xpnet
-from _helpers import rel_err
-from conftest import rtol_for
 from xpnet.layers import Dense, Tanh
 from xpnet.optimizers import (
     SGD,
@@ -238,7 +237,7 @@ def test_sgd_reproduces_the_seed_step(backend, problem, lr):
         return _host_params(be, layers)
 
     seed, sgd = run_steps(None), run_steps(SGD())
-    fused_update = type(be).sub_matmul_ is not xpnet.backend.Backend.sub_matmul_
+    fused_update = type(be).sub_matmul_ is not xpnet.backends.Backend.sub_matmul_
     for a, b in zip(sgd, seed):
         if lr == 0.5 and not fused_update:
             np.testing.assert_array_equal(a, b)

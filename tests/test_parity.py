@@ -2,8 +2,14 @@
 
 Tolerances (norm-wise relative error against a plain NumPy float64 reference):
 
-* float64: 1e-10. Backends differ only in summation order inside BLAS and
-  reductions (~1e-16 per operation); 320 steps amplify that to ~1e-13 here.
+* float64: per backend (``PARITY_RTOL64``), set to what each achieves with a
+  margin, so that a subtle formula bug cannot hide. Backends differ only in
+  summation order inside BLAS and reductions (~1e-16 per operation). Measured
+  here (max over losses, weights and biases, x86-64 CPU, OpenBLAS, 2026-11):
+  numpy and array_api_strict (both devices) 8.3e-16, jax 1.2e-15, torch (CPU)
+  6.3e-15. Tolerance 1e-13 (torch CPU 2e-13: its fused addmm_ update rounds
+  differently). GPU backends (torch-cuda, cupy) are not measured on this
+  machine and keep the generic 1e-10 until they are.
 * float32: 2e-4. float32 rounding is ~6e-8 per operation; after 320 steps
   through three layers the weights drift by ~1e-6..1e-5 from float64 and the
   per-epoch mean loss by ~1e-6. 2e-4 leaves margin for other BLAS libraries
@@ -15,10 +21,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from _helpers import ref_xent, ref_xent_grad, rel_err, rtol_for
 
 import xpnet
-from conftest import rtol_for
-from _helpers import ref_xent, ref_xent_grad, rel_err
 
 SIZES = [784, 100, 200, 10]
 N, BATCH, EPOCHS, LR, SEED = 640, 32, 16, 0.1, 3  # 20 steps x 16 epochs = 320 steps
@@ -67,9 +72,22 @@ def problem_and_reference():
     return X, y, _reference(X, y)
 
 
+#: float64 tolerance per CPU backend: achieved error x ~30..120 (see the module docstring).
+PARITY_RTOL64 = {"numpy": 1e-13, "array_api_strict": 1e-13, "jax": 1e-13, "torch": 2e-13}
+
+
+def parity_rtol(be) -> float:
+    """The tolerance for ``be``: measured per backend in float64 on CPU, else ``rtol_for``."""
+    if be.dtype_name != "float64" or be.name not in PARITY_RTOL64:
+        return rtol_for(be)
+    if be.name in ("torch", "jax") and not be.device_name.lower().startswith("cpu"):
+        return rtol_for(be)  # a GPU: not measured here
+    return PARITY_RTOL64[be.name]
+
+
 def _check(be, model, losses, ref):
     ref_losses, Ws, bs = ref
-    tol = rtol_for(be)
+    tol = parity_rtol(be)
     assert rel_err(losses, ref_losses) < tol, (losses, ref_losses)
     dense = [layer for layer in model if isinstance(layer, xpnet.Dense)]
     for layer, W, b in zip(dense, Ws, bs):
@@ -119,7 +137,7 @@ def test_predictions_agree_across_backends(backend, problem_and_reference):
     model.to(backend)
     logits_ref = ref_model.backend.to_numpy(ref_model.predict_logits(ref_model.backend.asarray(X)))
     logits = backend.to_numpy(model.predict_logits(backend.asarray(X), batch_size=100))
-    assert rel_err(logits, logits_ref) < rtol_for(backend)
+    assert rel_err(logits, logits_ref) < parity_rtol(backend)
     pred = backend.to_numpy(model.predict(backend.asarray(X), batch_size=100))
     # Classes agree except where the top two logits tie to within float32 rounding.
     top2 = np.sort(logits_ref, axis=1)[:, -2:]

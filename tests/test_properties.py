@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from _helpers import make_backend, ref_xent, ref_xent_grad, rel_err, rtol_for
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import xpnet
-from conftest import make_backend, rtol_for
-from _helpers import ref_xent, ref_xent_grad, rel_err
 
 # Property tests run on NumPy and on array-api-strict's second device: together they
 # cover the real library and the strictest reading of the standard.

@@ -11,7 +11,8 @@ array-api-strict; pick one with ``backend=``.
 
 from . import callbacks, initializers, losses, metrics, optimizers
 from ._version import __version__
-from .backend import Backend, available_backends, get_backend
+from .backends import Backend, available_backends, get_backend
+from .callbacks import Callback, EarlyStopping, History, LearningRateScheduler
 from .errors import (
     BackendUnavailableError,
     CheckpointError,
@@ -20,14 +21,14 @@ from .errors import (
     DivergenceError,
     DTypeError,
     ShapeError,
+    StateError,
     XpnetError,
 )
-from .callbacks import EarlyStopping, LearningRateScheduler
 from .layers import Dense, Dropout, Flatten, Layer, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
 from .losses import grad_softmax_crossentropy_with_logits, softmax_crossentropy_with_logits
 from .network import Sequential, forward, predict, train
 from .optimizers import SGD, Adam, AdamW, get_optimizer, get_schedule
-from .training import Callback, History, iterate_minibatches
+from .training import iterate_minibatches
 
 __all__ = [
     "__version__",
@@ -68,6 +69,7 @@ __all__ = [
     "BackendUnavailableError",
     "DeviceMismatchError",
     "ShapeError",
+    "StateError",
     "DTypeError",
     "DivergenceError",
     "CheckpointError",

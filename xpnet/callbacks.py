@@ -1,8 +1,10 @@
 """Callbacks for :meth:`Sequential.fit <xpnet.Sequential.fit>`: schedules and early stopping.
 
-A callback subclasses :class:`xpnet.training.Callback` and overrides any of
+A callback subclasses :class:`Callback` and overrides any of
 ``on_train_begin``, ``on_epoch_begin``, ``on_epoch_end`` and ``on_train_end``;
 setting ``model.stop_training = True`` ends training after the current epoch.
+``fit`` drives its callbacks through one :class:`CallbackList` and records the
+epochs in a :class:`History`.
 
 Examples
 --------
@@ -24,12 +26,125 @@ Examples
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
 
 import array_api_compat
 
-from .training import Callback
+from ._typing import Array
+from ._validation import check_int, check_number
+from .errors import StateError
 
-__all__ = ["LearningRateScheduler", "EarlyStopping"]
+__all__ = ["Callback", "CallbackList", "History", "LearningRateScheduler", "EarlyStopping"]
+
+
+class Callback:
+    """Hooks called by :meth:`Sequential.fit <xpnet.Sequential.fit>`. Override what you need.
+
+    A callback may set ``model.stop_training = True`` to end training after
+    the current epoch (early stopping does this). ``model`` is the
+    :class:`~xpnet.Sequential` being trained (annotated ``Any``: ``xpnet.network``
+    imports this module).
+    """
+
+    def on_train_begin(self, model: Any, logs: dict | None = None) -> None:
+        pass
+
+    def on_epoch_begin(self, model: Any, epoch: int, logs: dict | None = None) -> None:
+        pass
+
+    def on_epoch_end(self, model: Any, epoch: int, logs: dict | None = None) -> None:
+        pass
+
+    def on_train_end(self, model: Any, logs: dict | None = None) -> None:
+        pass
+
+
+class CallbackList:
+    """Several callbacks driven as one, in the order given.
+
+    Parameters
+    ----------
+    callbacks : iterable of Callback
+
+    Raises
+    ------
+    TypeError
+        If an element is not a :class:`Callback`.
+
+    Examples
+    --------
+    >>> from xpnet.callbacks import Callback, CallbackList
+    >>> class Count(Callback):
+    ...     epochs = 0
+    ...     def on_epoch_end(self, model: Any, epoch: int, logs: dict | None = None) -> None:
+    ...         self.epochs += 1
+    >>> count = Count()
+    >>> CallbackList([count]).on_epoch_end(None, 0, {})
+    >>> count.epochs
+    1
+    """
+
+    def __init__(self, callbacks: Iterable[Callback] | None = ()) -> None:
+        self.callbacks = list(callbacks or ())
+        for cb in self.callbacks:
+            if not isinstance(cb, Callback):
+                raise TypeError(f"callbacks must be xpnet Callback objects, got {type(cb).__name__}")
+
+    def __iter__(self) -> Iterator[Callback]:
+        return iter(self.callbacks)
+
+    def __len__(self) -> int:
+        return len(self.callbacks)
+
+    def on_train_begin(self, model: Any, logs: dict | None = None) -> None:
+        for cb in self.callbacks:
+            cb.on_train_begin(model)
+
+    def on_epoch_begin(self, model: Any, epoch: int, logs: dict | None = None) -> None:
+        for cb in self.callbacks:
+            cb.on_epoch_begin(model, epoch)
+
+    def on_epoch_end(self, model: Any, epoch: int, logs: dict | None = None) -> None:
+        for cb in self.callbacks:
+            cb.on_epoch_end(model, epoch, logs)
+
+    def on_train_end(self, model: Any, logs: dict | None = None) -> None:
+        for cb in self.callbacks:
+            cb.on_train_end(model, logs)
+
+
+@dataclass
+class History:
+    """Per-epoch records returned by :meth:`Sequential.fit <xpnet.Sequential.fit>`.
+
+    ``history["val_acc"]`` is the list of validation accuracies, one per epoch;
+    keys are ``epoch``, ``loss``, ``train_acc``, ``val_acc``, ``val_loss`` and
+    ``seconds`` (those that were computed).
+    """
+
+    history: dict = field(default_factory=dict)
+
+    def append(self, logs: dict) -> None:
+        for key, value in logs.items():
+            self.history.setdefault(key, []).append(value)
+
+    def __getitem__(self, key: str) -> list:
+        return self.history[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.history
+
+    def __len__(self) -> int:
+        return len(self.history.get("epoch", []))
+
+    @property
+    def epochs(self) -> list:
+        return self.history.get("epoch", [])
+
+    def last(self) -> dict:
+        return {k: v[-1] for k, v in self.history.items() if v}
 
 
 class LearningRateScheduler(Callback):
@@ -58,18 +173,18 @@ class LearningRateScheduler(Callback):
     schedule from its epoch number.
     """
 
-    def __init__(self, schedule, optimizer=None):
+    def __init__(self, schedule: Callable[[int], float] | None, optimizer: Any = None) -> None:
         if schedule is not None and not callable(schedule):
             raise TypeError(f"schedule must be callable epoch -> multiplier, got {schedule!r}")
         self.schedule = schedule
         self.optimizer = optimizer
-        self.learning_rates: list = []
-        self._base = None  # float (optimizer) or list of (layer, float)
+        self.learning_rates: list[float] = []
+        self._base: float | list[tuple[Any, float]] | None = None  # optimizer's, or per layer
 
     def _targets_layers(self) -> bool:
         return self.optimizer is None or getattr(self.optimizer, "learning_rate", None) is None
 
-    def on_train_begin(self, model, logs=None):
+    def on_train_begin(self, model: Any, logs: dict | None = None) -> None:
         # Read the base rate(s) at every fit: on_train_end restored them, and a
         # callback reused on another model must schedule that model's layers.
         if self._targets_layers():
@@ -90,10 +205,12 @@ class LearningRateScheduler(Callback):
             for layer, base in self._base:
                 layer.learning_rate = base * multiplier
             return self._base[0][1] * multiplier if self._base else math.nan
+        if self._base is None:
+            raise StateError("LearningRateScheduler: on_train_begin reads the base rate first")
         self.optimizer.learning_rate = self._base * multiplier
         return self.optimizer.learning_rate
 
-    def on_epoch_begin(self, model, epoch, logs=None):
+    def on_epoch_begin(self, model: Any, epoch: int, logs: dict | None = None) -> None:
         if self.schedule is None:
             return
         multiplier = float(self.schedule(epoch))
@@ -104,7 +221,7 @@ class LearningRateScheduler(Callback):
             )
         self.learning_rates.append(self._set(multiplier))
 
-    def on_train_end(self, model, logs=None):
+    def on_train_end(self, model: Any, logs: dict | None = None) -> None:
         if self._base is not None and self.schedule is not None:
             self._set(1.0)
 
@@ -145,25 +262,20 @@ class EarlyStopping(Callback):
 
     def __init__(self, monitor: str = "val_acc", patience: int = 3, min_delta: float = 0.0,
                  restore_best: bool = True):
-        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
-            raise ValueError(f"patience must be an int >= 0, got {patience!r}")
-        if isinstance(min_delta, bool) or not isinstance(min_delta, (int, float)) \
-                or not math.isfinite(min_delta) or min_delta < 0:
-            raise ValueError(f"min_delta must be a finite number >= 0, got {min_delta!r}")
         self.monitor = monitor
-        self.patience = patience
-        self.min_delta = float(min_delta)
+        self.patience = check_int(patience, "patience", low=0)
+        self.min_delta = check_number(min_delta, "min_delta", low=0)
         self.restore_best = bool(restore_best)
         self.maximize = "acc" in monitor
         self._reset()
 
-    def _reset(self):
-        self.best = None
-        self.best_epoch = None
-        self.stopped_epoch = None
+    def _reset(self) -> None:
+        self.best: float | None = None
+        self.best_epoch: int | None = None
+        self.stopped_epoch: int | None = None
         self.wait = 0
-        self._last_epoch = None
-        self._best_params = None
+        self._last_epoch: int | None = None
+        self._best_params: list[dict[str, Array]] | None = None
 
     def _improved(self, value: float) -> bool:
         if self.best is None:
@@ -172,10 +284,10 @@ class EarlyStopping(Callback):
             return value > self.best + self.min_delta
         return value < self.best - self.min_delta
 
-    def on_train_begin(self, model, logs=None):
+    def on_train_begin(self, model: Any, logs: dict | None = None) -> None:
         self._reset()
 
-    def on_epoch_end(self, model, epoch, logs=None):
+    def on_epoch_end(self, model: Any, epoch: int, logs: dict | None = None) -> None:
         logs = logs or {}
         if self.monitor not in logs:
             raise KeyError(
@@ -194,7 +306,7 @@ class EarlyStopping(Callback):
             self.stopped_epoch = epoch
             model.stop_training = True
 
-    def on_train_end(self, model, logs=None):
+    def on_train_end(self, model: Any, logs: dict | None = None) -> None:
         if self.restore_best and self._best_params is not None \
                 and self.best_epoch != self._last_epoch:
             _restore(model, self._best_params)
@@ -204,16 +316,16 @@ class EarlyStopping(Callback):
                 f"min_delta={self.min_delta}, restore_best={self.restore_best})")
 
 
-def _copy(layer, array):
+def _copy(layer: Any, array: Array) -> Array:
     return layer.xp.asarray(array, copy=True, device=array_api_compat.device(array))
 
 
-def _snapshot(model) -> list:
+def _snapshot(model: Any) -> list[dict[str, Array]]:
     """Device copies of every parameter (arrays may be updated in place later)."""
     return [{name: _copy(layer, p) for name, p in layer.params.items()} for layer in model.layers]
 
 
-def _restore(model, snapshot) -> None:
+def _restore(model: Any, snapshot: list[dict[str, Array]]) -> None:
     for layer, params in zip(model.layers, snapshot):
         for name, value in params.items():
             layer.set_param(name, _copy(layer, value))

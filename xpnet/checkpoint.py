@@ -18,7 +18,7 @@ JSON metadata entry (``__xpnet__``, stored as UTF-8 bytes) with:
   so a flipped bit is detected on load.
 
 Nothing is pickled: files are written with :func:`numpy.savez` and read with
-``allow_pickle=False``. Writes are atomic (:func:`atomic_write`): a crash or an
+``allow_pickle=False``. Writes are atomic (:func:`xpnet._io.atomic_write`): a crash or an
 exception midway leaves the previous file untouched and no temporary behind.
 
 Examples
@@ -38,23 +38,33 @@ Backend(name='numpy', device='cpu', dtype='float64')
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
+import math
 import os
-import tempfile
+import tokenize
 import zipfile
 import zlib
 from pathlib import Path
+from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 
+from . import layers as layers_pkg
+from ._io import atomic_write
+from ._version import __version__
+from .backends import Backend, get_backend
 from .errors import CheckpointError
+from .layers.base import Layer, layers_of
 
 __all__ = [
     "save_model",
     "load_model",
+    "save_layers",
+    "load_layers",
+    "LoadedLayers",
     "read_metadata",
+    "register_model_class",
     "atomic_write",
     "FORMAT_NAME",
     "FORMAT_VERSION",
@@ -68,117 +78,18 @@ FORMAT_VERSION = 1
 METADATA_KEY = "__xpnet__"
 
 _FLOAT_DTYPES = ("float32", "float64")
-
-
-# --------------------------------------------------------------------------
-# Atomic file writes (shared with xpnet.plotting and xpnet.datasets)
-# --------------------------------------------------------------------------
-
-def _fsync_dir(directory: Path) -> None:
-    """Make a rename inside ``directory`` durable (best effort: not every OS/fs allows it)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _new_file_mode(path: Path) -> int:
-    """Permissions for the replacement: the old file's, else ``0o666`` minus the umask."""
-    try:
-        return os.stat(path).st_mode & 0o7777
-    except OSError:
-        return 0o666 & ~_current_umask()
-
-
-def _current_umask() -> int:
-    """The process umask, read without changing it where Linux allows (no thread race)."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    umask = os.umask(0)  # elsewhere: set and restore at once
-    os.umask(umask)
-    return umask
-
-
-@contextlib.contextmanager
-def atomic_write(path, mode: str = "wb"):
-    """Write ``path`` all at once or not at all.
-
-    Yields a file object on a temporary file in the same directory (so the
-    final rename never crosses file systems). When the ``with`` block ends
-    normally the data is flushed and fsynced, the temporary file replaces
-    ``path`` with :func:`os.replace`, and the directory is fsynced. If the
-    block raises anything -- including ``KeyboardInterrupt`` -- the temporary
-    file is removed and ``path`` keeps its previous contents.
-
-    Missing parent directories are created.
-
-    Parameters
-    ----------
-    path : str or os.PathLike
-        The destination.
-    mode : {"wb", "w"}
-        Binary or text mode.
-
-    Examples
-    --------
-    >>> import os, tempfile
-    >>> from xpnet.checkpoint import atomic_write
-    >>> path = os.path.join(tempfile.mkdtemp(), "notes.txt")
-    >>> with atomic_write(path, "w") as f:
-    ...     _ = f.write("hello")
-    >>> open(path).read()
-    'hello'
-    """
-    if mode not in ("wb", "w"):
-        raise ValueError(f"mode must be 'wb' or 'w', got {mode!r}")
-    if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
-    path = Path(path)
-    if path.is_dir():
-        raise IsADirectoryError(f"path {str(path)!r} is a directory; give a file name")
-    parent = path.parent
-    parent.mkdir(parents=True, exist_ok=True)
-    file_mode = _new_file_mode(path)
-    fd, tmp = tempfile.mkstemp(dir=parent, prefix=f".{path.name}.", suffix=".tmp")
-    f = None
-    try:
-        if hasattr(os, "fchmod"):
-            os.fchmod(fd, file_mode)
-        f = os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"}))
-        yield f
-        f.flush()
-        os.fsync(f.fileno())
-        f.close()
-        os.replace(tmp, path)
-    except BaseException:
-        if f is None:
-            with contextlib.suppress(OSError):
-                os.close(fd)
-        else:
-            with contextlib.suppress(Exception):
-                f.close()
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(parent)
+#: Most bytes deflate can expand one stored byte to (its format's limit is about 1032).
+_MAX_DEFLATE_RATIO = 1100
+#: Readers of the ``.npy`` header versions ``np.savez`` writes.
+_NPY_HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0,
+                       (2, 0): np.lib.format.read_array_header_2_0}
 
 
 # --------------------------------------------------------------------------
 # Saving
 # --------------------------------------------------------------------------
 
-def _params_digest(entries) -> str:
+def _params_digest(entries: list[tuple[str, np.ndarray]]) -> str:
     """SHA-256 over ``(name, dtype, shape, little-endian bytes)`` of each parameter, in order."""
     h = hashlib.sha256()
     for name, arr in entries:
@@ -188,7 +99,7 @@ def _params_digest(entries) -> str:
     return h.hexdigest()
 
 
-def _json_default(obj):
+def _json_default(obj: Any) -> Any:
     """Turn NumPy scalars/arrays, paths and 0-d device arrays into JSON values."""
     if isinstance(obj, np.generic):
         return obj.item()
@@ -203,7 +114,7 @@ def _json_default(obj):
     raise TypeError(f"{type(obj).__name__} is not JSON-serialisable")
 
 
-def _to_json(value, what: str) -> str:
+def _to_json(value: Any, what: str) -> str:
     try:
         return json.dumps(value, default=_json_default, sort_keys=False)
     except (TypeError, ValueError) as exc:
@@ -213,28 +124,7 @@ def _to_json(value, what: str) -> str:
         ) from None
 
 
-def _layers_and_backend(model):
-    from .layers.base import Layer
-
-    layers = getattr(model, "layers", model)
-    try:
-        layers = list(layers)
-    except TypeError:
-        raise TypeError(
-            f"model must be a Sequential or a list of Layers, got {type(model).__name__}"
-        ) from None
-    if not layers:
-        raise ValueError("model must contain at least one layer, got none")
-    for i, layer in enumerate(layers):
-        if not isinstance(layer, Layer):
-            raise TypeError(f"model layer {i} must be an xpnet Layer, got {type(layer).__name__}")
-    backend = getattr(model, "backend", None) or layers[0].backend
-    return layers, backend
-
-
-def _layer_entry(i: int, layer) -> dict:
-    from . import layers as layers_pkg
-
+def _layer_entry(i: int, layer: Layer) -> dict:
     cls_name = type(layer).__name__
     if getattr(layers_pkg, cls_name, None) is not type(layer):
         raise CheckpointError(
@@ -253,17 +143,75 @@ def _layer_entry(i: int, layer) -> dict:
     return {"type": cls_name, **config}
 
 
-def save_model(model, path, **metadata) -> None:
+def _host_params(layers: list[Layer], be: Backend) -> list:
+    """``(name, host array)`` of every parameter, in order, as float32/float64 NumPy arrays."""
+    entries = []
+    for i, layer in enumerate(layers):
+        for name in layer.param_names:
+            host = np.ascontiguousarray(be.to_numpy(getattr(layer, name)))
+            if host.dtype.name not in _FLOAT_DTYPES:
+                raise CheckpointError(
+                    f"parameter layer{i}.{name} must be float32 or float64, got {host.dtype}"
+                )
+            entries.append((f"layer{i}.{name}", host))
+    return entries
+
+
+def save_layers(path: str | os.PathLike[str], layers: Any, backend: Backend, *, model_config: dict | None = None,
+                metadata: dict | None = None) -> None:
+    """Write ``layers`` (with their backend) and a JSON header to one ``.npz`` file.
+
+    The building block of :func:`save_model` and :meth:`Sequential.save
+    <xpnet.Sequential.save>`; see the module docstring for the format.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Destination, written atomically.
+    layers : list of Layer
+        Every layer must be a class of :mod:`xpnet.layers` whose
+        ``get_config()`` rebuilds it.
+    backend : Backend
+        Where the layers live (recorded in the header).
+    model_config, metadata : dict, optional
+        JSON-serialisable; stored as ``model_config`` and ``metadata``.
+    """
+    architecture = [_layer_entry(i, layer) for i, layer in enumerate(layers)]
+    entries = _host_params(layers, backend)
+    header = {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "xpnet_version": __version__,
+        "architecture": architecture,
+        "params": [{"name": n, "shape": list(a.shape), "dtype": a.dtype.name}
+                   for n, a in entries],
+        "backend": backend.name,
+        "device": backend.device_name,
+        "dtype": backend.dtype_name,
+        "model_config": json.loads(_to_json(model_config or {}, "model.config")),
+        "metadata": json.loads(_to_json(metadata or {}, "metadata")),
+        "sha256": _params_digest(entries),
+    }
+    blob = np.frombuffer(json.dumps(header).encode("utf-8"), dtype=np.uint8)
+    arrays = dict(entries)
+    arrays[METADATA_KEY] = blob
+    with atomic_write(path) as f:
+        np.savez(f, **arrays)
+
+
+def save_model(model: Any, path: str | os.PathLike[str], **metadata: Any) -> None:
     """Save a model's architecture, parameters and metadata to one ``.npz`` file.
 
     Parameters
     ----------
     model : Sequential or list of Layer
         Every layer must be a class of :mod:`xpnet.layers` whose
-        ``get_config()`` rebuilds it.
+        ``get_config()`` rebuilds it. A model's ``backend`` and ``config``
+        attributes are recorded when it has them.
     path : str or os.PathLike
-        Destination, written atomically (see :func:`atomic_write`); the name is
-        used as given (no suffix is added). Parent directories are created.
+        Destination, written atomically (see :func:`xpnet._io.atomic_write`);
+        the name is used as given (no suffix is added). Parent directories are
+        created.
     **metadata
         JSON-serialisable values stored with the model, for instance
         ``training={"epochs": 25, ...}`` and ``metrics={"test_acc": 0.98}``.
@@ -278,57 +226,32 @@ def save_model(model, path, **metadata) -> None:
     OSError
         If the file cannot be written (the previous file, if any, is kept).
     """
-    from ._version import __version__
-
-    layers, be = _layers_and_backend(model)
-    architecture = [_layer_entry(i, layer) for i, layer in enumerate(layers)]
-    entries = []
-    for i, layer in enumerate(layers):
-        for name in layer.param_names:
-            host = np.ascontiguousarray(be.to_numpy(getattr(layer, name)))
-            if host.dtype.name not in _FLOAT_DTYPES:
-                raise CheckpointError(
-                    f"parameter layer{i}.{name} must be float32 or float64, got {host.dtype}"
-                )
-            entries.append((f"layer{i}.{name}", host))
-    model_config = getattr(model, "config", {}) or {}
-    header = {
-        "format": FORMAT_NAME,
-        "format_version": FORMAT_VERSION,
-        "xpnet_version": __version__,
-        "architecture": architecture,
-        "params": [{"name": n, "shape": list(a.shape), "dtype": a.dtype.name}
-                   for n, a in entries],
-        "backend": be.name,
-        "device": be.device_name,
-        "dtype": be.dtype_name,
-        "model_config": json.loads(_to_json(model_config, "model.config")),
-        "metadata": json.loads(_to_json(metadata, "metadata")),
-        "sha256": _params_digest(entries),
-    }
-    blob = np.frombuffer(json.dumps(header).encode("utf-8"), dtype=np.uint8)
-    arrays = dict(entries)
-    arrays[METADATA_KEY] = blob
-    with atomic_write(path) as f:
-        np.savez(f, **arrays)
+    layers = layers_of(model, "model")
+    backend = getattr(model, "backend", None) or layers[0].backend
+    save_layers(path, layers, backend, model_config=getattr(model, "config", None),
+                metadata=metadata)
 
 
 # --------------------------------------------------------------------------
 # Loading
 # --------------------------------------------------------------------------
 
+#: What malformed archives raise from zipfile, zlib and NumPy's .npy parser: unsupported zip
+#: features (NotImplementedError), encrypted members (RuntimeError), unbalanced .npy headers
+#: (tokenize.TokenError, SyntaxError). Each becomes a CheckpointError naming the file.
 _READ_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, ValueError, OSError, KeyError,
-                UnicodeDecodeError, IndexError, TypeError)
+                UnicodeDecodeError, IndexError, TypeError, NotImplementedError, RuntimeError,
+                SyntaxError, tokenize.TokenError)
 
 
-def _corrupt(path, detail: str) -> CheckpointError:
+def _corrupt(path: str | os.PathLike[str], detail: str) -> CheckpointError:
     return CheckpointError(
         f"{os.fspath(path)!r} is not a readable xpnet checkpoint: {detail}. The file is "
         "truncated, corrupted or was not written by xpnet's save_model; save the model again."
     )
 
 
-def _open_npz(path):
+def _open_npz(path: str | os.PathLike[str]) -> Any:
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
     p = Path(path)
@@ -345,13 +268,72 @@ def _open_npz(path):
     return npz
 
 
-def _read_header(npz, path) -> dict:
+def _member_name(npz: Any, key: str) -> str:
+    """The archive member behind ``npz[key]`` (``np.savez`` appends ``.npy``)."""
+    return key + ".npy" if key + ".npy" in npz._files else key
+
+
+def _check_archive_sizes(npz: Any, path: str | os.PathLike[str]) -> None:
+    """Refuse archives whose members claim more data than the file can hold.
+
+    Stored members must be as large as their data; deflated ones at most what
+    deflate can expand to (about 1032x). Every later allocation is bounded by
+    these sizes, so loading allocates O(size of the file).
+    """
+    file_size = os.path.getsize(path)
+    packed = 0
+    for info in npz.zip.infolist():
+        packed += info.compress_size
+        if info.compress_type == zipfile.ZIP_STORED:
+            ok = info.file_size == info.compress_size
+        elif info.compress_type == zipfile.ZIP_DEFLATED:
+            ok = info.file_size <= _MAX_DEFLATE_RATIO * info.compress_size + 64
+        else:
+            ok = False
+        if not ok:
+            raise _corrupt(path, f"archive member {info.filename!r} declares {info.file_size} "
+                                 f"bytes from {info.compress_size} stored bytes "
+                                 f"(compression type {info.compress_type})")
+    if packed > file_size:
+        raise _corrupt(path, f"its members declare {packed} stored bytes but the file has "
+                             f"{file_size}")
+
+
+def _array_header(npz: Any, key: str, path: str | os.PathLike[str]) -> tuple:
+    """``(shape, dtype)`` of the array ``key`` from its ``.npy`` header alone (no data read).
+
+    Also checks that the header's shape and dtype account for exactly the
+    member's size, so reading the data allocates what the file holds.
+    """
+    member = _member_name(npz, key)
+    try:
+        info = npz.zip.getinfo(member)
+        with npz.zip.open(member) as f:
+            version = np.lib.format.read_magic(f)
+            reader = _NPY_HEADER_READERS.get(version)
+            if reader is None:
+                raise ValueError(f".npy format version {version} is not supported")
+            shape, _fortran, dtype = reader(f)
+            offset = f.tell()
+    except _READ_ERRORS as exc:
+        raise _corrupt(path, f"array {key!r} cannot be read ({type(exc).__name__}: {exc})") \
+            from None
+    # (Object arrays are pickles: np.load refuses them before reading anything.)
+    if not dtype.hasobject and info.file_size != offset + math.prod(shape) * dtype.itemsize:
+        raise _corrupt(path, f"array {key!r} declares shape {shape} of {dtype}, which does not "
+                             f"match its {info.file_size - offset} bytes of data")
+    return tuple(shape), dtype
+
+
+def _read_header(npz: Any, path: str | os.PathLike[str]) -> dict:
     if METADATA_KEY not in npz.files:
         shown = ", ".join(npz.files[:5]) + (", ..." if len(npz.files) > 5 else "")
         raise CheckpointError(
             f"{os.fspath(path)!r} is an .npz archive but not an xpnet checkpoint: it has no "
             f"{METADATA_KEY!r} metadata entry (its entries: {shown or 'none'})"
         )
+    _check_archive_sizes(npz, path)
+    _array_header(npz, METADATA_KEY, path)  # its size is what the file holds
     try:
         blob = npz[METADATA_KEY]
         if blob.dtype != np.uint8 or blob.ndim != 1:
@@ -365,6 +347,19 @@ def _read_header(npz, path) -> dict:
             f"{header.get('format') if isinstance(header, dict) else header!r}, expected "
             f"{FORMAT_NAME!r}"
         )
+    _check_version(header, path)
+    for key, kind in (("architecture", list), ("params", list), ("sha256", str),
+                      ("dtype", str)):
+        if not isinstance(header.get(key), kind):
+            raise _corrupt(path, f"metadata field {key!r} must be a {kind.__name__}, "
+                                 f"got {header.get(key)!r}")
+    for key in ("model_config", "metadata"):
+        if not isinstance(header.get(key, {}), dict):
+            raise _corrupt(path, f"metadata field {key!r} must be a dict, got {header[key]!r}")
+    return header
+
+
+def _check_version(header: dict, path: str | os.PathLike[str]) -> None:
     version = header.get("format_version")
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise _corrupt(path, f"format_version must be a positive int, got {version!r}")
@@ -374,15 +369,9 @@ def _read_header(npz, path) -> dict:
             f"{header.get('xpnet_version', '?')}; this xpnet reads versions up to "
             f"{FORMAT_VERSION}. Upgrade xpnet to load it."
         )
-    for key, kind in (("architecture", list), ("params", list), ("sha256", str),
-                      ("dtype", str)):
-        if not isinstance(header.get(key), kind):
-            raise _corrupt(path, f"metadata field {key!r} must be a {kind.__name__}, "
-                                 f"got {header.get(key)!r}")
-    return header
 
 
-def read_metadata(path) -> dict:
+def read_metadata(path: str | os.PathLike[str]) -> dict:
     """The JSON metadata of a checkpoint (architecture, trained-on backend, metadata).
 
     Parameters are not read or verified; use :func:`load_model` for that.
@@ -396,14 +385,23 @@ def read_metadata(path) -> dict:
         return _read_header(npz, path)
 
 
-def _read_params(npz, header, path) -> dict:
+def _declared_params(header: dict, path: str | os.PathLike[str]) -> dict:
+    """``name -> (shape, dtype name)`` of the params the header lists, in order."""
     expected = {}
     for entry in header["params"]:
         try:
             name, shape, dtype = entry["name"], tuple(entry["shape"]), entry["dtype"]
+            if not isinstance(name, str) or not isinstance(dtype, str) \
+                    or not all(type(n) is int and n >= 0 for n in shape):
+                raise TypeError("wrong types")
         except (KeyError, TypeError):
             raise _corrupt(path, f"malformed params entry {entry!r}") from None
         expected[name] = (shape, dtype)
+    return expected
+
+
+def _check_stored_arrays(npz: Any, expected: dict, path: str | os.PathLike[str]) -> None:
+    """Each array named in the header is there with the header's shape and dtype."""
     present = set(npz.files) - {METADATA_KEY}
     missing = sorted(set(expected) - present)
     extra = sorted(present - set(expected))
@@ -412,23 +410,30 @@ def _read_params(npz, header, path) -> dict:
             f"{os.fspath(path)!r}: the arrays do not match the metadata "
             f"(missing: {missing or 'none'}; unexpected: {extra or 'none'})"
         )
-    arrays = {}
     for name, (shape, dtype) in expected.items():
-        try:
-            arr = npz[name]
-        except _READ_ERRORS as exc:
-            raise _corrupt(path, f"array {name!r} cannot be read ({type(exc).__name__}: {exc})") \
-                from None
-        if tuple(arr.shape) != shape or arr.dtype.name != dtype:
+        stored_shape, stored_dtype = _array_header(npz, name, path)
+        if stored_shape != shape or stored_dtype.name != dtype:
             raise CheckpointError(
-                f"{os.fspath(path)!r}: array {name!r} has shape {tuple(arr.shape)} and dtype "
-                f"{arr.dtype}, but the metadata says shape {shape} and dtype {dtype}"
+                f"{os.fspath(path)!r}: array {name!r} has shape {stored_shape} and dtype "
+                f"{stored_dtype}, but the metadata says shape {shape} and dtype {dtype}"
             )
         if dtype not in _FLOAT_DTYPES:
             raise CheckpointError(
                 f"{os.fspath(path)!r}: array {name!r} must be float32 or float64, got {dtype}"
             )
-        arrays[name] = arr
+
+
+def _read_arrays(npz: Any, expected: dict, header: dict, path: str | os.PathLike[str]) -> dict:
+    """The parameter arrays (shapes already checked), verified against the checksum."""
+    arrays = {}
+    for name in expected:
+        try:
+            arrays[name] = npz[name]
+            if not isinstance(arrays[name], np.ndarray):  # a member without the .npy magic
+                raise ValueError("it is not a .npy array")
+        except _READ_ERRORS as exc:
+            raise _corrupt(path, f"array {name!r} cannot be read ({type(exc).__name__}: {exc})") \
+                from None
     digest = _params_digest(list(arrays.items()))
     if digest != header["sha256"]:
         raise CheckpointError(
@@ -438,10 +443,8 @@ def _read_params(npz, header, path) -> dict:
     return arrays
 
 
-def _build_layer(i: int, entry, be, path):
-    from . import layers as layers_pkg
-    from .layers.base import Layer
-
+def _layer_class(i: int, entry: Any, path: str | os.PathLike[str]) -> tuple[type[Layer], dict]:
+    """The class and constructor arguments of architecture entry ``i``."""
     if not isinstance(entry, dict) or not isinstance(entry.get("type"), str):
         raise _corrupt(path, f"architecture entry {i} must be a dict with a 'type', got {entry!r}")
     config = dict(entry)
@@ -455,15 +458,137 @@ def _build_layer(i: int, entry, be, path):
             f"{os.fspath(path)!r}: layer {i} has type {cls_name!r}, which this xpnet does not "
             f"know (xpnet.layers has: {', '.join(known)}); a newer xpnet may be needed"
         )
-    try:
-        return cls(**config, backend=be)
-    except (TypeError, ValueError) as exc:
+    return cls, config
+
+
+def _cannot_rebuild(i: int, cls: type, config: dict, exc: Exception,
+                    path: str | os.PathLike[str]) -> CheckpointError:
+    return CheckpointError(
+        f"{os.fspath(path)!r}: cannot rebuild layer {i} as {cls.__name__}(**{config!r}): {exc}"
+    )
+
+
+#: A layer to build: its class, its config and its parameter shapes (``None``: unknown).
+_Plan = tuple[type[Layer], dict, dict | None]
+
+
+def _plan_layers(header: dict, expected: dict, path: str | os.PathLike[str]) -> list[_Plan]:
+    """``(class, config, declared param shapes or None)`` per layer, checked against the file.
+
+    Nothing is built: a header that declares more than the file holds is
+    refused here, before any allocation.
+    """
+    if not header["architecture"]:
+        raise _corrupt(path, "its architecture lists no layers")
+    plan: list[_Plan] = [(*_layer_class(i, e, path), None)
+                         for i, e in enumerate(header["architecture"])]
+    wanted = [f"layer{i}.{n}" for i, (cls, _, _) in enumerate(plan) for n in cls.param_names]
+    if wanted != list(expected):
         raise CheckpointError(
-            f"{os.fspath(path)!r}: cannot rebuild layer {i} as {cls_name}(**{config!r}): {exc}"
-        ) from None
+            f"{os.fspath(path)!r}: the architecture needs parameters {wanted} but the file "
+            f"holds {list(expected)}"
+        )
+    for i, (cls, config, _) in enumerate(plan):
+        try:
+            shapes = cls.param_shapes(config)
+        except (TypeError, ValueError) as exc:
+            raise _cannot_rebuild(i, cls, config, exc, path) from None
+        for name, want in (shapes or {}).items():
+            _check_param_shape(path, i, cls.__name__, name, expected[f"layer{i}.{name}"][0], want)
+        plan[i] = (cls, config, shapes)
+    return plan
 
 
-def load_model(path, *, backend=None, device=None, dtype=None):
+def _check_param_shape(path: str | os.PathLike[str], i: int, cls_name: str, name: str, stored: tuple,
+                       want: tuple) -> None:
+    if tuple(stored) != tuple(want):
+        raise CheckpointError(
+            f"{os.fspath(path)!r}: layer{i}.{name} has shape {tuple(stored)} but "
+            f"{cls_name} layer {i} needs {tuple(want)}"
+        )
+
+
+def _build_layer(i: int, plan_entry: _Plan, arrays: dict, be: Backend, path: str | os.PathLike[str]) -> Layer:
+    """Layer ``i`` from its class, config and stored parameters (nothing drawn at random)."""
+    cls, config, shapes = plan_entry
+    params = {n: arrays[f"layer{i}.{n}"] for n in cls.param_names}
+    try:
+        # A layer that cannot tell its shapes unbuilt is built, then checked.
+        layer = cls.from_config(config, params if shapes is not None else None, backend=be)
+    except CheckpointError:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise _cannot_rebuild(i, cls, config, exc, path) from None
+    if shapes is None:
+        for name in cls.param_names:
+            _check_param_shape(path, i, cls.__name__, name, params[name].shape,
+                               getattr(layer, name).shape)
+        layer._set_host_params(params)
+    return layer
+
+
+class LoadedLayers(NamedTuple):
+    """What :func:`load_layers` returns."""
+
+    layers: list[Layer]
+    backend: Backend
+    header: dict
+
+
+def load_layers(path: str | os.PathLike[str], *, backend: Backend | str | None = None, device: Any = None, dtype: Any = None) -> LoadedLayers:
+    """Read and verify a checkpoint; rebuild its layers on any backend, device and dtype.
+
+    The header's shapes are checked against the stored arrays, and the
+    architecture against both, before any layer is built; layers are built
+    from the stored parameters (no random draw), so loading allocates O(size
+    of the file) whatever the header says.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    backend, device, dtype : optional
+        As for :func:`load_model`.
+
+    Returns
+    -------
+    LoadedLayers
+        ``(layers, backend, header)``.
+
+    Raises
+    ------
+    CheckpointError
+        If the file is missing, truncated, corrupted, of another format or
+        version, or its arrays do not fit its architecture.
+    """
+    with _open_npz(path) as npz:
+        header = _read_header(npz, path)
+        expected = _declared_params(header, path)
+        _check_stored_arrays(npz, expected, path)
+        if header["dtype"] not in _FLOAT_DTYPES:
+            raise _corrupt(path, f"dtype must be float32 or float64, got {header['dtype']!r}")
+        plan = _plan_layers(header, expected, path)
+        arrays = _read_arrays(npz, expected, header, path)
+    be = get_backend(backend, device=device, dtype=header["dtype"] if dtype is None else dtype)
+    layers = [_build_layer(i, entry, arrays, be, path) for i, entry in enumerate(plan)]
+    return LoadedLayers(layers, be, header)
+
+
+#: Model classes by name, registered by the modules that define them (Sequential).
+_MODEL_CLASSES: dict[str, Any] = {}  # classes with a `load` classmethod
+_ModelClass = TypeVar("_ModelClass", bound=type)
+
+
+def register_model_class(cls: _ModelClass) -> _ModelClass:
+    """Make ``cls`` (with a ``load`` classmethod) what :func:`load_model` builds.
+
+    :class:`xpnet.Sequential` registers itself; this keeps this module free of
+    any model class.
+    """
+    _MODEL_CLASSES[cls.__name__] = cls
+    return cls
+
+
+def load_model(path: str | os.PathLike[str], *, backend: Backend | str | None = None, device: Any = None, dtype: Any = None) -> Any:
     """Load a model written by :func:`save_model` onto any backend, device and dtype.
 
     Parameters
@@ -491,36 +616,4 @@ def load_model(path, *, backend=None, device=None, dtype=None):
         If the file is missing, truncated, corrupted, of another format or
         version, or its arrays do not fit its architecture.
     """
-    from .backend import get_backend
-    from .network import Sequential
-
-    with _open_npz(path) as npz:
-        header = _read_header(npz, path)
-        arrays = _read_params(npz, header, path)
-    if header["dtype"] not in _FLOAT_DTYPES:
-        raise _corrupt(path, f"dtype must be float32 or float64, got {header['dtype']!r}")
-    be = get_backend(backend, device=device, dtype=header["dtype"] if dtype is None else dtype)
-    if not header["architecture"]:
-        raise _corrupt(path, "its architecture lists no layers")
-    layers = [_build_layer(i, e, be, path) for i, e in enumerate(header["architecture"])]
-    wanted = [f"layer{i}.{n}" for i, layer in enumerate(layers) for n in layer.param_names]
-    if wanted != list(arrays):
-        raise CheckpointError(
-            f"{os.fspath(path)!r}: the architecture needs parameters {wanted} but the file "
-            f"holds {list(arrays)}"
-        )
-    for i, layer in enumerate(layers):
-        for name in layer.param_names:
-            host = arrays[f"layer{i}.{name}"]
-            want = tuple(getattr(layer, name).shape)
-            if tuple(host.shape) != want:
-                raise CheckpointError(
-                    f"{os.fspath(path)!r}: layer{i}.{name} has shape {tuple(host.shape)} but "
-                    f"{type(layer).__name__} layer {i} needs {want}"
-                )
-            layer.set_param(name, be.asarray(host))
-    model = Sequential(layers, backend=be)
-    model.config = dict(header.get("model_config") or {})
-    model.metadata = dict(header.get("metadata") or {})
-    model.checkpoint = header
-    return model
+    return _MODEL_CLASSES["Sequential"].load(path, backend=backend, device=device, dtype=dtype)

@@ -29,9 +29,13 @@ import time
 from pathlib import Path
 
 from ._version import __version__
-from .backend import BACKEND_NAMES
+from .backends import BACKEND_NAMES, get_backend
+from .callbacks import Callback
+from .checkpoint import load_model
+from .datasets import load_mnist, locate_mnist
 from .errors import XpnetError
-from .training import Callback
+from .network import Sequential
+from .plotting import plot_examples, plot_history, require_matplotlib
 
 __all__ = ["main", "build_parser"]
 
@@ -167,6 +171,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="save the trained model to this .npz file")
     t.add_argument("--quiet", action="store_true",
                    help="no progress bars or banner: only the epoch lines and the result")
+    t.add_argument("--limit", type=_positive_int, default=None, metavar="N",
+                   help="use only the first N images of each split (quick runs and tests)")
+    t.add_argument("--distributed", action="store_true",
+                   help="data-parallel training over MPI; launch as 'mpiexec -n 4 python -m "
+                        "mpi4py -m xpnet train --distributed' (needs xpnet[mpi]); --batch-size "
+                        "is the global batch; only rank 0 prints, saves and plots")
     g = t.add_argument_group("optimization (beyond the tutorial)")
     g.add_argument("--optimizer", choices=OPTIMIZER_CHOICES, default="sgd",
                    help="(default: sgd, the tutorial's plain step inside backward)")
@@ -229,8 +239,6 @@ def _check_output_path(path: str, what: str) -> Path:
 
 
 def _load_data(args, backend, *, progress: bool):
-    from .datasets import load_mnist, locate_mnist
-
     verify = not args.no_verify
     directory = locate_mnist(args.data_dir, verify=verify, progress=progress)
     return directory, load_mnist(directory, verify=verify, backend=backend)
@@ -265,6 +273,7 @@ def _optimization(args):
             f"{args.optimizer}"
         )
     if args.optimizer != "sgd" or args.weight_decay:
+        # Kept lazy: the default run never imports the optimizer modules.
         from .optimizers import get_optimizer
 
         kwargs = {"weight_decay": args.weight_decay}
@@ -295,18 +304,29 @@ def _arch(sizes) -> str:
 # Commands
 # --------------------------------------------------------------------------
 
+def _communicator(args):
+    """The MPI communicator of ``--distributed`` (None without it); imported only when asked."""
+    if not args.distributed:
+        return None
+    from .distributed import init
+
+    return init(require_mpi=True)
+
+
+def _limited(splits, limit):
+    """The first ``limit`` rows of each array (all of them without ``--limit``)."""
+    return splits if limit is None else tuple(a[:min(limit, a.shape[0]), ...] for a in splits)
+
+
 def cmd_train(args) -> int:
     """``xpnet train``: the tutorial's training run, end to end."""
-    from .backend import get_backend
-    from .network import Sequential
-
     start = time.perf_counter()
-    quiet = args.quiet
-    plot_path = _check_output_path(args.plot, "--plot") if args.plot else None
-    save_path = _check_output_path(args.save, "--save") if args.save else None
+    comm = args.communicator = _communicator(args)
+    root = comm is None or comm.is_root  # only rank 0 prints, saves and plots
+    quiet = args.quiet or not root
+    plot_path = _check_output_path(args.plot, "--plot") if args.plot and root else None
+    save_path = _check_output_path(args.save, "--save") if args.save and root else None
     if plot_path is not None:
-        from .plotting import require_matplotlib
-
         require_matplotlib()
     optimizer, callbacks, scheduler, stopper = _optimization(args)
     be = get_backend(args.backend, device=args.device, dtype=args.dtype)
@@ -314,24 +334,30 @@ def cmd_train(args) -> int:
     _say(quiet, f"xpnet {__version__}: {_arch(sizes)} MLP on MNIST | backend={be.name} "
                 f"device={be.device_name} dtype={be.dtype_name} | epochs={args.epochs} "
                 f"batch_size={args.batch_size} lr={args.lr:g} optimizer={args.optimizer} "
-                f"init={args.init} schedule={args.schedule} seed={args.seed}")
-    directory, (X_train, y_train, X_val, y_val, X_test, y_test) = _load_data(
-        args, be, progress=not quiet)
+                f"init={args.init} schedule={args.schedule} seed={args.seed}"
+                + ("" if comm is None else f" | ranks={comm.size}"))
+    if comm is not None and not root:
+        comm.barrier()  # rank 0 finds (or downloads) MNIST first, the others then read it
+    directory, data = _load_data(args, be, progress=not quiet)
+    if comm is not None and root:
+        comm.barrier()
+    X_train, y_train, X_val, y_val, X_test, y_test = _limited(data, args.limit)
     _say(quiet, f"data: {directory} (train {X_train.shape[0]}, val {X_val.shape[0]}, "
                 f"test {X_test.shape[0]})")
     if X_train.shape[1] != N_FEATURES:
         raise ValueError(f"images must have {N_FEATURES} pixels, got {X_train.shape[1]}")
     model = Sequential.mlp(sizes, learning_rate=args.lr, init=args.init, seed=args.seed,
                            backend=be)
-    callbacks.append(_EpochPrinter(args.epochs, scheduler))
+    if root:
+        callbacks.append(_EpochPrinter(args.epochs, scheduler))
     history = model.fit(X_train, y_train, epochs=args.epochs, batch_size=args.batch_size,
                         seed=args.seed, validation_data=(X_val, y_val), optimizer=optimizer,
-                        callbacks=callbacks, progress=not quiet)
+                        callbacks=callbacks, progress=not quiet, distributed=comm)
     if stopper is not None and stopper.stopped_epoch is not None:
         _say(quiet, f"early stopping after epoch {stopper.stopped_epoch + 1}: best "
                     f"val_acc={stopper.best:.4f} at epoch {stopper.best_epoch + 1} "
                     "(its weights are kept)")
-    test = model.evaluate(X_test, y_test)
+    test = model.evaluate(X_test, y_test, distributed=comm)
     wall = time.perf_counter() - start
     last = history.last()
     if stopper is not None and stopper.best_epoch is not None and stopper.restore_best:
@@ -345,6 +371,7 @@ def cmd_train(args) -> int:
             "optimizer": args.optimizer, "momentum": args.momentum,
             "weight_decay": args.weight_decay, "init": args.init, "schedule": args.schedule,
             "early_stopping": args.early_stopping, "data_dir": str(directory),
+            "limit": args.limit, "ranks": 1 if comm is None else comm.size,
         }
         metrics = {"train_acc": last.get("train_acc"), "val_acc": last.get("val_acc"),
                    "test_acc": test["accuracy"], "test_loss": test["loss"],
@@ -354,19 +381,16 @@ def cmd_train(args) -> int:
         model.save(save_path, training=training, metrics=metrics, history=history.history)
         _say(quiet, f"saved model: {save_path}")
     if plot_path is not None:
-        from .plotting import plot_history
-
         plot_history(history, plot_path, title=f"{_arch(sizes)} MLP on MNIST", backend=be)
         _say(quiet, f"saved plot: {plot_path}")
-    print(f"test_acc={test['accuracy']:.4f} test_loss={test['loss']:.4f} "
-          f"wall_seconds={time.perf_counter() - start:.2f}", flush=True)
+    if root:
+        print(f"test_acc={test['accuracy']:.4f} test_loss={test['loss']:.4f} "
+              f"wall_seconds={time.perf_counter() - start:.2f}", flush=True)
     return 0
 
 
 def cmd_evaluate(args) -> int:
     """``xpnet evaluate MODEL``: test accuracy of a saved model on any backend."""
-    from .checkpoint import load_model
-
     model = load_model(args.model, backend=args.backend, device=args.device, dtype=args.dtype)
     be = model.backend
     header = model.checkpoint
@@ -395,9 +419,6 @@ def cmd_evaluate(args) -> int:
 
 def cmd_show_examples(args) -> int:
     """``xpnet show-examples``: the tutorial's four digits with their labels."""
-    from .datasets import load_mnist, locate_mnist
-    from .plotting import plot_examples, require_matplotlib
-
     require_matplotlib()
     out = _check_output_path(args.out, "--out")
     verify = not args.no_verify
@@ -443,7 +464,19 @@ def main(argv=None) -> int:
         if os.environ.get("XPNET_DEBUG"):
             raise
         print(f"xpnet: error: {_error_message(exc)}", file=sys.stderr, flush=True)
+        _abort_other_ranks(args, 1)
         return 1
+
+
+def _abort_other_ranks(args, code: int) -> None:
+    """After an error on one rank of ``--distributed``, end the others too.
+
+    Launched through ``python -m mpi4py`` the job would abort anyway; without
+    it the other ranks would wait forever in their next collective.
+    """
+    comm = getattr(args, "communicator", None)
+    if comm is not None and comm.size > 1:
+        comm.abort(code)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -35,15 +35,23 @@ import functools
 import gzip
 import hashlib
 import http.client
+import io
+import math
 import os
 import struct
 import sys
 import urllib.request
 import zlib
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from ._io import atomic_write
+from ._typing import Array
+from ._validation import check_bool, check_int
+from .backends import Backend, get_backend
 from .errors import DataError
 
 __all__ = [
@@ -84,7 +92,7 @@ ENV_DATA_DIR = "XPNET_DATA_DIR"
 ENV_MIRRORS = "XPNET_MNIST_MIRRORS"
 
 #: IDX type codes -> big-endian NumPy dtypes.
-_IDX_TYPES = {
+_IDX_TYPES: dict[int, np.dtype] = {
     0x08: np.dtype("u1"),
     0x09: np.dtype("i1"),
     0x0B: np.dtype(">i2"),
@@ -101,29 +109,95 @@ _CHUNK = 1 << 16
 # The IDX format
 # --------------------------------------------------------------------------
 
-def _decompressed_bytes(source, name: str) -> bytes:
-    """The contents of ``source`` (a path or bytes), gunzipped when it is gzip."""
+def _decompressed_bytes(source: Any, name: str) -> bytes:
+    """The contents of ``source`` (a path or bytes), gunzipped when it is gzip.
+
+    Decompression never holds more than the IDX header declares (see
+    :func:`_gunzip_idx`), so a small crafted ``.gz`` cannot make this allocate
+    without bound.
+    """
+    raw = _source_bytes(source, name)
+    if raw[:2] != _GZIP_MAGIC:
+        return raw
+    try:
+        return _gunzip_idx(raw, name)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise DataError(
+            f"{name}: corrupted or truncated gzip data ({type(exc).__name__}: {exc}); "
+            "delete the file and fetch it again"
+        ) from None
+
+
+def _source_bytes(source: Any, name: str) -> bytes:
+    """The bytes of ``source``: bytes-like as given, a path read whole."""
     if isinstance(source, (bytes, bytearray, memoryview)):
-        raw = bytes(source)
-    elif isinstance(source, (str, os.PathLike)):
-        try:
-            with open(source, "rb") as f:
-                raw = f.read()
-        except FileNotFoundError:
-            raise DataError(f"{name}: no such file") from None
-        except IsADirectoryError:
-            raise DataError(f"{name}: is a directory, expected an IDX file") from None
-    else:
+        return bytes(source)
+    if not isinstance(source, (str, os.PathLike)):
         raise TypeError(f"source must be a path or bytes, got {type(source).__name__}")
-    if raw[:2] == _GZIP_MAGIC:
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError, zlib.error) as exc:
-            raise DataError(
-                f"{name}: corrupted or truncated gzip data ({type(exc).__name__}: {exc}); "
-                "delete the file and fetch it again"
-            ) from None
-    return raw
+    try:
+        with open(source, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        raise DataError(f"{name}: no such file") from None
+    except IsADirectoryError:
+        raise DataError(f"{name}: is a directory, expected an IDX file") from None
+
+
+def _gunzip_idx(raw: bytes, name: str) -> bytes:
+    """Gunzip ``raw``, keeping at most the length its IDX header declares.
+
+    The header is decompressed first; then exactly the declared data length
+    is kept, and anything beyond it is only counted (in fixed-size chunks, to
+    reach the gzip CRC check and report the true size), never stored.
+    """
+    with gzip.GzipFile(fileobj=io.BytesIO(raw)) as f:
+        head = _read_at_most(f, 4)
+        if len(head) == 4 and head[:2] == b"\x00\x00":
+            head += _read_at_most(f, 4 * head[3])
+        declared = _declared_data_length(head)
+        if declared is None:  # malformed header: _parse_idx reports it; drain for the CRC
+            _count_rest(f)
+            return head
+        data = _read_at_most(f, declared)
+        extra = _count_rest(f)
+    if extra:
+        shape = struct.unpack(f">{head[3]}I", head[4:])
+        raise DataError(
+            f"{name}: oversized IDX data: shape {shape} of {_IDX_TYPES[head[2]].name} needs "
+            f"{declared} bytes after the header, got {declared + extra}"
+        )
+    return head + data
+
+
+def _read_at_most(f: io.BufferedIOBase, n: int) -> bytes:
+    """Up to ``n`` bytes of ``f``, read in bounded chunks (``read(n)`` preallocates ``n``)."""
+    parts, left = [], n
+    while left > 0:
+        chunk = f.read(min(left, _CHUNK))
+        if not chunk:
+            break
+        parts.append(chunk)
+        left -= len(chunk)
+    return b"".join(parts)
+
+
+def _count_rest(f: io.BufferedIOBase) -> int:
+    """How many bytes are left in ``f``, read and dropped chunk by chunk."""
+    total = 0
+    while chunk := f.read(_CHUNK):
+        total += len(chunk)
+    return total
+
+
+def _declared_data_length(head: bytes) -> int | None:
+    """Bytes of data an IDX header declares (``None`` when the header is malformed)."""
+    if len(head) < 4 or head[:2] != b"\x00\x00" or head[2] not in _IDX_TYPES:
+        return None
+    n_dims = head[3]
+    if n_dims == 0 or len(head) != 4 + 4 * n_dims:
+        return None
+    shape = struct.unpack(f">{n_dims}I", head[4:])
+    return math.prod(shape) * _IDX_TYPES[head[2]].itemsize
 
 
 def _parse_idx(raw: bytes, name: str, *, ndim: int | None = None) -> np.ndarray:
@@ -151,18 +225,26 @@ def _parse_idx(raw: bytes, name: str, *, ndim: int | None = None) -> np.ndarray:
         )
     shape = struct.unpack(f">{n_dims}I", raw[4:header])
     dtype = _IDX_TYPES[type_code]
-    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    # Python ints: 255 dimensions of 2**32 - 1 overflow int64 (np.prod would wrap).
+    expected = math.prod(shape) * dtype.itemsize
     got = len(raw) - header
     if got != expected:
         raise DataError(
             f"{name}: {'truncated' if got < expected else 'oversized'} IDX data: shape "
             f"{shape} of {dtype.name} needs {expected} bytes after the header, got {got}"
         )
+    if math.prod(d for d in shape if d) * dtype.itemsize > sys.maxsize:
+        # NumPy refuses such a shape even when a zero dimension makes it empty.
+        raise DataError(
+            f"{name}: IDX shape {shape} of {dtype.name} is too large for an array on this "
+            "platform"
+        )
     arr = np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape)
     return arr.astype(dtype.newbyteorder("="), copy=False) if dtype.byteorder == ">" else arr
 
 
-def read_idx(source, *, ndim: int | None = None, sha256: str | None = None) -> np.ndarray:
+def read_idx(source: str | os.PathLike[str] | bytes, *, ndim: int | None = None,
+             sha256: str | None = None) -> np.ndarray:
     """Read an IDX file (gzip-compressed or raw) into a NumPy array.
 
     The header is validated: two zero bytes, a known type code, the number of
@@ -248,6 +330,14 @@ def _files_in(directory: Path) -> tuple[dict | None, list[str]]:
     return (found, []) if not missing else (None, missing)
 
 
+def _complete_files(directory: Path) -> dict:
+    """``{base: path}`` of a directory :func:`_files_in` found complete (a ``DataError`` if not)."""
+    files, missing = _files_in(directory)
+    if files is None:  # the files went away since they were found
+        raise DataError(f"{directory}: missing {', '.join(missing)}")
+    return files
+
+
 def _checkout_dir() -> Path:
     """``data/mnist`` next to the ``xpnet`` package: present in a source checkout."""
     return Path(__file__).resolve().parent.parent / "data" / "mnist"
@@ -259,7 +349,7 @@ def mnist_cache_dir() -> Path:
     return Path(base) / "xpnet" / "mnist"
 
 
-def _mirror_list(mirrors) -> list[str]:
+def _mirror_list(mirrors: str | Sequence[str] | None) -> list[str]:
     if mirrors is None:
         env = os.environ.get(ENV_MIRRORS, "").strip()
         mirrors = env.replace(";", ",").split(",") if env else MNIST_MIRRORS
@@ -272,7 +362,7 @@ def _mirror_list(mirrors) -> list[str]:
 
 
 @functools.lru_cache(maxsize=8)
-def _read_cached(path: str, size: int, mtime_ns: int, ndim: int, sha256: str | None):
+def _read_cached(path: str, size: int, mtime_ns: int, ndim: int, sha256: str | None) -> np.ndarray:
     """Parsed, verified contents of one file; cached per (path, size, mtime) in this process."""
     arr = read_idx(path, ndim=ndim, sha256=sha256)
     arr.setflags(write=False)
@@ -290,14 +380,14 @@ def _read_all(files: dict, verify: bool) -> dict:
     return {base: _read_file(path, base, verify) for base, path in files.items()}
 
 
-def _urlopen(url: str, timeout: float):
+def _urlopen(url: str, timeout: float) -> Any:
     """``urllib.request.urlopen`` (a seam for tests)."""
     return urllib.request.urlopen(url, timeout=timeout)  # noqa: S310 - http(s) mirrors only
 
 
 def _download_one(url: str, dest: Path, base: str, *, verify: bool, progress: bool) -> None:
     """Fetch ``url`` into ``dest`` atomically; verify it before the rename."""
-    from .checkpoint import atomic_write
+
 
     if not url.startswith(("http://", "https://", "file://")):
         raise ValueError(f"mirror URL must be http(s):// or file://, got {url!r}")
@@ -335,7 +425,8 @@ def _download_one(url: str, dest: Path, base: str, *, verify: bool, progress: bo
         _parse_idx(raw, url, ndim=3 if "images" in base else 1)
 
 
-def download_mnist(cache_dir=None, *, mirrors=None, verify: bool = True,
+def download_mnist(cache_dir: str | os.PathLike[str] | None = None, *,
+                   mirrors: str | Sequence[str] | None = None, verify: bool = True,
                    progress: bool = True, force: bool = False) -> Path:
     """Download the four MNIST files into ``cache_dir`` (default :func:`mnist_cache_dir`).
 
@@ -397,8 +488,9 @@ def download_mnist(cache_dir=None, *, mirrors=None, verify: bool = True,
     return cache
 
 
-def locate_mnist(data_dir=None, *, verify: bool = True, download: bool = True,
-                 mirrors=None, progress: bool = True) -> Path:
+def locate_mnist(data_dir: str | os.PathLike[str] | None = None, *, verify: bool = True,
+                 download: bool = True, mirrors: str | Sequence[str] | None = None,
+                 progress: bool = True) -> Path:
     """The directory MNIST is loaded from, after checking its files.
 
     Search order: ``data_dir``; ``$XPNET_DATA_DIR``; ``data/mnist`` of a source
@@ -442,7 +534,7 @@ def locate_mnist(data_dir=None, *, verify: bool = True, download: bool = True,
                 f"uncompressed), or leave {label} unset to use the shipped copy, the cache "
                 "or a download"
             )
-        _read_all(_files_in(directory)[0], verify)  # raises DataError naming a bad file
+        _read_all(_complete_files(directory), verify)  # raises DataError naming a bad file
         return directory
     tried.append("data_dir: not given")
     tried.append(f"${ENV_DATA_DIR}: not set")
@@ -450,7 +542,7 @@ def locate_mnist(data_dir=None, *, verify: bool = True, download: bool = True,
     checkout = _checkout_dir()
     why = problem(checkout)
     if why is None:
-        _read_all(_files_in(checkout)[0], verify)  # a broken shipped copy is an error
+        _read_all(_complete_files(checkout), verify)  # a broken shipped copy is an error
         return checkout
     tried.append(f"source checkout {checkout}: {why}")
 
@@ -458,7 +550,7 @@ def locate_mnist(data_dir=None, *, verify: bool = True, download: bool = True,
     why = problem(cache)
     if why is None:
         try:
-            _read_all(_files_in(cache)[0], verify)
+            _read_all(_complete_files(cache), verify)
             return cache
         except DataError as exc:
             why = str(exc)
@@ -499,9 +591,11 @@ def _scale(images: np.ndarray, dtype: str, flatten: bool) -> np.ndarray:
     return table[images]
 
 
-def load_mnist(data_dir=None, *, flatten: bool = True, dtype=None, n_val: int = 10000,
-               backend=None, device=None, verify: bool = True, download: bool = True,
-               mirrors=None, progress: bool = True):
+def load_mnist(data_dir: str | os.PathLike[str] | None = None, *, flatten: bool = True, dtype: Any = None,
+               n_val: int = 10000, backend: Backend | str | None = None, device: Any = None,
+               verify: bool = True, download: bool = True,
+               mirrors: str | Sequence[str] | None = None,
+               progress: bool = True) -> tuple[Array, ...]:
     """MNIST split as the tutorial splits it: train, validation, test.
 
     Parameters
@@ -541,14 +635,10 @@ def load_mnist(data_dir=None, *, flatten: bool = True, dtype=None, n_val: int = 
     DataError
         If no valid copy is found (see :func:`locate_mnist`).
     """
-    if isinstance(n_val, bool) or not isinstance(n_val, (int, np.integer)) or n_val < 0:
-        raise ValueError(f"n_val must be an int >= 0, got {n_val!r}")
-    if not isinstance(flatten, (bool, np.bool_)):
-        raise TypeError(f"flatten must be a bool, got {flatten!r}")
+    n_val = check_int(n_val, "n_val", low=0)
+    check_bool(flatten, "flatten")
     be = None
     if backend is not None or device is not None:
-        from .backend import get_backend
-
         if dtype == "uint8":
             raise ValueError("dtype='uint8' gives raw NumPy pixels; it cannot be combined "
                              "with backend=/device= (use 'float32' or 'float64')")
@@ -560,8 +650,7 @@ def load_mnist(data_dir=None, *, flatten: bool = True, dtype=None, n_val: int = 
             raise ValueError(f"dtype must be 'float32', 'float64' or 'uint8', got {dtype!r}")
     directory = locate_mnist(data_dir, verify=verify, download=download, mirrors=mirrors,
                              progress=progress)
-    files, _ = _files_in(directory)
-    raw = _read_all(files, verify)
+    raw = _read_all(_complete_files(directory), verify)
     train_x, train_y = raw[MNIST_FILES["train_images"]], raw[MNIST_FILES["train_labels"]]
     test_x, test_y = raw[MNIST_FILES["test_images"]], raw[MNIST_FILES["test_labels"]]
     for what, images, labels in (("training", train_x, train_y), ("test", test_x, test_y)):

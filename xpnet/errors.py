@@ -11,9 +11,12 @@ from __future__ import annotations
 __all__ = [
     "XpnetError",
     "BackendUnavailableError",
+    "UnknownBackendError",
+    "DeviceSpecError",
     "DeviceMismatchError",
     "ShapeError",
     "DTypeError",
+    "StateError",
     "DivergenceError",
     "CheckpointError",
     "DataError",
@@ -28,6 +31,14 @@ class BackendUnavailableError(XpnetError, ImportError):
     """A backend library is missing, or it has no usable device."""
 
 
+class UnknownBackendError(XpnetError, ValueError):
+    """A backend name, or an array namespace, that xpnet does not support."""
+
+
+class DeviceSpecError(XpnetError, ValueError):
+    """A device spec the backend cannot interpret (``"cuda:0"`` for NumPy, ...)."""
+
+
 class DeviceMismatchError(XpnetError, ValueError):
     """An array lives on another backend or device than the model."""
 
@@ -38,6 +49,10 @@ class ShapeError(XpnetError, ValueError):
 
 class DTypeError(XpnetError, TypeError):
     """An array has the wrong dtype (e.g. float labels, uint8 images)."""
+
+
+class StateError(XpnetError, RuntimeError):
+    """A call made in the wrong order (``Dropout.backward`` before any ``forward``, ...)."""
 
 
 class DivergenceError(XpnetError, FloatingPointError):

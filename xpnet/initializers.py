@@ -35,6 +35,11 @@ import math
 
 import numpy as np
 
+from ._random import as_generator, dropout_keep_mask
+
+# Host randomness lives in xpnet._random; re-exported here, where it always was.
+from ._typing import Initializer
+
 __all__ = [
     "seed_normal",
     "he_normal",
@@ -49,22 +54,7 @@ __all__ = [
 ]
 
 
-def as_generator(rng=None) -> np.random.Generator:
-    """A ``numpy.random.Generator`` from a seed, a Generator or ``None``.
-
-    ``None`` gives a generator seeded from the operating system's entropy (not
-    reproducible); pass an int for reproducible weights.
-    """
-    if isinstance(rng, np.random.Generator):
-        return rng
-    if rng is None or (isinstance(rng, (int, np.integer)) and not isinstance(rng, bool)):
-        return np.random.default_rng(rng)
-    raise TypeError(
-        f"rng must be an int seed, a numpy.random.Generator or None, got {type(rng).__name__}"
-    )
-
-
-def compute_fans(shape) -> tuple[int, int]:
+def compute_fans(shape: tuple[int, ...]) -> tuple[int, int]:
     """``(fan_in, fan_out)`` of a weight of ``shape`` in xpnet's layout.
 
     ``(fan_in, fan_out)`` for 2-D shapes; ``(in, out, *k)`` multiplies both by
@@ -85,19 +75,19 @@ def compute_fans(shape) -> tuple[int, int]:
     return shape[0] * receptive, shape[1] * receptive
 
 
-def _check_fans(name: str, shape) -> tuple[int, int]:
+def _check_fans(name: str, shape: tuple[int, ...]) -> tuple[int, int]:
     fan_in, fan_out = compute_fans(shape)
     if fan_in < 1 or fan_out < 1:
         raise ValueError(f"{name} needs a shape with non-zero fans, got {tuple(shape)}")
     return fan_in, fan_out
 
 
-def seed_normal(rng: np.random.Generator, shape) -> np.ndarray:
+def seed_normal(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
     """The tutorial's init: standard normal times 0.01."""
     return rng.standard_normal(shape) * 0.01
 
 
-def he_normal(rng: np.random.Generator, shape) -> np.ndarray:
+def he_normal(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
     """He (Kaiming) normal: ``N(0, std^2)`` with ``std = sqrt(2 / fan_in)``.
 
     Keeps the activations' variance constant through ReLU layers.
@@ -106,20 +96,20 @@ def he_normal(rng: np.random.Generator, shape) -> np.ndarray:
     return rng.standard_normal(shape) * math.sqrt(2.0 / fan_in)
 
 
-def he_uniform(rng: np.random.Generator, shape) -> np.ndarray:
+def he_uniform(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
     """He (Kaiming) uniform: ``U(-a, a)`` with ``a = sqrt(6 / fan_in)``."""
     fan_in, _ = _check_fans("he_uniform", shape)
     limit = math.sqrt(6.0 / fan_in)
     return rng.uniform(-limit, limit, size=shape)
 
 
-def glorot_normal(rng: np.random.Generator, shape) -> np.ndarray:
+def glorot_normal(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
     """Glorot (Xavier) normal: ``N(0, std^2)`` with ``std = sqrt(2 / (fan_in + fan_out))``."""
     fan_in, fan_out = _check_fans("glorot_normal", shape)
     return rng.standard_normal(shape) * math.sqrt(2.0 / (fan_in + fan_out))
 
 
-def glorot_uniform(rng: np.random.Generator, shape) -> np.ndarray:
+def glorot_uniform(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
     """Glorot (Xavier) uniform: ``U(-a, a)`` with ``a = sqrt(6 / (fan_in + fan_out))``."""
     fan_in, fan_out = _check_fans("glorot_uniform", shape)
     limit = math.sqrt(6.0 / (fan_in + fan_out))
@@ -142,7 +132,7 @@ INITIALIZERS = {
 }
 
 
-def get_initializer(init):
+def get_initializer(init: str | Initializer) -> Initializer:
     """Look up an initializer by name or accept a callable ``init(rng, shape)``.
 
     Examples
@@ -160,21 +150,3 @@ def get_initializer(init):
             f"unknown init {init!r}; choose one of {', '.join(sorted(INITIALIZERS))} "
             "or pass a callable init(rng, shape)"
         ) from None
-
-
-def dropout_keep_mask(rng: np.random.Generator, shape, rate: float) -> np.ndarray:
-    """Host draw of a Dropout keep-mask: ``True`` where a unit is kept.
-
-    Each entry is kept independently with probability ``1 - rate``
-    (``uniform[0, 1) >= rate``). Drawn on the host from ``rng`` so the same seed
-    gives the same masks on every backend; :class:`xpnet.layers.Dropout`
-    uploads it once per step.
-
-    Examples
-    --------
-    >>> from xpnet.initializers import as_generator, dropout_keep_mask
-    >>> dropout_keep_mask(as_generator(0), (2, 3), 0.5)
-    array([[ True, False, False],
-           [False,  True,  True]])
-    """
-    return rng.random(shape) >= rate

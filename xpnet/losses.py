@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import array_api_compat
 
-from .errors import DTypeError, ShapeError
+from .errors import DeviceMismatchError, DTypeError, ShapeError
 
 __all__ = [
     "log_softmax",
@@ -92,8 +92,6 @@ def _check_logits_and_labels(logits, reference_answers, xp):
     except TypeError:
         same_ns = False
     if not same_ns or array_api_compat.device(logits) != array_api_compat.device(reference_answers):
-        from .errors import DeviceMismatchError
-
         raise DeviceMismatchError(
             "logits and reference_answers must be arrays of the same library on the "
             f"same device, got {type(logits).__module__} on {array_api_compat.device(logits)} "

@@ -6,15 +6,26 @@ plain ``list`` of layers, exactly as in the tutorial, or a :class:`Sequential`.
 
 from __future__ import annotations
 
-import contextlib
+import dataclasses
 
-from .backend import get_backend
-from .errors import DTypeError, ShapeError
-from .layers.base import Layer
-from .losses import _xent_sum_and_grad, one_hot
+from . import checkpoint, streaming
+from ._distributed_fit import (
+    check_fit_agreement,
+    check_inputs_agree,
+    distributed_epoch_runner,
+    sharded_predict,
+    sharded_scores,
+)
+from ._random import as_generator
+from ._validation import check_int
+from .backends import get_backend
+from .callbacks import CallbackList, History
+from .errors import CheckpointError, ShapeError
+from .layers import Dense, ReLU
+from .layers.base import layers_of
+from .losses import _xent_sum_and_grad, log_softmax, one_hot
 from .training import (
-    Callback,
-    History,
+    FitSettings,
     first_trainable_index,
     fit_loop,
     loss_layers,
@@ -26,18 +37,6 @@ __all__ = ["forward", "predict", "train", "Sequential"]
 #: Rows per block in prediction: large enough to keep the BLAS busy, small
 #: enough that the (block, hidden) activations stay in cache.
 PREDICT_BLOCK = 1024
-
-
-def _layers_of(network) -> list:
-    layers = list(network.layers) if isinstance(network, Sequential) else list(network)
-    if not layers:
-        raise ValueError("network must contain at least one layer, got an empty list")
-    for i, layer in enumerate(layers):
-        if not isinstance(layer, Layer):
-            raise TypeError(
-                f"network[{i}] must be an xpnet Layer, got {type(layer).__name__}"
-            )
-    return layers
 
 
 def _check_labels(be, y, n_samples: int, n_classes: int | None, name: str = "y"):
@@ -82,7 +81,7 @@ def forward(network, X):
 
     The last element is the network's output (the logits).
     """
-    layers = _layers_of(network)
+    layers = layers_of(network)
     layers[0]._check_input(X, "X")
     activations = []
     for layer in layers:
@@ -110,7 +109,7 @@ def _logits_in_blocks(layers, X, block: int):
 
 def predict(network, X, *, batch_size: int = PREDICT_BLOCK):
     """Predicted class indices (on the device), computed in blocks of ``batch_size`` rows."""
-    layers = _layers_of(network)
+    layers = layers_of(network)
     layers[0]._check_input(X, "X")
     _check_block(batch_size)
     xp = layers[0].xp
@@ -120,9 +119,29 @@ def predict(network, X, *, batch_size: int = PREDICT_BLOCK):
     return preds[0] if len(preds) == 1 else xp.concat(preds)
 
 
+def _check_not_distributed(distributed, what: str) -> None:
+    if distributed is not None:
+        raise NotImplementedError(
+            f"{what}(distributed=...) takes arrays on the model's device; host data and "
+            "batch iterables are streamed by one process only (for now)"
+        )
+
+
+def _is_host_pair(backend, pair) -> bool:
+    return (isinstance(pair, (tuple, list)) and len(pair) == 2
+            and streaming.is_host_array(backend, pair[0]))
+
+
+def _check_batch_fits(batch_size: int, n_samples: int) -> None:
+    if batch_size > n_samples:
+        raise ValueError(
+            f"batch_size={batch_size} is larger than the {n_samples} training samples; "
+            "every batch would be dropped"
+        )
+
+
 def _check_block(batch_size) -> None:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    check_int(batch_size, "batch_size", low=1)
 
 
 def _eval_mode(layers):
@@ -134,7 +153,7 @@ def train(network, X, y):
 
     Call ``float(loss)`` to read it (a host synchronisation on GPUs).
     """
-    layers = _layers_of(network)
+    layers = layers_of(network)
     be = layers[0].backend
     layers[0]._check_input(X, "X")
     n_out = _n_outputs(layers)
@@ -143,6 +162,14 @@ def train(network, X, y):
     layers = loss_layers(layers)
     loss_sum = train_step(layers, be.xp, X, onehot, first_trainable_index(layers))
     return loss_sum / X.shape[0]
+
+
+def _check_optimizer(optimizer) -> None:
+    if optimizer is not None and not callable(getattr(optimizer, "update", None)):
+        raise TypeError(
+            f"optimizer must be an xpnet optimizer (e.g. xpnet.Adam(1e-3)), got "
+            f"{optimizer!r}; by name: xpnet.get_optimizer({optimizer!r}, learning_rate)"
+        )
 
 
 def _check_chain(layers) -> None:
@@ -168,6 +195,7 @@ def _n_outputs(layers) -> int | None:
     return None
 
 
+@checkpoint.register_model_class
 class Sequential:
     """Layers applied in order, with ``fit``/``predict``/``evaluate``.
 
@@ -189,7 +217,7 @@ class Sequential:
     """
 
     def __init__(self, layers, *, backend=None, device=None, dtype=None):
-        layers = _layers_of(layers)
+        layers = layers_of(layers)
         if backend is None and device is None and dtype is None:
             be = layers[0].backend
         else:
@@ -198,22 +226,22 @@ class Sequential:
         _check_chain(layers)
         self.layers = [layer.to(be) for layer in layers]
         self.backend = be
-        self.stop_training = False
+        self.stop_training = False  # a callback sets it to end fit after this epoch
         self.config: dict = {}  # how the model was built (Sequential.mlp fills it)
-        self.metadata: dict = {}  # what a checkpoint said about it (load_model fills it)
+        self.metadata: dict = {}  # what a checkpoint said about it (load fills it)
+        self.checkpoint: dict = {}  # the whole header of the checkpoint it was loaded from
+        # Compiled training steps, kept so that a second fit() does not re-trace.
+        self._train_steps: dict = {}
 
     # -- construction helpers ------------------------------------------------
     @classmethod
     def mlp(cls, sizes, *, learning_rate: float = 0.1, init="seed", seed=0,
-            backend=None, device=None, dtype=None, activation=None) -> "Sequential":
+            backend=None, device=None, dtype=None, activation=None) -> Sequential:
         """The tutorial's MLP: Dense layers of ``sizes`` with ReLU between them.
 
         ``Sequential.mlp([784, 100, 200, 10])`` is the seed network. Weights are
         drawn in order from one host Generator seeded with ``seed``.
         """
-        from .initializers import as_generator
-        from .layers import Dense, ReLU
-
         sizes = list(sizes)
         if len(sizes) < 2:
             raise ValueError(f"sizes needs at least input and output sizes, got {sizes!r}")
@@ -259,8 +287,13 @@ class Sequential:
                 return units
         return None
 
-    def to(self, backend=None, *, device=None, dtype=None) -> "Sequential":
-        """Move every layer to another backend/device/dtype (through the host, once)."""
+    def to(self, backend=None, *, device=None, dtype=None) -> Sequential:
+        """Move every layer to another backend/device/dtype, copying each parameter once.
+
+        Between libraries on the same device (NumPy and torch on the CPU; CuPy,
+        torch and JAX on one GPU) the copy is made there through DLPack, with no
+        host round trip; otherwise it goes through the host.
+        """
         be = get_backend(backend if backend is not None else self.backend, device=device,
                          dtype=dtype)
         self.layers = [layer.to(be) for layer in self.layers]
@@ -283,41 +316,100 @@ class Sequential:
 
     __call__ = forward
 
-    def predict_logits(self, X, *, batch_size: int = PREDICT_BLOCK):
-        """Logits for ``X`` (before a final Softmax), in blocks of ``batch_size`` rows."""
+    def predict_logits(self, X, *, batch_size: int = PREDICT_BLOCK, chunk_bytes=None):
+        """Logits for ``X`` (before a final Softmax), in blocks of ``batch_size`` rows.
+
+        ``X`` may be host data (see :meth:`predict`).
+        """
+        if streaming.is_host_array(self.backend, X):
+            _check_block(batch_size)
+            data = streaming.HostData.of(self, X, chunk_bytes=chunk_bytes)
+            return streaming.host_logits(self, data, batch_size)
         self.layers[0]._check_input(X, "X")
         _check_block(batch_size)
         outs = _logits_in_blocks(loss_layers(_eval_mode(self.layers)), X, batch_size)
         _check_finite_logits(self.backend, outs)
         return outs[0] if len(outs) == 1 else self.backend.xp.concat(outs, axis=0)
 
-    def predict_proba(self, X, *, batch_size: int = PREDICT_BLOCK):
-        """Class probabilities ``softmax(logits)`` for ``X``, shape (n, n_classes)."""
-        from .losses import log_softmax
+    def predict_proba(self, X, *, batch_size: int = PREDICT_BLOCK, chunk_bytes=None):
+        """Class probabilities ``softmax(logits)`` for ``X``, shape (n, n_classes).
 
+        ``X`` may be host data (see :meth:`predict`).
+        """
         xp = self.backend.xp
-        return xp.exp(log_softmax(self.predict_logits(X, batch_size=batch_size), xp=xp))
+        logits = self.predict_logits(X, batch_size=batch_size, chunk_bytes=chunk_bytes)
+        return xp.exp(log_softmax(logits, xp=xp))
 
-    def predict(self, X, *, batch_size: int = PREDICT_BLOCK):
-        """Predicted class indices for ``X`` (a device array of integers)."""
+    def predict(self, X, *, batch_size: int = PREDICT_BLOCK, distributed=None,
+                chunk_bytes=None):
+        """Predicted class indices for ``X`` (a device array of integers).
+
+        ``X`` is an array on the model's device, or *host data*: a NumPy array
+        (on a non-NumPy backend) or a ``np.memmap`` (on any backend), which is
+        read and moved to the device in chunks of about ``chunk_bytes``
+        (default 256 MB) -- never whole. The result lives on the device. See
+        :mod:`xpnet.streaming`.
+
+        ``distributed``: an :mod:`xpnet.distributed` communicator; the ranks
+        (which all hold the same ``X``) each predict their blocks of rows and
+        every rank gets the whole result, equal to one process's.
+        """
+        if streaming.is_host_array(self.backend, X):
+            _check_not_distributed(distributed, "predict")
+            _check_block(batch_size)
+            data = streaming.HostData.of(self, X, chunk_bytes=chunk_bytes)
+            return streaming.host_predict(self, data, batch_size)
+        if distributed is not None:
+            check_inputs_agree(distributed, X, batch_size=batch_size, what="prediction inputs")
+            self.layers[0]._check_input(X, "X")
+            _check_block(batch_size)
+            return sharded_predict(self, X, batch_size, distributed)
         return predict(self, X, batch_size=batch_size)
+
+    def _logit_blocks(self, X, batch_size: int) -> list:
+        """Logits of device array ``X`` block by block, checked for NaN/inf."""
+        blocks = _logits_in_blocks(loss_layers(_eval_mode(self.layers)), X, batch_size)
+        _check_finite_logits(self.backend, blocks)
+        return blocks
 
     def _accuracy(self, X, y, batch_size: int = PREDICT_BLOCK) -> float:
         xp = self.backend.xp
         hits = predict(self, X, batch_size=batch_size) == y
         return float(xp.mean(xp.astype(hits, self.backend.dtype)))
 
-    def evaluate(self, X, y, *, batch_size: int = PREDICT_BLOCK) -> dict:
-        """Mean loss and accuracy on ``(X, y)``: ``{"loss": float, "accuracy": float}``."""
+    def evaluate(self, X, y, *, batch_size: int = PREDICT_BLOCK, distributed=None,
+                 chunk_bytes=None) -> dict:
+        """Mean loss and accuracy on ``(X, y)``: ``{"loss": float, "accuracy": float}``.
+
+        Host data (see :meth:`predict`) is streamed in chunks; ``y`` is then a
+        NumPy array too.
+
+        ``distributed``: an :mod:`xpnet.distributed` communicator; the ranks
+        (which all hold the same data) score their blocks of rows and every
+        rank gets the reduced scores (accuracy exact, loss to rounding).
+        """
+        if streaming.is_host_array(self.backend, X):
+            _check_not_distributed(distributed, "evaluate")
+            _check_block(batch_size)
+            data = streaming.HostData.of(self, X, y, chunk_bytes=chunk_bytes)
+            if data.n == 0:
+                raise ValueError("X and y are empty: there is nothing to evaluate")
+            return self._scores(data, None, batch_size)
+        if distributed is not None:
+            check_inputs_agree(distributed, X, y, batch_size=batch_size, what="evaluation data")
         self.layers[0]._check_input(X, "X")
         _check_labels(self.backend, y, X.shape[0], self.n_outputs)
         _check_block(batch_size)
         if X.shape[0] == 0:
             raise ValueError("X and y are empty: there is nothing to evaluate")
+        if distributed is not None:
+            return sharded_scores(self, X, y, batch_size, distributed)
         return self._scores(X, y, batch_size)
 
     def _scores(self, X, y, batch_size: int = PREDICT_BLOCK) -> dict:
         """Loss and accuracy, unchecked (two read-backs in all)."""
+        if isinstance(X, streaming.HostData):  # host data carries its labels
+            return streaming.host_scores(self, X, batch_size)
         be = self.backend
         xp = be.xp
         total = be.zeros(())
@@ -335,20 +427,33 @@ class Sequential:
         return {"loss": float(total) / n, "accuracy": float(hits) / n}
 
     # -- training ----------------------------------------------------------------
-    def fit(self, X, y, *, epochs: int = 1, batch_size: int = 32, shuffle: bool = True,
+    def fit(self, X, y=None, *, epochs: int = 1, batch_size: int = 32, shuffle: bool = True,
             seed=0, validation_data=None, optimizer=None, callbacks=(),
             progress: bool = False, check_every: int = 100, train_accuracy: bool = True,
-            history: History | None = None) -> History:
+            history: History | None = None, distributed=None, chunk_bytes=None) -> History:
         """Train with minibatch SGD (or ``optimizer``); return a :class:`History`.
 
         Parameters
         ----------
-        X : array (n, n_features) of the model's dtype, on the model's device
+        X : array (n, n_features) of the model's dtype, host data, or batches
+            An array on the model's device (the in-memory path); or *host data*:
+            a NumPy array (on a non-NumPy backend) or a ``np.memmap`` /
+            ``np.load(path, mmap_mode="r")`` (on any backend), in the model's
+            dtype, which is moved to the device in chunks of about
+            ``chunk_bytes`` while the next chunk is read on a background thread
+            -- the one input mode that moves data, and it never copies it whole.
+            Training from host data gives exactly the weights of training from
+            the same data in memory. Or an iterable of ``(X_batch, y_batch)``
+            pairs (``y`` is then None), see :class:`xpnet.streaming.BatchSource`.
         y : array (n,) of integer labels in ``[0, n_classes)``
+            A NumPy array when ``X`` is host data.
         epochs, batch_size : int
             As in the tutorial (25 and 32); the last incomplete batch is dropped.
-        shuffle : bool
+        shuffle : bool or "chunks"
             Reshuffle each epoch with a permutation drawn from ``seed``.
+            ``"chunks"`` (host data only, opt-in): a faster approximate shuffle
+            that reads contiguous chunks in random order and shuffles rows
+            within each (weights then differ from in-memory training).
         seed : int or numpy.random.Generator
             Host RNG for the batch order: the same seed gives the same order on
             every backend.
@@ -360,18 +465,109 @@ class Sequential:
         progress : bool
             Show one tqdm bar per epoch.
         check_every : int
-            Read the accumulated loss back every this many steps and stop with
-            :class:`~xpnet.errors.DivergenceError` if it is NaN/inf; 0 disables.
+            The loss summed on the device is read back at the end of every
+            epoch, and training stops with :class:`~xpnet.errors.DivergenceError`
+            (naming the epoch) if it is NaN/inf. ``check_every`` adds the same
+            check every this many steps within an epoch, to stop a diverged run
+            early; 0 leaves only the end-of-epoch check.
         train_accuracy : bool
             Also record accuracy on the whole training set after each epoch (as
             the tutorial does).
+        history : History, optional
+            Continue this history (epochs are numbered on from its length).
+        distributed : communicator, optional
+            ``xpnet.distributed.init()`` under ``mpiexec``: synchronous data
+            parallelism (see ``docs/distributed.md``). ``batch_size`` is then
+            the global batch, divided by the number of ranks; every rank must
+            call ``fit`` with the same data and settings. ``None`` (default):
+            this process alone, with the fastest step.
+        chunk_bytes : int, optional
+            Host data only: bytes of rows per chunk (default about 256 MB; at
+            least one batch). Two chunks are in memory at once.
         """
+        stream = self._training_stream(X, y, chunk_bytes, shuffle)
+        if stream is not None or _is_host_pair(self.backend, validation_data):
+            _check_not_distributed(distributed, "fit")
+        if distributed is not None:  # before validating, so every rank fails together
+            check_fit_agreement(distributed, self, X, y, epochs=epochs, batch_size=batch_size,
+                                seed=seed, shuffle=shuffle, optimizer=optimizer,
+                                validation_data=validation_data)
+        settings = self._fit_settings(
+            X, y, epochs=epochs, batch_size=batch_size, shuffle=shuffle, seed=seed,
+            validation_data=validation_data, progress=progress, check_every=check_every,
+            train_accuracy=train_accuracy, start_epoch=len(history) if history is not None else 0,
+            stream=stream, chunk_bytes=chunk_bytes)
+        if distributed is not None:
+            settings = dataclasses.replace(settings, distributed=distributed)
+        callbacks = CallbackList(callbacks)
+        _check_optimizer(optimizer)
+        previous = [layer.optimizer for layer in self.layers]
+        if optimizer is not None:
+            for layer in self.layers:
+                if layer.param_names:
+                    layer.optimizer = optimizer
+        try:
+            # The guard reports a NaN/inf loss once, with its epoch: no warning per operation.
+            with self.backend.floating_point_errors_ignored():
+                history = History() if history is None else history
+                if stream is not None:  # host data or batches: xpnet.streaming
+                    return fit_loop(self, X, y, settings, callbacks, history,
+                                    epoch_runner=streaming.epoch_runner(stream))
+                if distributed is None:
+                    return fit_loop(self, X, y, settings, callbacks, history)
+                return fit_loop(self, X, y, settings, callbacks, history,
+                                epoch_runner=distributed_epoch_runner)
+        finally:
+            if optimizer is not None:
+                for layer, opt in zip(self.layers, previous):
+                    layer.optimizer = opt
+
+    def _training_stream(self, X, y, chunk_bytes, shuffle=True):
+        """Host data or batches to stream (:mod:`xpnet.streaming`); None for device arrays."""
+        chunkwise = isinstance(shuffle, str) and shuffle == "chunks"
+        if streaming.is_host_array(self.backend, X):
+            return streaming.HostData.of(self, X, y, chunk_bytes=chunk_bytes,
+                                         shuffle_chunks=chunkwise)
+        if chunkwise:
+            raise ValueError("shuffle='chunks' (the approximate shuffle) is for host data "
+                             "(a NumPy array or np.memmap); use shuffle=True here")
+        if streaming.BatchSource.accepts(X):
+            if y is not None:
+                raise TypeError(
+                    f"X is a {type(X).__name__}, which fit takes as an iterable of (X_batch, "
+                    f"y_batch) pairs, so y must be None (got {type(y).__name__}); for samples "
+                    "in a list, convert them first with backend.asarray(X)"
+                )
+            return streaming.BatchSource(self, X)
+        return None
+
+    def _fit_settings(self, X, y, *, epochs, batch_size, shuffle, seed, validation_data,
+                      progress, check_every, train_accuracy, start_epoch, stream=None,
+                      chunk_bytes=None) -> FitSettings:
+        """Check fit's arguments and data once; the epoch loop trusts the result."""
+        epochs = check_int(epochs, "epochs", low=1)
+        batch_size = check_int(batch_size, "batch_size", low=1)
+        check_every = check_int(check_every, "check_every", low=0)
+        if stream is None:
+            self._check_fit_arrays(X, y, batch_size)
+        elif isinstance(stream, streaming.HostData):
+            _check_batch_fits(batch_size, stream.n)
+        if validation_data is not None:
+            validation_data = self._check_validation_data(validation_data, chunk_bytes)
+        try:
+            rng = as_generator(seed)
+        except TypeError:
+            raise TypeError(
+                f"seed must be an int or a numpy.random.Generator, got {type(seed).__name__}"
+            ) from None
+        return FitSettings(epochs=epochs, batch_size=batch_size, shuffle=bool(shuffle), rng=rng,
+                           check_every=check_every, train_accuracy=bool(train_accuracy),
+                           progress=bool(progress), validation_data=validation_data,
+                           start_epoch=start_epoch)
+
+    def _check_fit_arrays(self, X, y, batch_size: int) -> None:
+        """Training arrays on the device: shapes, dtypes, labels, NaN/inf (once per fit)."""
         be = self.backend
-        for arg, value in (("epochs", epochs), ("batch_size", batch_size)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{arg} must be a positive int, got {value!r}")
-        if isinstance(check_every, bool) or not isinstance(check_every, int) or check_every < 0:
-            raise ValueError(f"check_every must be an int >= 0, got {check_every!r}")
         self.layers[0]._check_input(X, "X")
         _check_labels(be, y, X.shape[0], self.n_outputs)
         if not _all_finite(be.xp, X):  # once per fit, not per step
@@ -379,53 +575,19 @@ class Sequential:
                 "X contains NaN or infinite values; training on them would make every "
                 "weight NaN. Clean or impute them first (xp.isfinite(X) finds them)."
             )
-        if batch_size > X.shape[0]:
-            raise ValueError(
-                f"batch_size={batch_size} is larger than the {X.shape[0]} training samples; "
-                "every batch would be dropped"
-            )
-        if validation_data is not None:
-            try:
-                vx, vy = validation_data
-            except (TypeError, ValueError):
-                raise TypeError("validation_data must be a pair (X_val, y_val)") from None
-            self.layers[0]._check_input(vx, "validation_data[0]")
-            _check_labels(be, vy, vx.shape[0], self.n_outputs, "validation_data[1]")
-        callbacks = list(callbacks or ())
-        if optimizer is not None and not callable(getattr(optimizer, "update", None)):
-            raise TypeError(
-                f"optimizer must be an xpnet optimizer (e.g. xpnet.Adam(1e-3)), got "
-                f"{optimizer!r}; by name: xpnet.get_optimizer({optimizer!r}, learning_rate)"
-            )
-        from .initializers import as_generator
+        _check_batch_fits(batch_size, X.shape[0])
 
+    def _check_validation_data(self, validation_data, chunk_bytes=None) -> tuple:
         try:
-            seed = as_generator(seed)
-        except TypeError:
-            raise TypeError(
-                f"seed must be an int or a numpy.random.Generator, got {type(seed).__name__}"
-            ) from None
-        for cb in callbacks:
-            if not isinstance(cb, Callback):
-                raise TypeError(f"callbacks must be xpnet Callback objects, got {type(cb).__name__}")
-        previous = [layer.optimizer for layer in self.layers]
-        if optimizer is not None:
-            for layer in self.layers:
-                if layer.param_names:
-                    layer.optimizer = optimizer
-        start = len(history) if history is not None else 0
-        quiet = be.floating_point_errors_ignored() if check_every else contextlib.nullcontext()
-        try:
-            with quiet:
-                return fit_loop(self, X, y, epochs=epochs, batch_size=batch_size, shuffle=shuffle,
-                                rng=seed, validation_data=validation_data,
-                                callbacks=callbacks, progress=progress,
-                                check_every=check_every, train_accuracy=train_accuracy,
-                                history=history, start_epoch=start)
-        finally:
-            if optimizer is not None:
-                for layer, opt in zip(self.layers, previous):
-                    layer.optimizer = opt
+            vx, vy = validation_data
+        except (TypeError, ValueError):
+            raise TypeError("validation_data must be a pair (X_val, y_val)") from None
+        if streaming.is_host_array(self.backend, vx):  # scored chunk by chunk
+            names = ("validation_data[0]", "validation_data[1]")
+            return streaming.HostData.of(self, vx, vy, chunk_bytes=chunk_bytes, names=names), None
+        self.layers[0]._check_input(vx, "validation_data[0]")
+        _check_labels(self.backend, vy, vx.shape[0], self.n_outputs, "validation_data[1]")
+        return vx, vy
 
     # -- introspection -------------------------------------------------------------
     def n_params(self) -> int:
@@ -460,15 +622,25 @@ class Sequential:
 
     # -- persistence (see xpnet.checkpoint) ------------------------------------------
     def save(self, path, **metadata) -> None:
-        """Save architecture, weights and metadata to one ``.npz`` file (atomically)."""
-        from .checkpoint import save_model
+        """Save architecture, weights and metadata to one ``.npz`` file (atomically).
 
-        save_model(self, path, **metadata)
+        ``metadata``: JSON-serialisable keyword arguments, read back as
+        ``Sequential.load(path).metadata``.
+        """
+        checkpoint.save_layers(path, self.layers, self.backend, model_config=self.config,
+                               metadata=metadata)
 
     @classmethod
-    def load(cls, path, *, backend=None, device=None, dtype=None) -> "Sequential":
-        """Load a model saved by :meth:`save` onto any backend."""
-        from .checkpoint import load_model
-
-        return load_model(path, backend=backend, device=device, dtype=dtype)
-
+    def load(cls, path, *, backend=None, device=None, dtype=None) -> Sequential:
+        """Load a model saved by :meth:`save` onto any backend (see :func:`xpnet.checkpoint.load_model`)."""
+        layers, be, header = checkpoint.load_layers(path, backend=backend, device=device,
+                                                    dtype=dtype)
+        try:
+            model = cls(layers, backend=be)
+        except ValueError as exc:  # e.g. Dense(4, 8) followed by Dense(5, 3)
+            raise CheckpointError(f"{path!s}: the stored layers do not form a network: {exc}") \
+                from None
+        model.config = dict(header.get("model_config") or {})
+        model.metadata = dict(header.get("metadata") or {})
+        model.checkpoint = header
+        return model

@@ -43,9 +43,17 @@ Examples
 
 from __future__ import annotations
 
-import weakref
-
 import math
+import weakref
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Literal, overload
+
+from ._typing import Array, Namespace
+from ._validation import check_int, check_number
+from .layers.base import Layer, layers_of
+
+if TYPE_CHECKING:
+    from .backends import Backend
 
 __all__ = [
     "Optimizer",
@@ -62,23 +70,20 @@ __all__ = [
 ]
 
 
-def _check_number(name: str, value, *, low=0.0, high=math.inf, low_open=False,
-                  high_open=False, allow_none=False):
+@overload
+def _check_number(name: str, value: Any, *, low: float = ..., high: float = ...,
+                  low_open: bool = ..., high_open: bool = ...,
+                  allow_none: Literal[False] = ...) -> float: ...
+@overload
+def _check_number(name: str, value: Any, *, low: float = ..., high: float = ...,
+                  low_open: bool = ..., high_open: bool = ...,
+                  allow_none: bool) -> float | None: ...
+def _check_number(name: str, value: Any, *, low: float = 0.0, high: float = math.inf,
+                  low_open: bool = False, high_open: bool = False,
+                  allow_none: bool = False) -> float | None:
     if value is None and allow_none:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
-    too_low = value <= low if low_open else value < low
-    too_high = value >= high if high_open else value > high
-    if too_low or too_high:
-        lo = "(" if low_open else "["
-        hi = ")" if high_open else "]"
-        raise ValueError(f"{name} must be in {lo}{low}, {high}{hi}, got {value!r}")
-    return float(value)
-
-
-def _layers_of(layers) -> list:
-    return list(getattr(layers, "layers", layers))
+    return check_number(value, name, low=low, high=high, low_open=low_open, high_open=high_open)
 
 
 class Optimizer:
@@ -100,13 +105,20 @@ class Optimizer:
     ``torch.optim`` when all parameters are in one group.
     """
 
-    def __init__(self, learning_rate, *, weight_decay: float = 0.0):
-        self.learning_rate = _check_number("learning_rate", learning_rate)
+    #: True when :meth:`_update_param` is array math on ``be.xp`` only (no host
+    #: reads), so a compiling backend may trace it into a compiled epoch, with
+    #: the state's arrays and step counts as traced values. Set it to False in a
+    #: subclass that reads values back to the host.
+    compilable = True
+
+    def __init__(self, learning_rate: float, *, weight_decay: float = 0.0) -> None:
+        # None only where a subclass allows it (SGD(): each layer's own rate).
+        self.learning_rate: float | None = _check_number("learning_rate", learning_rate)
         self.weight_decay = _check_number("weight_decay", weight_decay)
         self.state: dict = {}
 
     # -- the protocol used by layers ------------------------------------------------
-    def update(self, layer, grads: dict) -> None:
+    def update(self, layer: Layer, grads: dict) -> None:
         """Apply one step to ``layer``'s parameters from ``grads`` (name -> array).
 
         Called by ``layer.backward`` when ``layer.optimizer is self``, after the
@@ -126,24 +138,24 @@ class Optimizer:
             new = self._update_param(be, getattr(layer, name), grad, st, lr)
             layer.set_param(name, new)
 
-    def step(self, layers) -> None:
+    def step(self, layers: Any) -> None:
         """Apply the gradients stored in each layer's ``grads`` (the decoupled flow).
 
         Call it once after each backward pass done with :class:`KeepGrads`
         attached (``opt.attach(layers, deferred=True)``); calling it twice
         applies the same gradients twice.
         """
-        for layer in _layers_of(layers):
+        for layer in layers_of(layers, "layers", allow_empty=True):
             if layer.param_names and layer.grads:
                 self.update(layer, layer.grads)
 
-    def attach(self, layers, *, deferred: bool = False) -> list:
+    def attach(self, layers: Any, *, deferred: bool = False) -> list[Layer]:
         """Set ``optimizer`` on every layer with parameters; returns the layers.
 
         With ``deferred=True`` the layers get a :class:`KeepGrads` instead, so
         ``backward`` only stores gradients and :meth:`step` applies them.
         """
-        layers = _layers_of(layers)
+        layers = layers_of(layers, "layers", allow_empty=True)
         target = KeepGrads() if deferred else self
         for layer in layers:
             if layer.param_names:
@@ -151,9 +163,9 @@ class Optimizer:
         return layers
 
     @staticmethod
-    def zero_grad(layers) -> None:
+    def zero_grad(layers: Any) -> None:
         """Forget the gradients stored on ``layers`` (``layer.grads = {}``)."""
-        for layer in _layers_of(layers):
+        for layer in layers_of(layers, "layers", allow_empty=True):
             layer.grads = {}
 
     def reset(self) -> None:
@@ -161,10 +173,13 @@ class Optimizer:
         self.state.clear()
 
     # -- to override --------------------------------------------------------------------
-    def _lr_for(self, layer) -> float:
+    def _lr_for(self, layer: Layer) -> float:
+        if self.learning_rate is None:  # pragma: no cover - SGD, the one allowing None, overrides this
+            raise ValueError(f"{type(self).__name__} has no learning_rate")
         return self.learning_rate
 
-    def _update_param(self, be, param, grad, st: dict, lr: float):
+    def _update_param(self, be: Backend, param: Array, grad: Array, st: dict,
+                      lr: float | Array) -> Array:
         """Return the new value of ``param``; may update ``st`` (this parameter's state)."""
         raise NotImplementedError
 
@@ -177,7 +192,7 @@ class Optimizer:
         return f"{type(self).__name__}({args})"
 
 
-def _move_state(st: dict, be) -> None:
+def _move_state(st: dict, be: Backend) -> None:
     """Move a parameter's state arrays to backend ``be`` (the layer was moved)."""
     old = st["backend"]
     for k, v in list(st.items()):
@@ -219,8 +234,9 @@ class SGD(Optimizer):
     SGD(learning_rate=0.1, weight_decay=0.0, momentum=0.9, nesterov=True, dampening=0.0)
     """
 
-    def __init__(self, learning_rate=None, *, momentum: float = 0.0, nesterov: bool = False,
-                 dampening: float = 0.0, weight_decay: float = 0.0):
+    def __init__(self, learning_rate: float | None = None, *, momentum: float = 0.0,
+                 nesterov: bool = False, dampening: float = 0.0,
+                 weight_decay: float = 0.0) -> None:
         self.learning_rate = _check_number("learning_rate", learning_rate, allow_none=True)
         self.weight_decay = _check_number("weight_decay", weight_decay)
         self.state = {}
@@ -230,7 +246,7 @@ class SGD(Optimizer):
         if self.nesterov and (self.momentum == 0.0 or self.dampening != 0.0):
             raise ValueError("Nesterov momentum needs momentum > 0 and dampening == 0")
 
-    def _lr_for(self, layer) -> float:
+    def _lr_for(self, layer: Layer) -> float:
         if self.learning_rate is not None:
             return self.learning_rate
         lr = getattr(layer, "learning_rate", None)
@@ -241,7 +257,8 @@ class SGD(Optimizer):
             )
         return lr
 
-    def _update_param(self, be, param, grad, st, lr):
+    def _update_param(self, be: Backend, param: Array, grad: Array, st: dict,
+                      lr: float | Array) -> Array:
         d = grad
         if self.weight_decay:
             d = d + param * self.weight_decay
@@ -257,7 +274,7 @@ class SGD(Optimizer):
             d = d + buf * self.momentum if self.nesterov else buf
         return be.sub_(param, d * lr)
 
-    def get_config(self):
+    def get_config(self) -> dict:
         return {**super().get_config(), "momentum": self.momentum,
                 "nesterov": self.nesterov, "dampening": self.dampening}
 
@@ -291,13 +308,14 @@ class Adam(Optimizer):
     decoupled_weight_decay = False
 
     def __init__(self, learning_rate: float = 1e-3, *, beta1: float = 0.9,
-                 beta2: float = 0.999, eps: float = 1e-8, weight_decay: float = 0.0):
+                 beta2: float = 0.999, eps: float = 1e-8, weight_decay: float = 0.0) -> None:
         super().__init__(learning_rate, weight_decay=weight_decay)
         self.beta1 = _check_number("beta1", beta1, high=1.0, high_open=True)
         self.beta2 = _check_number("beta2", beta2, high=1.0, high_open=True)
         self.eps = _check_number("eps", eps, low_open=True)
 
-    def _update_param(self, be, param, grad, st, lr):
+    def _update_param(self, be: Backend, param: Array, grad: Array, st: dict,
+                      lr: float | Array) -> Array:
         t = st.get("step", 0) + 1
         st["step"] = t
         g = grad
@@ -308,21 +326,40 @@ class Adam(Optimizer):
                 g = g + param * self.weight_decay
         m = st.get("exp_avg")
         v = st.get("exp_avg_sq")
-        if m is None:  # zero-initialised moments, written without allocating zeros
+        if m is None or v is None:  # zero-initialised moments (set together), without zeros
             m = g * (1.0 - self.beta1)
             v = (g * g) * (1.0 - self.beta2)
         else:
             m = m + (g - m) * (1.0 - self.beta1)
             v = v * self.beta2 + (g * g) * (1.0 - self.beta2)
         st["exp_avg"], st["exp_avg_sq"] = m, v
-        step_size = lr / (1.0 - self.beta1 ** t)
-        bc2_sqrt = math.sqrt(1.0 - self.beta2 ** t)
+        step_size = lr / _one_minus_pow(be.xp, self.beta1, t, param.dtype)
+        bc2_sqrt = _sqrt(be.xp, _one_minus_pow(be.xp, self.beta2, t, param.dtype))
         denom = be.xp.sqrt(v) / bc2_sqrt + self.eps
         return be.sub_(param, (m * step_size) / denom)
 
-    def get_config(self):
+    def get_config(self) -> dict:
         return {**super().get_config(), "beta1": self.beta1, "beta2": self.beta2,
                 "eps": self.eps}
+
+
+def _one_minus_pow(xp: Namespace, beta: float, t: int | Array, dtype: Any) -> float | Array:
+    """``1 - beta ** t``: host arithmetic for an int ``t``, device arithmetic for an array.
+
+    A compiled epoch carries the step count as an integer array; there the
+    bias correction stays on the device, in ``dtype``, written as
+    ``-expm1(t log beta)`` so that float32 keeps its precision (``1 - 0.999``
+    would cancel).
+    """
+    if isinstance(t, int):
+        return 1.0 - beta ** t
+    if beta == 0.0:
+        return 1.0  # t >= 1
+    return -xp.expm1(xp.astype(t, dtype) * math.log(beta))
+
+
+def _sqrt(xp: Namespace, x: float | Array) -> float | Array:
+    return math.sqrt(x) if isinstance(x, float) else xp.sqrt(x)
 
 
 class AdamW(Adam):
@@ -369,11 +406,12 @@ class KeepGrads:
     """
 
     learning_rate = None
+    compilable = True  # it only stores the gradients
 
-    def update(self, layer, grads: dict) -> None:
+    def update(self, layer: Layer, grads: dict) -> None:
         layer.grads = grads
 
-    def step(self, layers) -> None:
+    def step(self, layers: Any) -> None:
         """Nothing to apply."""
 
     def __repr__(self) -> str:
@@ -433,10 +471,8 @@ class StepSchedule:
     [1.0, 1.0, 0.5, 0.5, 0.25]
     """
 
-    def __init__(self, step_size: int, gamma: float = 0.1):
-        if isinstance(step_size, bool) or not isinstance(step_size, int) or step_size < 1:
-            raise ValueError(f"step_size must be a positive int, got {step_size!r}")
-        self.step_size = step_size
+    def __init__(self, step_size: int, gamma: float = 0.1) -> None:
+        self.step_size = check_int(step_size, "step_size", low=1)
         self.gamma = _check_number("gamma", gamma)
 
     def __call__(self, epoch: int) -> float:
@@ -461,10 +497,8 @@ class CosineSchedule:
     [1.0, 0.8536, 0.5, 0.1464]
     """
 
-    def __init__(self, epochs: int, min_multiplier: float = 0.0):
-        if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-            raise ValueError(f"epochs must be a positive int, got {epochs!r}")
-        self.epochs = epochs
+    def __init__(self, epochs: int, min_multiplier: float = 0.0) -> None:
+        self.epochs = check_int(epochs, "epochs", low=1)
         self.min_multiplier = _check_number("min_multiplier", min_multiplier, high=1.0)
 
     def __call__(self, epoch: int) -> float:
@@ -480,7 +514,8 @@ class CosineSchedule:
 SCHEDULES = ("none", "step", "cosine")
 
 
-def get_schedule(name, *, epochs: int, step_size: int | None = None, gamma: float = 0.1):
+def get_schedule(name: str | None, *, epochs: int, step_size: int | None = None,
+                 gamma: float = 0.1) -> Callable[[int], float] | None:
     """A learning-rate schedule by name: a callable ``epoch -> multiplier``, or ``None``.
 
     Parameters
@@ -502,8 +537,7 @@ def get_schedule(name, *, epochs: int, step_size: int | None = None, gamma: floa
     True
     """
     key = "none" if name is None else str(name).strip().lower()
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-        raise ValueError(f"epochs must be a positive int, got {epochs!r}")
+    check_int(epochs, "epochs", low=1)
     if key == "none":
         return None
     if key == "step":

@@ -19,15 +19,21 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from ._io import atomic_write
+
+if TYPE_CHECKING:
+    from .backends import Backend
 
 __all__ = ["plot_history", "plot_examples", "backend_title", "require_matplotlib"]
 
 _CURVES = (("train_acc", "train accuracy"), ("val_acc", "validation accuracy"))
 
 
-def require_matplotlib():
+def require_matplotlib() -> tuple[type, type]:
     """Import matplotlib or raise an ImportError that says how to install it."""
     try:
         import matplotlib  # noqa: F401
@@ -41,7 +47,7 @@ def require_matplotlib():
     return Figure, FigureCanvasAgg
 
 
-def backend_title(backend) -> str:
+def backend_title(backend: Backend | dict | None) -> str:
     """``"numpy / cpu / float32"`` for a Backend (or a dict with those keys)."""
     if backend is None:
         return ""
@@ -51,9 +57,7 @@ def backend_title(backend) -> str:
     return f"{backend.name} / {backend.device_name} / {backend.dtype_name}"
 
 
-def _save(fig, canvas_cls, path) -> Path:
-    from .checkpoint import atomic_write
-
+def _save(fig: Any, canvas_cls: type, path: str | os.PathLike[str]) -> Path:
     canvas_cls(fig)
     path = Path(path)
     with atomic_write(path) as f:
@@ -61,13 +65,14 @@ def _save(fig, canvas_cls, path) -> Path:
     return path
 
 
-def _series(history, key):
+def _series(history: Any, key: str) -> list[float] | None:
     data = history.history if hasattr(history, "history") else history
     values = data.get(key) if isinstance(data, dict) else None
     return None if not values else [float(v) for v in values]
 
 
-def plot_history(history, path, *, title: str | None = None, backend=None) -> Path:
+def plot_history(history: Any, path: str | os.PathLike[str], *, title: str | None = None,
+                 backend: Backend | dict | None = None) -> Path:
     """Plot train and validation accuracy per epoch to a PNG file.
 
     Parameters
@@ -86,8 +91,8 @@ def plot_history(history, path, *, title: str | None = None, backend=None) -> Pa
     pathlib.Path
     """
     Figure, Canvas = require_matplotlib()
-    curves = [(label, _series(history, key)) for key, label in _CURVES]
-    curves = [(label, ys) for label, ys in curves if ys]
+    series = [(label, _series(history, key)) for key, label in _CURVES]
+    curves = [(label, ys) for label, ys in series if ys]
     if not curves:
         raise ValueError(
             "history has no 'train_acc' or 'val_acc' values to plot; train with "
@@ -113,7 +118,8 @@ def plot_history(history, path, *, title: str | None = None, backend=None) -> Pa
     return _save(fig, Canvas, path)
 
 
-def plot_examples(images, labels, path, *, title: str | None = None) -> Path:
+def plot_examples(images: Any, labels: Any, path: str | os.PathLike[str], *,
+                  title: str | None = None) -> Path:
     """The tutorial's 2x2 grid of digits titled with their labels, as a PNG.
 
     Parameters

@@ -45,7 +45,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
         "xpnet.sklearn needs scikit-learn: pip install \"xpnet[sklearn]\""
     ) from exc
 
-from .backend import backend_of, get_backend
+from .backends import backend_of, get_backend
 from .losses import BinaryCrossEntropy, MeanSquaredError, SoftmaxCrossEntropy, _sigmoid, log_softmax
 from .optimizers import SGD, Adam
 

@@ -1,29 +1,39 @@
 """Minibatches, the training step, and the epoch loop behind ``Sequential.fit``.
 
 Everything here is written against the array API standard through a
-:class:`~xpnet.backend.Backend`; nothing imports an array library.
+:class:`~xpnet.backends.Backend`; nothing imports an array library.
 
 The hot loop avoids per-step work nobody needs:
 
 * the dataset is on the device already; one permutation is uploaded per epoch
   and batches are gathered with ``xp.take``;
 * labels are turned into a one-hot matrix once per ``fit``, not per step;
-* the loss is summed on the device and read back every ``check_every`` steps
-  (the divergence guard) and once per epoch, never per step;
-* the first trainable layer does not compute the gradient w.r.t. its input.
+* the loss is summed on the device and read back once per epoch (and checked
+  for NaN/inf then: the divergence guard), plus every ``check_every`` steps
+  when asked; never per step;
+* the first trainable layer does not compute the gradient w.r.t. its input;
+* on a backend that compiles loops (JAX) the whole epoch is one compiled call
+  (:mod:`xpnet._compiled`), which returns the running loss sums for the guard.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Any
 
+from tqdm.auto import tqdm
+
+from ._compiled import CompiledEpoch, compiles_epochs, epoch_cache_key
+from ._random import as_generator
+from ._validation import check_int
+from .backends import backend_of, get_backend
+from .callbacks import CallbackList, History
 from .errors import DivergenceError, ShapeError
-from .initializers import as_generator
 from .losses import _xent_sum_and_grad, one_hot
 
-__all__ = ["iterate_minibatches", "History", "Callback", "train_step"]
+__all__ = ["iterate_minibatches", "FitSettings", "fit_loop", "train_step"]
 
 
 def iterate_minibatches(inputs, targets, batchsize: int, shuffle: bool = False, *,
@@ -43,10 +53,7 @@ def iterate_minibatches(inputs, targets, batchsize: int, shuffle: bool = False, 
     >>> [xb.shape for xb, yb in xpnet.iterate_minibatches(X, y, 4, shuffle=True, rng=0)]
     [(4, 3), (4, 3)]
     """
-    from .backend import backend_of, get_backend
-
-    if isinstance(batchsize, bool) or not isinstance(batchsize, int) or batchsize < 1:
-        raise ValueError(f"batchsize must be a positive int, got {batchsize!r}")
+    check_int(batchsize, "batchsize", low=1)
     if inputs.shape[0] != targets.shape[0]:
         raise ShapeError(
             f"inputs and targets must have the same number of samples, got "
@@ -111,11 +118,116 @@ def _cached_step(steps: dict, be, layers, first: int):
         for layer in layers))
     step_fn = steps.pop(key, None)
     if step_fn is None:
-        step_fn = be.make_train_step(layers, first)
+        step_fn = make_train_step(be, layers, first)
         while len(steps) >= MAX_CACHED_STEPS:
             steps.pop(next(iter(steps)))  # drop the least recently used
     steps[key] = step_fn  # (re)insert as the most recently used
     return step_fn
+
+
+def _cached_epoch(steps: dict, be, layers, first: int):
+    """The compiled epoch for the layers as configured now, or ``None`` (step by step).
+
+    Kept in the same per-model cache as the steps. Learning rates are
+    arguments of a compiled epoch, so they are not part of its key.
+    """
+    if not compiles_epochs(be, layers):
+        return None
+    key = ("epoch", be, first, epoch_cache_key(layers))
+    epoch_fn = steps.pop(key, None)
+    if epoch_fn is None:
+        epoch_fn = CompiledEpoch(be, layers, portable_train_step(be, layers, first))
+        while len(steps) >= MAX_CACHED_STEPS:
+            steps.pop(next(iter(steps)))
+    steps[key] = epoch_fn
+    return epoch_fn
+
+
+def portable_train_step(backend, layers, first_trainable: int):
+    """A callable ``step(X, onehot, idx) -> summed loss``: the portable twin.
+
+    It gathers the batch (:meth:`Backend.take_rows <xpnet.backends.Backend.take_rows>`,
+    ``xp.take`` or a backend's faster equivalent) and runs :func:`train_step`
+    (layers update themselves). :func:`make_train_step` may return a compiled
+    equivalent instead; tests compare the two.
+    """
+    xp = backend.xp
+    take_rows = backend.take_rows
+
+    def step(X, onehot, idx):
+        xb = take_rows(X, idx)
+        tb = take_rows(onehot, idx)
+        return train_step(layers, xp, xb, tb, first_trainable)
+
+    return step
+
+
+def make_train_step(backend, layers, first_trainable: int):
+    """The training loop's ``step(X, onehot, idx) -> summed loss`` for ``layers``.
+
+    On a backend that compiles (:attr:`~xpnet.backends.Backend.compiles`, e.g.
+    ``jax.jit``: eager JAX dispatch costs ~1 ms a step) and layers that are
+    all compilable and optimizer-free, the step is compiled; otherwise it is
+    :func:`portable_train_step`.
+
+    Examples
+    --------
+    >>> import numpy as np, xpnet
+    >>> from xpnet.training import make_train_step
+    >>> be = xpnet.get_backend("numpy", dtype="float64")
+    >>> model = xpnet.Sequential.mlp([3, 2], seed=0, backend=be)
+    >>> step = make_train_step(be, model.layers, 0)
+    >>> X, onehot = be.asarray(np.ones((4, 3))), be.asarray(np.eye(2)[[0, 1, 0, 1]])
+    >>> float(step(X, onehot, be.asarray([0, 1], dtype=be.index_dtype))) > 0
+    True
+    """
+    portable = portable_train_step(backend, layers, first_trainable)
+    if not all(layer.compilable and layer.optimizer is None for layer in layers):
+        return portable  # optimizer state or host randomness lives outside a traced function
+    if backend.captures_graphs:  # recorded once, replayed per batch (CUDA graphs)
+        return backend.capture_step(portable, lambda: [
+            getattr(layer, name) for layer in layers for name in layer.param_names])
+    if not backend.compiles:
+        return portable
+    return _compiled_train_step(backend, layers, portable)
+
+
+def _compiled_train_step(backend, layers, portable):
+    """``backend.compile`` of ``portable``, made pure by passing parameters explicitly.
+
+    The layers' own ``_forward``/``_backward`` are traced once with their
+    parameters swapped for the compiler's placeholders, so the compiled step
+    runs exactly the portable math; parameters go in and come out as
+    explicit arguments. Learning rates are baked in as constants
+    (:func:`_cached_step` asks for a new step when they change).
+    """
+    names = [layer.param_names for layer in layers]
+
+    def get_params():
+        return [tuple(getattr(layer, n) for n in ns) for layer, ns in zip(layers, names)]
+
+    def set_params(params):
+        for layer, ns, ps in zip(layers, names, params):
+            for n, p in zip(ns, ps):
+                setattr(layer, n, p)
+
+    def pure_step(params, X, onehot, idx):
+        saved = get_params()
+        try:
+            set_params(params)
+            loss = portable(X, onehot, idx)
+            return loss, get_params()
+        finally:
+            set_params(saved)  # never leave placeholders (tracers) on the layers
+
+    compiled = backend.compile(pure_step)
+
+    def step(X, onehot, idx):
+        loss, params = compiled(get_params(), X, onehot, idx)
+        set_params(params)
+        return loss
+
+    return step
 
 
 def first_trainable_index(layers) -> int:
@@ -126,142 +238,164 @@ def first_trainable_index(layers) -> int:
     return len(layers)
 
 
-class Callback:
-    """Hooks called by :meth:`Sequential.fit`. Override what you need.
+@dataclass(frozen=True)
+class FitSettings:
+    """The arguments of :meth:`Sequential.fit <xpnet.Sequential.fit>`, validated once.
 
-    A callback may set ``model.stop_training = True`` to end training after
-    the current epoch (early stopping does this).
+    ``fit`` checks its arguments and the data, then hands one of these to
+    :func:`fit_loop`, which trusts it.
+
+    Attributes
+    ----------
+    epochs, batch_size : int
+        At least 1 each.
+    rng : numpy.random.Generator
+        Host generator of the batch orders.
+    shuffle : bool
+        Draw a new batch order from ``rng`` every epoch.
+    check_every : int
+        Also read the loss back every this many steps (0: only at the end of
+        each epoch, where it is read anyway).
+    train_accuracy : bool
+        Record the accuracy on the whole training set after each epoch.
+    progress : bool
+        Show a tqdm bar per epoch.
+    validation_data : (X_val, y_val) or None
+    start_epoch : int
+        0-based number of the first epoch (a continued history goes on counting).
+    distributed : communicator or None
+        An :mod:`xpnet.distributed` communicator: data-parallel epochs
+        (``xpnet._distributed_fit``); ``None``: this process alone.
     """
 
-    def on_train_begin(self, model, logs=None):
-        pass
+    epochs: int
+    batch_size: int
+    rng: Any  # a host numpy.random.Generator (the training math never touches NumPy)
+    shuffle: bool = True
+    check_every: int = 100
+    train_accuracy: bool = True
+    progress: bool = False
+    validation_data: tuple | None = None
+    start_epoch: int = 0
+    distributed: Any = None
 
-    def on_epoch_begin(self, model, epoch, logs=None):
-        pass
 
-    def on_epoch_end(self, model, epoch, logs=None):
-        pass
+def fit_loop(model, X, y, settings: FitSettings, callbacks: CallbackList,
+             history: History, *, epoch_runner=None) -> History:
+    """The epoch loop of :meth:`Sequential.fit` (everything already validated).
 
-    def on_train_end(self, model, logs=None):
-        pass
-
-
-@dataclass
-class History:
-    """Per-epoch records returned by :meth:`Sequential.fit`.
-
-    ``history["val_acc"]`` is the list of validation accuracies, one per epoch;
-    keys are ``epoch``, ``loss``, ``train_acc``, ``val_acc``, ``val_loss`` and
-    ``seconds`` (those that were computed).
+    Fills and returns ``history``; ``callbacks`` see every epoch, and their
+    ``on_train_end`` runs also after an error or Ctrl-C, so they can restore
+    what they changed (the learning-rate scheduler puts the base rates back).
+    ``epoch_runner(model, X, y, settings) -> (epoch -> logs)`` replaces
+    :func:`_epoch_runner` (data-parallel fit passes its own).
     """
-
-    history: dict = field(default_factory=dict)
-
-    def append(self, logs: dict) -> None:
-        for key, value in logs.items():
-            self.history.setdefault(key, []).append(value)
-
-    def __getitem__(self, key):
-        return self.history[key]
-
-    def __contains__(self, key):
-        return key in self.history
-
-    def __len__(self):
-        return len(self.history.get("epoch", []))
-
-    @property
-    def epochs(self) -> list:
-        return self.history.get("epoch", [])
-
-    def last(self) -> dict:
-        return {k: v[-1] for k, v in self.history.items() if v}
-
-
-def fit_loop(model, X, y, *, epochs, batch_size, shuffle, rng, validation_data,
-             callbacks, progress, check_every, train_accuracy, history=None,
-             start_epoch: int = 0, desc_prefix: str = "") -> History:
-    """The epoch loop of :meth:`Sequential.fit` (arguments already validated)."""
-    be = model.backend
-    xp = be.xp
-    layers = loss_layers(model.layers)
-    n_classes = model.n_outputs
-    onehot = one_hot(y, n_classes, dtype=be.dtype, xp=xp)  # once per fit
-    first = first_trainable_index(layers)
-    n = X.shape[0]
-    n_steps = max(n // batch_size, 0)
-    rng = as_generator(rng)
-    history = History() if history is None else history
     model.stop_training = False
-    bar = None
-    # Compiled steps are kept on the model, so a second fit() does not re-trace.
-    steps = model.__dict__.setdefault("_train_steps", {})
-    for cb in callbacks:
-        cb.on_train_begin(model)
+    callbacks.on_train_begin(model)
     try:
-        for epoch in range(start_epoch, start_epoch + epochs):
-            for cb in callbacks:
-                cb.on_epoch_begin(model, epoch)
-            t0 = time.perf_counter()
-            step_fn = _cached_step(steps, be, layers, first)
-            if shuffle:  # one host permutation, one upload per epoch
-                order = be.asarray(rng.permutation(n), dtype=be.index_dtype)
-            else:
-                order = xp.arange(n, dtype=be.index_dtype, device=be.device)
-            total = be.zeros(())
-            bar = _progress(n_steps, f"{desc_prefix}epoch {epoch + 1}", progress)
-            for step in range(n_steps):
-                lo = step * batch_size
-                total = total + step_fn(X, onehot, order[lo:lo + batch_size])
-                if check_every and (step + 1) % check_every == 0:
-                    _guard(float(total), epoch, step, check_every)
-                if bar is not None:
-                    bar.update(1)
-            loss_sum = float(total)  # the one read-back of the epoch
-            if bar is not None:
-                bar.close()
-                bar = None
-            if check_every:
-                _guard(loss_sum, epoch, n_steps - 1, check_every)
-            seconds = time.perf_counter() - t0
-            logs = {"epoch": epoch + 1,
-                    "loss": loss_sum / max(n_steps * batch_size, 1),
-                    "seconds": seconds}
-            if train_accuracy:
-                logs["train_acc"] = model._accuracy(X, y)
-            if validation_data is not None:
-                scores = model._scores(*validation_data)  # checked once, in fit
-                logs["val_loss"], logs["val_acc"] = scores["loss"], scores["accuracy"]
+        epoch_of = (epoch_runner or _epoch_runner)(model, X, y, settings)
+        for epoch in range(settings.start_epoch, settings.start_epoch + settings.epochs):
+            callbacks.on_epoch_begin(model, epoch)
+            logs = epoch_of(epoch)
             history.append(logs)
-            for cb in callbacks:
-                cb.on_epoch_end(model, epoch, logs)
+            callbacks.on_epoch_end(model, epoch, logs)
             if model.stop_training:
                 break
     finally:
-        if bar is not None:  # interrupted mid-epoch: leave the terminal clean
-            bar.close()
-        # Also after an error or Ctrl-C, so callbacks can restore what they changed
-        # (the learning-rate scheduler puts the base rates back).
-        for cb in callbacks:
-            cb.on_train_end(model, history.last() if len(history) else {})
+        callbacks.on_train_end(model, history.last() if len(history) else {})
     return history
 
 
+def _epoch_runner(model, X, y, settings: FitSettings):
+    """A function ``epoch -> logs`` that trains one epoch and scores it."""
+    be = model.backend
+    xp = be.xp
+    layers = loss_layers(model.layers)
+    onehot = one_hot(y, model.n_outputs, dtype=be.dtype, xp=xp)  # once per fit
+    first = first_trainable_index(layers)
+    n = X.shape[0]
+    batch_size = settings.batch_size
+    n_steps = max(n // batch_size, 0)
+    check_every = settings.check_every
+
+    def run_epoch(epoch: int) -> dict:
+        t0 = time.perf_counter()
+        # Compiled steps and epochs are kept on the model, so a second fit() does not re-trace.
+        epoch_fn = _cached_epoch(model._train_steps, be, layers, first)
+        if settings.shuffle:  # one host permutation, one upload per epoch
+            order = be.asarray(settings.rng.permutation(n), dtype=be.index_dtype)
+        else:
+            order = xp.arange(n, dtype=be.index_dtype, device=be.device)
+        total = be.zeros(())
+        with _progress(n_steps, f"epoch {epoch + 1}", settings.progress) as bar:
+            if epoch_fn is not None:  # the whole epoch in one call; the guard reads its sums
+                total = _guarded_sums(epoch_fn(X, onehot, order, n_steps, batch_size),
+                                      epoch, check_every)
+                bar.update(n_steps)
+            else:
+                step_fn = _cached_step(model._train_steps, be, layers, first)
+                for step in range(n_steps):
+                    lo = step * batch_size
+                    total = total + step_fn(X, onehot, order[lo:lo + batch_size])
+                    if check_every and (step + 1) % check_every == 0:
+                        _guard(float(total), epoch, step, check_every)
+                    bar.update(1)
+        loss_sum = float(total)  # the one read-back of the epoch: always checked
+        _guard(loss_sum, epoch, n_steps - 1, check_every)
+        logs = {"epoch": epoch + 1, "loss": loss_sum / max(n_steps * batch_size, 1),
+                "seconds": time.perf_counter() - t0}
+        if settings.train_accuracy:
+            logs["train_acc"] = model._accuracy(X, y)
+        if settings.validation_data is not None:
+            scores = model._scores(*settings.validation_data)  # checked once, in fit
+            logs["val_loss"], logs["val_acc"] = scores["loss"], scores["accuracy"]
+        return logs
+
+    return run_epoch
+
+
+def _guarded_sums(running: list, epoch: int, check_every: int) -> float:
+    """The epoch's loss sum from the running sums of a compiled epoch, checked as the loop would."""
+    if check_every:
+        for step in range(check_every - 1, len(running), check_every):
+            _guard(running[step], epoch, step, check_every)
+    return running[-1] if running else 0.0
+
+
 def _guard(value: float, epoch: int, step: int, check_every: int) -> None:
-    if not math.isfinite(value):
-        lo = max(step + 1 - check_every, 0)
-        raise DivergenceError(
-            f"training diverged: the loss became {value} in epoch {epoch + 1}, between "
-            f"steps {lo + 1} and {step + 1} (checked every {check_every} steps). "
-            "Lower the learning rate (e.g. by 10x), check the inputs for NaN/inf, "
-            "or pass check_every=0 to disable this guard."
-        )
+    """Stop with :class:`DivergenceError` if the loss summed up to ``step`` is NaN/inf.
+
+    ``check_every=0`` means the loss is read at the end of each epoch only.
+    """
+    if math.isfinite(value):
+        return
+    if check_every:
+        first, how = max(step + 1 - check_every, 0) + 1, f"checked every {check_every} steps"
+    else:
+        first, how = 1, "checked at the end of each epoch"
+    raise DivergenceError(
+        f"training diverged: the loss became {value} in epoch {epoch + 1}, between "
+        f"steps {first} and {step + 1} ({how}). Lower the learning rate (e.g. by 10x) "
+        "or check the inputs for NaN/inf."
+    )
 
 
-def _progress(total, desc, enabled):
+class _NoBar:
+    """Stands in for a progress bar when none is shown."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def update(self, n: int = 1) -> None:
+        pass
+
+
+def _progress(total: int, desc: str, enabled: bool):
+    """A tqdm bar used as a context manager (closed also when interrupted), or none."""
     if not enabled:
-        return None
-    from tqdm.auto import tqdm
-
+        return _NoBar()
     return tqdm(total=total, desc=desc, unit="batch", leave=False, dynamic_ncols=True,
                 mininterval=0.25)

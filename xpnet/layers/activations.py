@@ -7,8 +7,10 @@ on its arguments only, never on the last ``forward`` call.
 
 from __future__ import annotations
 
-import math
-
+from .._typing import Array
+from .._validation import check_number
+from ..backends import Backend
+from ..errors import ShapeError
 from .base import Layer
 
 __all__ = ["Sigmoid", "Tanh", "LeakyReLU", "Softmax"]
@@ -29,16 +31,16 @@ class Sigmoid(Layer):
     array([[0.        , 0.5       , 0.88079708]])
     """
 
-    def _sigmoid(self, x):
+    def _sigmoid(self, x: Array) -> Array:
         xp = self.xp
         e = xp.exp(-xp.abs(x))
         inv = 1.0 / (1.0 + e)
         return xp.where(x >= 0, inv, e * inv)
 
-    def _forward(self, input):
+    def _forward(self, input: Array) -> Array:
         return self._sigmoid(input)
 
-    def _backward(self, input, grad_output, need_input_grad=True):
+    def _backward(self, input: Array, grad_output: Array, need_input_grad: bool = True) -> Array:
         s = self._sigmoid(input)
         return grad_output * (s * (1.0 - s))
 
@@ -54,10 +56,10 @@ class Tanh(Layer):
     array([[0.        , 0.76159416]])
     """
 
-    def _forward(self, input):
+    def _forward(self, input: Array) -> Array:
         return self.xp.tanh(input)
 
-    def _backward(self, input, grad_output, need_input_grad=True):
+    def _backward(self, input: Array, grad_output: Array, need_input_grad: bool = True) -> Array:
         t = self.xp.tanh(input)
         return grad_output * (1.0 - t * t)
 
@@ -80,20 +82,17 @@ class LeakyReLU(Layer):
     array([[-0.2,  3. ]])
     """
 
-    def __init__(self, negative_slope: float = 0.01, *, backend=None):
+    def __init__(self, negative_slope: float = 0.01, *, backend: Backend | str | None = None) -> None:
         super().__init__(backend=backend)
-        if isinstance(negative_slope, bool) or not isinstance(negative_slope, (int, float)) \
-                or not math.isfinite(negative_slope):
-            raise ValueError(f"negative_slope must be a finite number, got {negative_slope!r}")
-        self.negative_slope = float(negative_slope)
+        self.negative_slope = check_number(negative_slope, "negative_slope")
 
-    def _forward(self, input):
+    def _forward(self, input: Array) -> Array:
         return self.xp.where(input > 0, input, input * self.negative_slope)
 
-    def _backward(self, input, grad_output, need_input_grad=True):
+    def _backward(self, input: Array, grad_output: Array, need_input_grad: bool = True) -> Array:
         return self.xp.where(input > 0, grad_output, grad_output * self.negative_slope)
 
-    def get_config(self):
+    def get_config(self) -> dict:
         return {"negative_slope": self.negative_slope}
 
 
@@ -123,19 +122,17 @@ class Softmax(Layer):
     #: A final Softmax is fused with the softmax cross-entropy loss (see above).
     fused_with_loss = True
 
-    def _check_input(self, input, name):
+    def _check_input(self, input: Array, name: str) -> None:
         self.backend.check_array(input, name)
         if input.ndim < 1:
-            from ..errors import ShapeError
-
             raise ShapeError(f"{name} must have at least one axis for Softmax, got a 0-d array")
 
-    def _forward(self, input):
+    def _forward(self, input: Array) -> Array:
         xp = self.xp
         e = xp.exp(input - xp.max(input, axis=-1, keepdims=True))
         return e / xp.sum(e, axis=-1, keepdims=True)
 
-    def _backward(self, input, grad_output, need_input_grad=True):
+    def _backward(self, input: Array, grad_output: Array, need_input_grad: bool = True) -> Array:
         s = self._forward(input)
         gs = grad_output * s
         return gs - s * self.xp.sum(gs, axis=-1, keepdims=True)

@@ -2,9 +2,57 @@
 
 from __future__ import annotations
 
-from ..backend import Backend, get_backend
+from typing import Any, Protocol
 
-__all__ = ["Layer"]
+from .._typing import Array
+from ..backends import Backend, get_backend
+from ..errors import ShapeError
+
+__all__ = ["Layer", "layers_of"]
+
+
+class _Updater(Protocol):
+    """What a layer needs of its optimizer (:class:`xpnet.optimizers.Optimizer`;
+    named structurally because ``optimizers`` imports this module)."""
+
+    def update(self, layer: Any, grads: dict) -> None: ...
+
+
+def layers_of(model: Any, name: str = "network", *, allow_empty: bool = False) -> list[Layer]:
+    """The layers of ``model`` (a ``Sequential`` or any iterable of layers) as a checked list.
+
+    Parameters
+    ----------
+    model : Sequential or iterable of Layer
+        Anything with a ``layers`` attribute is read through it.
+    name : str
+        How the messages call ``model``.
+    allow_empty : bool
+        Whether no layers at all is acceptable.
+
+    Examples
+    --------
+    >>> import xpnet
+    >>> from xpnet.layers.base import layers_of
+    >>> layers_of([xpnet.ReLU(backend="numpy")])
+    [ReLU()]
+    >>> layers_of([xpnet.ReLU(backend="numpy"), "relu"])
+    Traceback (most recent call last):
+    ...
+    TypeError: network[1] must be an xpnet Layer, got str
+    """
+    try:
+        layers = list(getattr(model, "layers", model))
+    except TypeError:
+        raise TypeError(
+            f"{name} must be a Sequential or a list of Layers, got {type(model).__name__}"
+        ) from None
+    if not layers and not allow_empty:
+        raise ValueError(f"{name} must contain at least one layer, got an empty list")
+    for i, layer in enumerate(layers):
+        if not isinstance(layer, Layer):
+            raise TypeError(f"{name}[{i}] must be an xpnet Layer, got {type(layer).__name__}")
+    return layers
 
 
 class Layer:
@@ -30,47 +78,47 @@ class Layer:
     #: True for a final layer the loss absorbs (Softmax): training and ``evaluate``
     #: feed the softmax cross-entropy with this layer's *input*, the logits.
     fused_with_loss = False
+    #: The plain SGD step size of a layer with parameters (set by its ``__init__``).
+    learning_rate: float
 
     def __init__(self, *, backend: Backend | str | None = None):
         self.backend = get_backend(backend)
         self.xp = self.backend.xp
         self.grads: dict = {}
-        self.optimizer = None  # None: plain SGD step inside backward (the seed)
+        self.optimizer: _Updater | None = None  # None: plain SGD step inside backward (the seed)
 
     # -- public, validated API (the tutorial's) ----------------------------
-    def forward(self, input):
+    def forward(self, input: Array) -> Array:
         """Compute the layer's output for a batch ``input`` of shape (n, ...)."""
         self._check_input(input, "input")
         return self._forward(input)
 
-    def backward(self, input, grad_output):
+    def backward(self, input: Array, grad_output: Array) -> Array:
         """Return d loss / d input, updating parameters (if any) on the way."""
         self._check_input(input, "input")
         self.backend.check_array(grad_output, "grad_output", ndim=input.ndim)
         if tuple(grad_output.shape) != self.output_shape_for(tuple(input.shape)):
-            from ..errors import ShapeError
-
             raise ShapeError(
                 f"grad_output must have the layer output's shape "
                 f"{self.output_shape_for(tuple(input.shape))}, got {tuple(grad_output.shape)}"
             )
         return self._backward(input, grad_output, True)
 
-    def __call__(self, input):
+    def __call__(self, input: Array) -> Array:
         return self.forward(input)
 
     # -- to override ----------------------------------------------------------
-    def _forward(self, input):
+    def _forward(self, input: Array) -> Array:
         return input
 
-    def _backward(self, input, grad_output, need_input_grad: bool):
+    def _backward(self, input: Array, grad_output: Array, need_input_grad: bool) -> Array:
         return grad_output
 
     def output_shape_for(self, input_shape: tuple) -> tuple:
         """Shape of the output for an input of ``input_shape``."""
         return input_shape
 
-    def _check_input(self, input, name):
+    def _check_input(self, input: Array, name: str) -> None:
         self.backend.check_array(input, name)
 
     # -- parameters -----------------------------------------------------------
@@ -79,7 +127,7 @@ class Layer:
         """Trainable parameters by name (the arrays themselves, not copies)."""
         return {n: getattr(self, n) for n in self.param_names}
 
-    def set_param(self, name: str, value) -> None:
+    def set_param(self, name: str, value: Array) -> None:
         """Replace parameter ``name`` (optimizers use this, so JAX works too)."""
         setattr(self, name, value)
 
@@ -92,13 +140,13 @@ class Layer:
             total += size
         return total
 
-    def to(self, backend) -> "Layer":
-        """Move the layer's parameters to ``backend`` (through the host, once)."""
+    def to(self, backend: Backend | str | None) -> Layer:
+        """Move the layer's parameters to ``backend`` (a copy each: on the device
+        when both backends share one, through DLPack; else through the host)."""
         backend = get_backend(backend)
         if backend != self.backend:
             for n in self.param_names:
-                host = self.backend.to_numpy(getattr(self, n))
-                setattr(self, n, backend.asarray(host))
+                setattr(self, n, backend.transfer_from(self.backend, getattr(self, n)))
             self.backend = backend
             self.xp = backend.xp
             self.grads = {}
@@ -120,6 +168,33 @@ class Layer:
             lr_grads = {n: g * lr for n, g in grads.items()}
         for n, g in lr_grads.items():
             setattr(self, n, be.sub_(getattr(self, n), g))
+
+    @classmethod
+    def param_shapes(cls, config: dict) -> dict | None:
+        """Shapes of the parameters that ``cls(**config)`` would have, without building it.
+
+        Checkpoints compare them with the stored arrays before building
+        anything, so a header cannot make loading allocate more than the file
+        holds. ``None`` means "unknown until built" (the default for a layer
+        with parameters; xpnet's own layers override this).
+        """
+        return {} if not cls.param_names else None
+
+    @classmethod
+    def from_config(cls, config: dict, params: dict | None = None, *,
+                    backend: Backend | str | None = None) -> Layer:
+        """Rebuild a layer from :meth:`get_config`, with ``params`` (host arrays by name).
+
+        Layers that initialise parameters override this to take ``params``
+        instead of drawing fresh values.
+        """
+        layer = cls(**config, backend=backend)
+        layer._set_host_params(params or {})
+        return layer
+
+    def _set_host_params(self, params: dict) -> None:
+        for name, host in params.items():
+            self.set_param(name, self.backend.asarray(host))
 
     def get_config(self) -> dict:
         """Constructor arguments (JSON-able) that rebuild this layer: ``type(self)(**config)``.

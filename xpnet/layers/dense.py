@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from .._random import as_generator
+from .._typing import Array, Initializer, SeedLike
+from .._validation import check_int, check_number
+from ..backends import Backend
 from ..errors import ShapeError
-from ..initializers import as_generator, get_initializer
+from ..initializers import get_initializer
 from .base import Layer
 
 __all__ = ["Dense"]
@@ -39,24 +43,33 @@ class Dense(Layer):
     param_names = ("weights", "biases")
 
     def __init__(self, input_units: int, output_units: int, learning_rate: float = 0.1,
-                 *, init="seed", rng=None, backend=None):
+                 *, init: str | Initializer = "seed", rng: SeedLike = None,
+                 backend: Backend | str | None = None) -> None:
         super().__init__(backend=backend)
-        for arg, value in (("input_units", input_units), ("output_units", output_units)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{arg} must be a positive int, got {value!r}")
-        if isinstance(learning_rate, bool) or not isinstance(learning_rate, (int, float)) \
-                or not learning_rate >= 0 or learning_rate == float("inf"):
-            raise ValueError(
-                f"learning_rate must be a finite number >= 0, got {learning_rate!r}"
-            )
-        self.input_units = input_units
-        self.output_units = output_units
-        self.learning_rate = float(learning_rate)
+        self.input_units = check_int(input_units, "input_units", low=1)
+        self.output_units = check_int(output_units, "output_units", low=1)
+        self.learning_rate = check_number(learning_rate, "learning_rate", low=0)
         host_w = get_initializer(init)(as_generator(rng), (input_units, output_units))
         self.weights = self.backend.asarray(host_w)  # drawn in float64, cast once
         self.biases = self.backend.zeros((output_units,))
 
-    def _check_input(self, input, name):
+    @classmethod
+    def param_shapes(cls, config: dict) -> dict | None:
+        n_in = check_int(config.get("input_units"), "input_units", low=1)
+        n_out = check_int(config.get("output_units"), "output_units", low=1)
+        return {"weights": (n_in, n_out), "biases": (n_out,)}
+
+    @classmethod
+    def from_config(cls, config: dict, params: dict | None = None, *,
+                    backend: Backend | str | None = None) -> Layer:
+        if not params:
+            return super().from_config(config, backend=backend)
+        weights = params["weights"]  # taken as the "initializer": nothing is drawn
+        layer = cls(**config, init=lambda rng, shape: weights, backend=backend)
+        layer._set_host_params({"biases": params["biases"]})
+        return layer
+
+    def _check_input(self, input: Array, name: str) -> None:
         self.backend.check_array(input, name, ndim=2)
         if input.shape[1] != self.input_units:
             raise ShapeError(
@@ -64,13 +77,13 @@ class Dense(Layer):
                 f"Dense({self.input_units}, {self.output_units}), got {tuple(input.shape)}"
             )
 
-    def output_shape_for(self, input_shape):
+    def output_shape_for(self, input_shape: tuple) -> tuple:
         return (input_shape[0], self.output_units)
 
-    def _forward(self, input):
+    def _forward(self, input: Array) -> Array:
         return self.backend.affine(input, self.weights, self.biases)  # input @ W + b
 
-    def _backward(self, input, grad_output, need_input_grad=True):
+    def _backward(self, input: Array, grad_output: Array, need_input_grad: bool = True) -> Array:
         # d loss / d input uses the weights *before* the update, as in the seed.
         grad_input = grad_output @ self.weights.T if need_input_grad else None
         if self.optimizer is None:
@@ -85,9 +98,9 @@ class Dense(Layer):
                                 "biases": self.xp.sum(grad_output, axis=0)})
         return grad_input
 
-    def get_config(self):
+    def get_config(self) -> dict:
         return {"input_units": self.input_units, "output_units": self.output_units,
                 "learning_rate": self.learning_rate}
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         return f"{self.input_units}, {self.output_units}, learning_rate={self.learning_rate}"

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import math
-
-from ..errors import ShapeError, XpnetError
-from ..initializers import as_generator, dropout_keep_mask
+from .._random import as_generator, dropout_keep_mask
+from .._typing import Array, SeedLike
+from .._validation import check_number
+from ..backends import Backend
+from ..errors import ShapeError, StateError
 from .base import Layer
 
 __all__ = ["Dropout"]
@@ -59,12 +60,11 @@ class Dropout(Layer):
     #: The mask is a host draw per step: a compiled (traced) step would freeze it.
     compilable = False
 
-    def __init__(self, rate: float = 0.5, *, rng=None, backend=None):
+    def __init__(self, rate: float = 0.5, *, rng: SeedLike = None,
+                 backend: Backend | str | None = None) -> None:
         super().__init__(backend=backend)
-        if isinstance(rate, bool) or not isinstance(rate, (int, float)) \
-                or not math.isfinite(rate) or not 0.0 <= rate < 1.0:
-            raise ValueError(f"rate must be a number in [0, 1), got {rate!r}")
-        self.rate = float(rate)
+        self.rate = check_number(rate, "rate", low=0.0, high=1.0, high_open=True,
+                                 expected="a number in [0, 1)")
         self._seed = int(rng) if isinstance(rng, int) and not isinstance(rng, bool) else None
         self._rng = as_generator(rng)
         self._scale = 1.0 / (1.0 - self.rate)
@@ -72,14 +72,14 @@ class Dropout(Layer):
         self.training = True
 
     # -- mode -------------------------------------------------------------------
-    def train(self, mode: bool = True) -> "Dropout":
+    def train(self, mode: bool = True) -> Dropout:
         """Set training mode (``mode=True``) or evaluation mode; returns ``self``."""
         self.training = bool(mode)
         if not self.training:
             self._mask = None
         return self
 
-    def eval(self) -> "Dropout":
+    def eval(self) -> Dropout:
         """Evaluation mode: forward and backward are the identity; returns ``self``."""
         return self.train(False)
 
@@ -87,19 +87,19 @@ class Dropout(Layer):
         return self.training and self.rate > 0.0
 
     # -- math --------------------------------------------------------------------
-    def _forward(self, input):
+    def _forward(self, input: Array) -> Array:
         if not self._active():
             return input
         keep = dropout_keep_mask(self._rng, tuple(input.shape), self.rate)
         self._mask = self.backend.asarray(keep, dtype=self.xp.bool)
         return self.xp.where(self._mask, input * self._scale, 0.0)
 
-    def _backward(self, input, grad_output, need_input_grad=True):
+    def _backward(self, input: Array, grad_output: Array, need_input_grad: bool = True) -> Array:
         if not self._active():
             return grad_output
         mask = self._mask
         if mask is None:
-            raise XpnetError(
+            raise StateError(
                 "Dropout.backward needs the mask of a preceding forward call in training "
                 "mode; call forward(input) first (or eval() for the identity)"
             )
@@ -110,10 +110,10 @@ class Dropout(Layer):
             )
         return self.xp.where(mask, grad_output * self._scale, 0.0)
 
-    def to(self, backend) -> "Dropout":
+    def to(self, backend: Backend | str | None) -> Dropout:
         super().to(backend)
         self._mask = None
         return self
 
-    def get_config(self):
+    def get_config(self) -> dict:
         return {"rate": self.rate, "rng": self._seed}

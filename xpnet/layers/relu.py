@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .._typing import Array
 from .base import Layer
 
 __all__ = ["ReLU"]
@@ -18,11 +19,10 @@ class ReLU(Layer):
     array([[0., 2.]], dtype=float32)
     """
 
-    def _forward(self, input):
-        return self.xp.maximum(input, 0.0)
+    def _forward(self, input: Array) -> Array:
+        return self.backend.relu(input)  # xp.maximum(input, 0.0), or the library's own
 
-    def _backward(self, input, grad_output, need_input_grad=True):
-        # grad * (x > 0): the standard forbids bool * float, so cast the mask.
-        # (Twice as fast as xp.where(mask, grad, 0.0) on NumPy.)
-        xp = self.xp
-        return grad_output * xp.astype(input > 0, grad_output.dtype)
+    def _backward(self, input: Array, grad_output: Array, need_input_grad: bool = True) -> Array:
+        # grad * (x > 0); the portable version casts the mask (the standard forbids
+        # bool * float), which is twice as fast as xp.where(mask, grad, 0.0) on NumPy.
+        return self.backend.relu_backward(input, grad_output)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+from .._typing import Array
 from ..errors import ShapeError
 from .base import Layer
 
@@ -27,7 +28,7 @@ class Flatten(Layer):
     (5, 2, 3)
     """
 
-    def _check_input(self, input, name):
+    def _check_input(self, input: Array, name: str) -> None:
         self.backend.check_array(input, name)
         if input.ndim < 2:
             raise ShapeError(
@@ -35,16 +36,16 @@ class Flatten(Layer):
                 f"Flatten, got shape {tuple(input.shape)}"
             )
 
-    def output_shape_for(self, input_shape):
+    def output_shape_for(self, input_shape: tuple) -> tuple:
         return (input_shape[0], math.prod(input_shape[1:]))
 
-    def _forward(self, input):
+    def _forward(self, input: Array) -> Array:
         return self.xp.reshape(input, self.output_shape_for(tuple(input.shape)))
 
-    def _backward(self, input, grad_output, need_input_grad=True):
+    def _backward(self, input: Array, grad_output: Array, need_input_grad: bool = True) -> Array:
         return self.xp.reshape(grad_output, tuple(input.shape))
 
-    def backward(self, input, grad_output):
+    def backward(self, input: Array, grad_output: Array) -> Array:
         """Return ``grad_output`` reshaped to ``input``'s shape (validated).
 
         Overrides :meth:`Layer.backward`, whose check assumes the output has as

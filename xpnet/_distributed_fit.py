@@ -1,0 +1,387 @@
+"""Data-parallel ``fit``, ``predict`` and ``evaluate`` over an :mod:`xpnet.distributed` communicator.
+
+:meth:`Sequential.fit(..., distributed=comm) <xpnet.Sequential.fit>` runs the
+epochs of :func:`distributed_epoch_runner` instead of the single-process ones;
+``predict`` and ``evaluate`` with ``distributed=comm`` call
+:func:`sharded_predict` and :func:`sharded_scores`. With ``distributed=None``
+nothing here runs, so one process keeps its fused, compiled step.
+
+Synchronous data parallelism, as in PyTorch's DDP:
+
+* before the first epoch the ranks agree on the data (size, shape, dtype, a
+  fingerprint of the values) and settings, rank 0's parameters are broadcast
+  and checked bitwise equal everywhere;
+* every rank draws the same permutation and takes its contiguous slice of
+  each global batch (:meth:`~xpnet.distributed.MPICommunicator.local_order`);
+* a step is split: forward and backward only *compute* gradients (a
+  :class:`~xpnet.optimizers.KeepGrads` stands in for each layer's optimizer),
+  one fused mean-allreduce of all gradients follows the whole backward pass,
+  then the optimizer step. The gradient of the local mean loss, averaged over
+  ranks, is the gradient of the global-batch mean loss, so the result is the
+  single-process one up to rounding. Layers without an optimizer (the seed's
+  in-backward SGD) are stepped by ``SGD()``, which reads each layer's
+  ``learning_rate``: the same update, rounded differently;
+* the loss (for the divergence guard and the logs), the training accuracy and
+  the validation scores are reduced over ranks, so every rank sees the same
+  logs, takes the same callback decisions and stops together;
+* only rank 0 shows a progress bar.
+
+Communication cannot run inside a compiled function: on a backend that
+compiles (JAX), the forward/backward pass that computes the gradients is
+compiled (:func:`make_gradient_fn`), and the allreduce and the optimizer step
+run eagerly between two calls of it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from ._typing import Array
+from .distributed import Communicator, DistributedError
+from .errors import StateError
+from .losses import _xent_sum_and_grad, one_hot
+from .optimizers import SGD, KeepGrads
+from .training import (
+    FitSettings,
+    _guard,
+    _progress,
+    first_trainable_index,
+    loss_layers,
+    train_step,
+)
+
+if TYPE_CHECKING:
+    from .backends import Backend
+    from .layers.base import Layer
+
+_T = TypeVar("_T")
+
+__all__ = ["check_fit_agreement", "distributed_epoch_runner", "sharded_predict",
+           "sharded_scores", "check_inputs_agree", "shard_rows"]
+
+#: Rows of X whose bytes enter the data fingerprint (with every label).
+FINGERPRINT_ROWS = 16
+
+
+def _shape_of(x: Any) -> tuple | None:
+    shape = getattr(x, "shape", None)
+    return None if shape is None else tuple(int(d) for d in shape)
+
+
+def check_communicator(comm: Any) -> None:
+    """A TypeError unless ``comm`` is an :mod:`xpnet.distributed` communicator."""
+    needed = ("allreduce_mean_", "allreduce_scalar", "check_same", "allgather", "local_order")
+    if isinstance(comm, bool) or not all(callable(getattr(comm, m, None)) for m in needed):
+        raise TypeError(
+            f"distributed must be a communicator from xpnet.distributed.init() (or None), "
+            f"got {type(comm).__name__}"
+        )
+
+
+def check_fit_agreement(comm: Communicator, model: Any, X: Any, y: Any, *, epochs: Any,
+                        batch_size: Any, seed: Any, shuffle: Any, optimizer: Any,
+                        validation_data: Any = None) -> None:
+    """Fail on every rank, before training, unless all ranks got the same data shapes and settings.
+
+    Only shapes, dtypes and settings are compared here (nothing is read back),
+    so it can run before the data are validated; the values are compared by
+    :func:`distributed_epoch_runner` once they are. A global batch that the
+    number of ranks does not divide is refused too.
+    """
+    check_communicator(comm)
+    be = model.backend
+    seed_key = seed if isinstance(seed, int) else type(seed).__name__
+    comm.check_same(
+        {"X shape": _shape_of(X), "X dtype": str(getattr(X, "dtype", None)),
+         "y shape": _shape_of(y), "y dtype": str(getattr(y, "dtype", None)),
+         "validation shapes": None if validation_data is None else
+         [_shape_of(v) for v in validation_data] if isinstance(validation_data, (tuple, list))
+         else type(validation_data).__name__},
+        "data sizes or shapes")
+    comm.check_same(
+        {"backend": be.name, "dtype": be.dtype_name, "epochs": epochs, "batch_size": batch_size,
+         "seed": seed_key, "shuffle": bool(shuffle), "optimizer": repr(optimizer),
+         "layers": [(type(layer).__name__, layer.get_config()) for layer in model.layers]},
+        "settings or models")
+    if isinstance(batch_size, int) and not isinstance(batch_size, bool) and batch_size >= 1:
+        comm.check_global_batch(batch_size)
+
+
+def _data_fingerprint(be: Backend, X: Array, y: Array) -> str:
+    """A digest of every label and of ``FINGERPRINT_ROWS`` evenly spaced rows of X (exact bytes)."""
+    xp = be.xp
+    n = X.shape[0]
+    rows = sorted({(i * (n - 1)) // max(FINGERPRINT_ROWS - 1, 1) for i in range(FINGERPRINT_ROWS)})
+    sample = xp.take(X, be.asarray(rows, dtype=be.index_dtype), axis=0) if n else X
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(be.to_numpy(sample).tobytes())
+    digest.update(be.to_numpy(y).tobytes())
+    return digest.hexdigest()
+
+
+def _parameters(layers: Sequence[Layer]) -> list[Array]:
+    return [getattr(layer, n) for layer in layers for n in layer.param_names]
+
+
+def _sync_parameters(comm: Communicator, layers: Sequence[Layer], be: Backend) -> None:
+    """Every rank takes rank 0's parameters, then checks they are bitwise equal."""
+    trainable = [layer for layer in layers if layer.param_names]
+    if not trainable:
+        return
+    _set_parameters(trainable, comm.broadcast(_parameters(trainable), be))
+    comm.check_equal(_parameters(trainable), be, "initial parameters")
+
+
+def _refuse_host_randomness(layers: Sequence[Layer]) -> None:
+    for layer in layers:
+        if not layer.compilable:
+            raise NotImplementedError(
+                f"distributed fit does not support {layer!r} yet: it draws host randomness "
+                "(or reads values back) in every step, so every rank would draw the same "
+                "masks for different rows and the result would not match one process. "
+                "Train it without distributed=, or remove the layer."
+            )
+
+
+def _gradients(trainable: Sequence[Layer]) -> list[Array]:
+    """The gradients the backward pass left in ``layer.grads``, in parameter order."""
+    grads: list[Array] = []
+    for layer in trainable:
+        missing = [n for n in layer.param_names if n not in layer.grads]
+        if missing:
+            raise StateError(
+                f"{layer!r} computed no gradient for {missing} in backward: distributed fit "
+                "needs layers that hand their gradients to layer.optimizer "
+                "(Layer._apply_update), as xpnet's own layers do"
+            )
+        grads.extend(layer.grads[n] for n in layer.param_names)
+    return grads
+
+
+def portable_gradient_fn(be: Backend, layers: list[Layer], first: int) -> Callable[[Array, Array, Array], tuple[Array, list[Array]]]:
+    """``grads_of(X, onehot, idx) -> (local summed loss, gradients)``; parameters unchanged.
+
+    Forward and backward run with a :class:`~xpnet.optimizers.KeepGrads` in
+    place of every trainable layer's optimizer, so ``backward`` only leaves
+    its gradients in ``layer.grads``; they are returned in parameter order.
+    """
+    xp = be.xp
+    trainable = [layer for layer in layers[first:] if layer.param_names]
+    keep = KeepGrads()
+
+    def grads_of(X: Array, onehot: Array, idx: Array) -> tuple[Array, list[Array]]:
+        xb = xp.take(X, idx, axis=0)
+        tb = xp.take(onehot, idx, axis=0)
+        optimizers = [layer.optimizer for layer in trainable]
+        for layer in trainable:
+            layer.grads = {}
+            layer.optimizer = keep
+        try:
+            loss_sum = train_step(layers, xp, xb, tb, first)
+            return loss_sum, _gradients(trainable)
+        finally:
+            for layer, opt in zip(trainable, optimizers):
+                layer.optimizer = opt
+                layer.grads = {}
+
+    return grads_of
+
+
+def make_gradient_fn(be: Backend, layers: list[Layer], first: int) -> Callable[[Array, Array, Array], tuple[Array, list[Array]]]:
+    """:func:`portable_gradient_fn`, compiled by ``be.compile`` where the backend compiles.
+
+    Only the gradient computation is compiled (parameters go in as explicit
+    arguments, as in ``training._compiled_train_step``): the allreduce needs
+    the host between backward and the optimizer step, and optimizer state
+    lives in Python. Learning rates do not enter the gradients, so one
+    compiled function serves a whole ``fit``.
+    """
+    portable = portable_gradient_fn(be, layers, first)
+    if not be.compiles or not all(layer.compilable for layer in layers):
+        return portable
+    trainable = [layer for layer in layers[first:] if layer.param_names]
+
+    def pure(params: list[Array], X: Array, onehot: Array, idx: Array) -> tuple[Array, list[Array]]:
+        saved = _parameters(trainable)
+        try:
+            _set_parameters(trainable, params)
+            return portable(X, onehot, idx)
+        finally:
+            _set_parameters(trainable, saved)  # never leave tracers on the layers
+
+    compiled = be.compile(pure)
+    return lambda X, onehot, idx: compiled(_parameters(trainable), X, onehot, idx)
+
+
+def _set_parameters(layers: Sequence[Layer], values: Sequence[Array]) -> None:
+    remaining = iter(values)
+    for layer in layers:
+        for name in layer.param_names:
+            setattr(layer, name, next(remaining))
+
+
+def split_train_step(be: Backend, layers: list[Layer], first: int, comm: Communicator, *,
+                     compiled: bool = True) -> Callable[[Array, Array, Array], Array]:
+    """``step(X, onehot, idx) -> local summed loss``: backward, one fused allreduce, optimizer step.
+
+    The allreduce comes after the whole backward pass and before any
+    parameter changes (every layer's input gradient uses the old weights,
+    as in one process). Layers without an optimizer (the seed's SGD inside
+    backward) are stepped by ``SGD()``, which reads their ``learning_rate``
+    at every step (schedules keep working).
+    """
+    trainable = [layer for layer in layers[first:] if layer.param_names]
+    grads_of = (make_gradient_fn if compiled else portable_gradient_fn)(be, layers, first)
+    seed_sgd = SGD()
+
+    def step(X: Array, onehot: Array, idx: Array) -> Array:
+        loss_sum, grads = grads_of(X, onehot, idx)
+        mean = iter(comm.allreduce_mean_(grads, be))
+        for layer in trainable:
+            opt = layer.optimizer
+            layer_grads = {n: next(mean) for n in layer.param_names}
+            (seed_sgd if opt is None else opt).update(layer, layer_grads)
+            layer.grads = {} if opt is None else layer_grads  # as one process leaves them
+        return loss_sum
+
+    return step
+
+
+def distributed_epoch_runner(model: Any, X: Array, y: Array,
+                             settings: FitSettings) -> Callable[[int], dict]:
+    """The distributed twin of ``training._epoch_runner``: ``epoch -> logs``, equal on every rank."""
+    comm = settings.distributed
+    be = model.backend
+    xp = be.xp
+    layers = loss_layers(model.layers)
+    _refuse_host_randomness(layers)
+    comm.check_same(_data_fingerprint(be, X, y),
+                    "training data (a fingerprint of the labels and of 16 rows of X)")
+    _sync_parameters(comm, model.layers, be)
+    batch_size = settings.batch_size
+    local = comm.check_global_batch(batch_size)
+    first = first_trainable_index(layers)
+    onehot = one_hot(y, model.n_outputs, dtype=be.dtype, xp=xp)
+    n = X.shape[0]
+    n_steps = n // batch_size
+    check_every = settings.check_every
+    step_fn = split_train_step(be, layers, first, comm)
+
+    def run_epoch(epoch: int) -> dict:
+        t0 = time.perf_counter()
+        order = be.asarray(comm.local_order(n, batch_size, settings.rng, shuffle=settings.shuffle),
+                           dtype=be.index_dtype)
+        total = be.zeros(())
+        with _progress(n_steps, f"epoch {epoch + 1}", settings.progress and comm.is_root) as bar:
+            for step in range(n_steps):
+                total = total + step_fn(X, onehot, order[step * local:(step + 1) * local])
+                if check_every and (step + 1) % check_every == 0:
+                    # A sum spreads a NaN of any rank to all: every rank stops together.
+                    _guard(comm.allreduce_scalar(float(total), "sum"), epoch, step, check_every)
+                bar.update(1)
+        loss_sum = comm.allreduce_scalar(float(total), "sum")
+        _guard(loss_sum, epoch, n_steps - 1, check_every)
+        comm.check_equal(_parameters(layers), be, "parameters after an epoch")
+        logs = {"epoch": epoch + 1, "loss": loss_sum / max(n_steps * batch_size, 1),
+                "seconds": time.perf_counter() - t0}
+        if settings.train_accuracy:
+            logs["train_acc"] = _reduced_scores(model, X, y, comm, with_loss=False)["accuracy"]
+        if settings.validation_data is not None:
+            X_val, y_val = settings.validation_data  # a pair, checked by fit
+            scores = _reduced_scores(model, X_val, y_val, comm)
+            logs["val_loss"], logs["val_acc"] = scores["loss"], scores["accuracy"]
+        return logs
+
+    return run_epoch
+
+
+# --------------------------------------------------------------------------
+# Sharded inference
+# --------------------------------------------------------------------------
+
+def shard_rows(n: int, block: int, rank: int, size: int) -> tuple:
+    """This rank's contiguous rows ``[lo, hi)`` of ``n``, cut at multiples of ``block``.
+
+    Whole blocks are dealt out, so each rank computes exactly the blocks one
+    process would (bitwise the same logits).
+
+    Examples
+    --------
+    >>> from xpnet._distributed_fit import shard_rows
+    >>> [shard_rows(2500, 1024, r, 2) for r in range(2)]
+    [(0, 1024), (1024, 2500)]
+    """
+    n_blocks = -(-n // block)
+    return (min(rank * n_blocks // size * block, n),
+            min((rank + 1) * n_blocks // size * block, n))
+
+
+def check_inputs_agree(comm: Communicator, X: Any, y: Any = None, *, batch_size: Any = None,
+                       what: str = "inputs") -> None:
+    """Fail on every rank unless all ranks got inputs of the same shapes and dtypes."""
+    check_communicator(comm)
+    comm.check_same({"X shape": _shape_of(X), "X dtype": str(getattr(X, "dtype", None)),
+                     "y shape": _shape_of(y), "batch_size": batch_size}, what)
+
+
+def _on_every_rank(comm: Communicator, what: str, fn: Callable[[], _T]) -> _T:
+    """``fn()``, or an error on every rank when it fails on any (no rank waits alone)."""
+    error: Exception | None = None
+    try:
+        result = fn()  # read below only when no rank failed
+    except Exception as exc:  # re-raised below, after the other ranks heard of it
+        error = exc
+    failed = comm.allreduce_scalar(float(error is not None), "max")
+    if error is not None:
+        raise error
+    if failed:
+        raise DistributedError(f"another rank failed while {what} (see its error message)")
+    return result
+
+
+def sharded_predict(model: Any, X: Array, batch_size: int, comm: Communicator) -> Array:
+    """``model.predict(X)`` computed by all ranks, each on its blocks; the whole result on every rank."""
+    lo, hi = shard_rows(X.shape[0], batch_size, comm.rank, comm.size)
+    local = _on_every_rank(comm, "predicting",
+                           lambda: model.predict(X[lo:hi, ...], batch_size=batch_size))
+    return comm.allgather(local, model.backend)
+
+
+def _local_sums(model: Any, X: Array, y: Array, batch_size: int,
+                with_loss: bool) -> tuple[float, float]:
+    """Summed loss (0.0 unless ``with_loss``) and number of hits on ``(X, y)``."""
+    if X.shape[0] == 0:
+        return 0.0, 0.0
+    be = model.backend
+    xp = be.xp
+    logits = model.predict_logits(X, batch_size=batch_size)  # raises on NaN/inf
+    hits = float(xp.sum(xp.astype(xp.argmax(logits, axis=1) == y, be.dtype)))
+    if not with_loss:
+        return 0.0, hits
+    loss_sum, _ = _xent_sum_and_grad(xp, logits, one_hot(y, logits.shape[1], dtype=be.dtype,
+                                                          xp=xp))
+    return float(loss_sum), hits
+
+
+def _reduced_scores(model: Any, X: Array, y: Array, comm: Communicator, batch_size: int = 1024, *,
+                    with_loss: bool = True) -> dict:
+    n = X.shape[0]
+    lo, hi = shard_rows(n, batch_size, comm.rank, comm.size)
+    loss, hits = _on_every_rank(
+        comm, "scoring", lambda: _local_sums(model, X[lo:hi, ...], y[lo:hi], batch_size, with_loss))
+    n = max(n, 1)
+    return {"loss": comm.allreduce_scalar(loss, "sum") / n if with_loss else math.nan,
+            "accuracy": comm.allreduce_scalar(hits, "sum") / n}
+
+
+def sharded_scores(model: Any, X: Array, y: Array, batch_size: int, comm: Communicator) -> dict:
+    """``model.evaluate(X, y)`` with the rows dealt out to the ranks; the same dict on every rank.
+
+    The accuracy equals one process's exactly; the loss up to rounding (the
+    per-rank sums are added in float64).
+    """
+    return _reduced_scores(model, X, y, comm, batch_size)

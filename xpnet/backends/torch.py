@@ -1,0 +1,110 @@
+"""PyTorch (CPU or CUDA), with fused ``addmm`` fast paths."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import array_api_compat
+import numpy as np
+
+from .._typing import Array, Device, Namespace
+from ..errors import BackendUnavailableError, DeviceSpecError
+from ._base import Backend
+
+__all__ = ["TorchBackend"]
+
+
+class TorchBackend(Backend):
+    """PyTorch's fused BLAS calls: one ``addmm`` instead of a matmul plus an add.
+
+    Each saves an operator dispatch (~4 us on the CPU, a kernel launch on a
+    GPU) and a temporary; the weight update accumulates straight into the
+    weights (BLAS ``beta=1``).
+    """
+
+    name = "torch"
+    library = "torch"
+    namespace_module = "array_api_compat.torch"
+    install_hint = 'pip install "xpnet[torch]"'
+    casts_numpy_input_on_host = True  # torch has no uint16/uint32/uint64 tensors
+
+    def __init__(self, *args: Any) -> None:
+        self._torch = importlib.import_module("torch")
+        self._addmm = self._torch.addmm
+        self._index_select = self._torch.index_select
+        super().__init__(*args)
+
+    @classmethod
+    def is_namespace(cls, ns: Namespace) -> bool:
+        return array_api_compat.is_torch_namespace(ns)
+
+    @classmethod
+    def resolve_device(cls, device: Any) -> Device:
+        torch = importlib.import_module("torch")
+        dev = _parse_device(torch, device)
+        if dev.type == "cuda":
+            dev = _visible_cuda_device(torch, dev)
+        return dev
+
+    @property
+    def shares_host_memory(self) -> bool:
+        # CPU tensors can view a NumPy buffer (torch.from_dlpack); CUDA ones cannot.
+        return self.device.type == "cpu"
+
+    def to_numpy(self, x: Array) -> np.ndarray:
+        if not isinstance(x, np.ndarray):
+            x = x.detach().cpu().numpy()
+        return np.array(x, copy=True)
+
+    def synchronize(self) -> None:
+        if getattr(self.device, "type", "cpu") == "cuda":
+            self._torch.cuda.synchronize(self.device)
+
+    # -- fast paths (twins: the Backend methods of the same names) ---------------
+    def take_rows(self, x: Array, idx: Array) -> Array:
+        # array-api-compat's take costs ~6 us more per call than index_select
+        # (twice per training step); same rows, same result.
+        return self._index_select(x, 0, idx)
+
+    def relu(self, x: Array) -> Array:
+        # array-api-compat's maximum turns the scalar 0.0 into a tensor on every call
+        return self._torch.relu(x)
+
+    def relu_backward(self, x: Array, grad: Array) -> Array:
+        return grad * (x > 0)  # torch multiplies by a bool mask without a cast
+
+    def affine(self, x: Array, w: Array, b: Array) -> Array:
+        return self._addmm(b, x, w)
+
+    def sub_matmul_(self, w: Array, a: Array, b: Array) -> Array:
+        return w.addmm_(a, b, alpha=-1)
+
+
+def _parse_device(torch: Any, device: Any) -> Any:
+    """``None`` -> cpu, an int -> that CUDA device, else whatever torch.device accepts."""
+    if device is None:
+        return torch.device("cpu")
+    if isinstance(device, int):
+        return torch.device("cuda", device)
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise DeviceSpecError(f"cannot interpret device={device!r} for torch: {exc}") from exc
+
+
+def _visible_cuda_device(torch: Any, dev: Any) -> Any:
+    """``dev`` with an explicit index, or why torch cannot use it here."""
+    if not torch.cuda.is_available():
+        raise BackendUnavailableError(
+            f"torch device {str(dev)!r} requested but torch sees no CUDA device "
+            f"(torch {torch.__version__}, CUDA build: {torch.version.cuda}). "
+            "Use device='cpu' or install a CUDA build of torch on a machine with a GPU."
+        )
+    index = 0 if dev.index is None else dev.index
+    if index >= torch.cuda.device_count():
+        raise BackendUnavailableError(
+            f"torch device {str(dev)!r} requested but only "
+            f"{torch.cuda.device_count()} CUDA device(s) are visible"
+        )
+    return torch.device("cuda", index)
