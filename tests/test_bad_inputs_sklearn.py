@@ -1,5 +1,6 @@
 """Bad inputs to xpnet.sklearn and to the loss objects: each raises the usual Python
 error type with a message naming the argument, what was expected and what was given."""
+# ruff: noqa: E402  (SCIPY_ARRAY_API must be set before scikit-learn and SciPy are imported)
 
 from __future__ import annotations
 

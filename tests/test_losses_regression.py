@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from _helpers import numeric_grad, ref_log_softmax, rel_err, rtol_for
 
 import xpnet
 from xpnet.losses import (
@@ -14,9 +15,6 @@ from xpnet.losses import (
     _xent_sum_and_grad,
     get_loss,
 )
-
-from _helpers import numeric_grad, ref_log_softmax, rel_err, rtol_for
-
 
 # -- float64 NumPy references -------------------------------------------------
 

@@ -1,4 +1,5 @@
 """xpnet.sklearn: scikit-learn's own estimator suite, array API dispatch, meta-estimators."""
+# ruff: noqa: E402  (SCIPY_ARRAY_API must be set before scikit-learn and SciPy are imported)
 
 from __future__ import annotations
 
@@ -14,8 +15,15 @@ import pytest
 
 sklearn = pytest.importorskip("sklearn")
 
+import warnings
+
+import array_api_compat
 from sklearn.base import clone
+from sklearn.datasets import load_diabetes, load_digits, make_multilabel_classification
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import GridSearchCV, cross_val_score
+from sklearn.neural_network import MLPClassifier as SkMLPClassifier
+from sklearn.neural_network import MLPRegressor as SkMLPRegressor
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
@@ -32,14 +40,6 @@ def test_sklearn_estimator_checks(estimator, check):
 
 # -- the same numbers as scikit-learn's own MLP ------------------------------------
 
-import warnings
-
-from sklearn.datasets import load_diabetes, load_digits, make_multilabel_classification
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.neural_network import MLPClassifier as SkMLPClassifier
-from sklearn.neural_network import MLPRegressor as SkMLPRegressor
-
-import array_api_compat
 
 PARITY_CASES = {
     "sgd-nesterov": dict(solver="sgd", learning_rate_init=0.1),

@@ -236,6 +236,14 @@ class Loss:
         """The loss of each sample, shape (n,) (unchecked)."""
         raise NotImplementedError
 
+    def predict(self, xp, outputs):
+        """What the outputs predict: class indices, 0/1 per output, or the values."""
+        raise NotImplementedError
+
+    def hit_rate(self, xp, outputs, targets):
+        """Per-sample accuracy in [0, 1], shape (n,) (classification losses only)."""
+        raise NotImplementedError(f"{type(self).__name__} has no accuracy")
+
     def prepare_targets(self, backend, y, n_outputs: int, name: str = "y"):
         """Validate ``y`` for this loss and return dense targets (n, n_outputs)."""
         raise NotImplementedError
@@ -272,7 +280,7 @@ def _as_matrix(backend, y, n_outputs: int, name: str):
     if y.ndim == 1 and n_outputs == 1:
         return backend.xp.reshape(y, (y.shape[0], 1))
     if y.ndim != 2 or y.shape[1] != n_outputs:
-        want = f"(n,) or (n, 1)" if n_outputs == 1 else f"(n, {n_outputs})"
+        want = "(n,) or (n, 1)" if n_outputs == 1 else f"(n, {n_outputs})"
         raise ShapeError(
             f"{name} must have shape {want} for a network with {n_outputs} outputs, "
             f"got {tuple(y.shape)}"
@@ -306,6 +314,13 @@ class SoftmaxCrossEntropy(Loss):
 
     def per_sample(self, xp, outputs, targets):
         return -xp.sum(log_softmax(outputs, xp=xp) * targets, axis=1)
+
+    def predict(self, xp, outputs):
+        return xp.argmax(outputs, axis=1)
+
+    def hit_rate(self, xp, outputs, targets):
+        hit = xp.argmax(outputs, axis=1) == xp.argmax(targets, axis=1)
+        return xp.astype(hit, outputs.dtype)
 
     def prepare_targets(self, backend, y, n_outputs: int, name: str = "y"):
         _check_target_array(backend, y, name)
@@ -357,6 +372,9 @@ class MeanSquaredError(Loss):
     def per_sample(self, xp, outputs, targets):
         d = outputs - targets
         return xp.sum(d * d, axis=1) * self._factor(outputs.shape[1])
+
+    def predict(self, xp, outputs):
+        return outputs
 
     def sum_and_grad(self, xp, outputs, targets, weights=None):
         d = outputs - targets
@@ -419,6 +437,13 @@ class BinaryCrossEntropy(Loss):
         a = xp.abs(z)
         # max(z, 0) == (z + |z|) / 2, without a scalar array on some device.
         return xp.sum((z + a) * 0.5 - z * targets + xp.log1p(xp.exp(-a)), axis=1)
+
+    def predict(self, xp, outputs):
+        return xp.astype(outputs > 0, outputs.dtype)  # sigmoid(z) > 1/2
+
+    def hit_rate(self, xp, outputs, targets):
+        """The fraction of outputs on the right side of 1/2 (Keras' binary accuracy)."""
+        return xp.mean(xp.astype((outputs > 0) == (targets > 0.5), outputs.dtype), axis=1)
 
     def sum_and_grad(self, xp, outputs, targets, weights=None):
         per_sample = self.per_sample(xp, outputs, targets)

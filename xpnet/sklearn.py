@@ -26,6 +26,7 @@ import copy
 import math
 import numbers
 import warnings
+from typing import Any
 
 import array_api_compat
 import numpy as np
@@ -48,6 +49,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 from .backends import backend_of, get_backend
 from .losses import BinaryCrossEntropy, MeanSquaredError, SoftmaxCrossEntropy, _sigmoid, log_softmax
 from .optimizers import SGD, Adam
+from .training import L2Penalty, train_step
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
 
@@ -85,7 +87,7 @@ def _check_sample_weight(sample_weight, n_samples: int):
     """Host float64 weights of shape (n_samples,): finite and >= 0, not all zero."""
     if sample_weight is None:
         return None
-    if isinstance(sample_weight, numbers.Number):
+    if isinstance(sample_weight, numbers.Real):
         sample_weight = np.full(n_samples, float(sample_weight))
     sw = check_array(_to_host(sample_weight), ensure_2d=False, dtype=np.float64,
                      input_name="sample_weight")
@@ -118,6 +120,14 @@ def _glorot_uniform(random_state, fan_in: int, fan_out: int, activation: str):
     return coef, intercept
 
 
+def _fixed(values):
+    """An initializer ``init(rng, shape)`` returning ``values`` (drawn beforehand)."""
+    def init(rng, shape):
+        return values
+
+    return init
+
+
 def _build_layers(be, sizes, activation: str, random_state) -> list:
     """Dense layers of ``sizes`` with ``activation`` between them; the output is linear."""
     from .layers import Dense, ReLU, Sigmoid, Tanh
@@ -128,28 +138,10 @@ def _build_layers(be, sizes, activation: str, random_state) -> list:
         if i and make_act is not None:
             layers.append(make_act(backend=be))
         coef, intercept = _glorot_uniform(random_state, fan_in, fan_out, activation)
-        dense = Dense(fan_in, fan_out, init=lambda rng, shape, c=coef: c, backend=be)
+        dense = Dense(fan_in, fan_out, init=_fixed(coef), backend=be)
         dense.biases = be.asarray(intercept)
         layers.append(dense)
     return layers
-
-
-class _L2Penalty:
-    """Adds ``coef * W`` to each weight gradient before the optimizer's step.
-
-    scikit-learn's MLP minimises ``mean loss + alpha / (2 * sum(w)) * ||W||^2`` per
-    batch (weights only, not biases), so ``coef = alpha / sum of the batch's
-    sample weights`` and is set before every step.
-    """
-
-    def __init__(self, optimizer):
-        self.optimizer = optimizer
-        self.coef = 0.0
-
-    def update(self, layer, grads: dict) -> None:
-        if self.coef is not None and "weights" in grads:
-            grads = {**grads, "weights": grads["weights"] + layer.weights * self.coef}
-        self.optimizer.update(layer, grads)
 
 
 class _SklearnSGD(SGD):
@@ -273,7 +265,7 @@ class _BaseMLP(BaseEstimator):
                               ("validation_fraction", True)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, numbers.Real) \
-                    or not 0 <= value <= 1 or (hi_open and value == 1):
+                    or not 0 <= float(value) <= 1 or (hi_open and value == 1):
                 raise ValueError(f"The '{name}' parameter must be in [0, 1{')' if hi_open else ']'}"
                                  f", got {value!r}.")
         bs = self.batch_size
@@ -370,8 +362,13 @@ class _BaseMLP(BaseEstimator):
         self.t_ = 0
         self.n_layers_ = len(sizes)
         self.out_activation_ = self._out_activation()
-        self.loss_curve_ = []
+        self.loss_curve_: list = []
         self._no_improvement_count = 0
+        # None where scikit-learn has None (the other stopping rule is in use).
+        self.validation_scores_: Any
+        self.best_validation_score_: Any
+        self.best_loss_: Any
+        self._best_params: list | None = None
         if self.early_stopping:
             self.validation_scores_ = []
             self.best_validation_score_ = -np.inf
@@ -383,23 +380,26 @@ class _BaseMLP(BaseEstimator):
         self._random_state = check_random_state(self.random_state)
         self._backend = be
         self._layers = _build_layers(be, sizes, self.activation, self._random_state)
-        self._optimizer = None
+        self._optimizer: Any = None  # scikit-learn's SGD or Adam update, made by _fit_stochastic
 
     def _make_optimizer(self):
+        """scikit-learn's update rule for ``solver`` (the L2 penalty goes in front of it)."""
         if self.solver == "sgd":
             momentum = float(self.momentum)
-            inner = _SklearnSGD(float(self.learning_rate_init), momentum=momentum,
-                                nesterov=bool(self.nesterovs_momentum) and momentum > 0)
-        else:
-            inner = _SklearnAdam(float(self.learning_rate_init), beta1=float(self.beta_1),
-                                 beta2=float(self.beta_2), eps=float(self.epsilon))
-        return _L2Penalty(inner)
+            return _SklearnSGD(float(self.learning_rate_init), momentum=momentum,
+                               nesterov=bool(self.nesterovs_momentum) and momentum > 0)
+        return _SklearnAdam(float(self.learning_rate_init), beta1=float(self.beta_1),
+                            beta2=float(self.beta_2), eps=float(self.epsilon))
 
     def _fit_stochastic(self, be, X, targets, y_host, sw, incremental: bool) -> None:
         if self._optimizer is None or not incremental:
             self._optimizer = self._make_optimizer()
-        for layer in _dense_layers(self._layers):
-            layer.optimizer = self._optimizer
+        dense = _dense_layers(self._layers)
+        # scikit-learn's alpha: alpha / sum(batch weights) * W added to the weight gradients.
+        self._penalty = L2Penalty(float(self.alpha), {id(d): self._optimizer for d in dense}) \
+            if self.alpha else None
+        for layer in dense:
+            layer.optimizer = self._penalty or self._optimizer
         n = X.shape[0]
         train_idx, val_idx = np.arange(n), None
         if self.early_stopping:
@@ -428,7 +428,8 @@ class _BaseMLP(BaseEstimator):
                 if self.n_iter_ == self.max_iter:
                     warnings.warn(
                         f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached "
-                        "and the optimization hasn't converged yet.", ConvergenceWarning)
+                        "and the optimization hasn't converged yet.", ConvergenceWarning,
+                        stacklevel=3)
         if self.early_stopping and self._best_params is not None:
             self._set_params(self._best_params)
         if not all(np.isfinite(c).all() for c in self.coefs_ + self.intercepts_):
@@ -442,7 +443,7 @@ class _BaseMLP(BaseEstimator):
             return min(200, n)
         if self.batch_size > n:
             warnings.warn("Got `batch_size` less than 1 or larger than sample size. It is "
-                          "going to be clipped")
+                          "going to be clipped", stacklevel=3)
         return int(np.clip(self.batch_size, 1, n))
 
     def _validation_split(self, y_host, n: int):
@@ -477,17 +478,13 @@ class _BaseMLP(BaseEstimator):
             xb, tb = xp.take(X, idx, axis=0), xp.take(targets, idx, axis=0)
             wb = None if weights is None else xp.take(weights, idx, axis=0)
             denom = float(hi - lo) if sw is None else float(max(sw[order[lo:hi]].sum(), 0.0))
-            acts = [xb]
-            for layer in layers:
-                acts.append(layer._forward(acts[-1]))
-            loss_sum, grad = loss.sum_and_grad(xp, acts[-1], tb, wb)
+            if alpha and denom > 0:  # the penalty term of the loss, before the update
+                sq = sum(_squared_norm(xp, d.weights) for d in dense)
+            loss_sum = train_step(layers, xp, xb, tb, 0, loss=loss, weights=wb,
+                                  penalty=self._penalty)
             batch_loss = loss_sum / (denom if denom > 0 else 1.0)
             if alpha and denom > 0:
-                sq = sum(_squared_norm(xp, d.weights) for d in dense)
                 batch_loss = batch_loss + sq * (0.5 * alpha / denom)
-            self._optimizer.coef = alpha / denom if denom > 0 else 0.0
-            for i in range(len(layers) - 1, -1, -1):
-                grad = layers[i]._backward(acts[i], grad, i > 0)
             total = total + batch_loss * float(hi - lo)
         return float(total) / max(n, 1)
 
@@ -519,12 +516,12 @@ class _BaseMLP(BaseEstimator):
     def _update_learning_rate(self) -> None:
         """scikit-learn's 'invscaling' schedule: lr = lr_init / (t + 1) ** power_t (sgd only)."""
         if self.solver == "sgd" and self.learning_rate == "invscaling":
-            self._optimizer.optimizer.learning_rate = (
+            self._optimizer.learning_rate = (
                 float(self.learning_rate_init) / (self.t_ + 1) ** float(self.power_t))
 
     def _stop_or_decay(self) -> bool:
         """After n_iter_no_change epochs without improvement: stop, or divide lr by 5 ('adaptive')."""
-        opt = self._optimizer.optimizer
+        opt = self._optimizer
         if self.solver == "sgd" and self.learning_rate == "adaptive" and \
                 opt.learning_rate > 1e-6:
             opt.learning_rate /= 5.0
@@ -591,7 +588,7 @@ class _BaseMLP(BaseEstimator):
             be = state.pop("_backend")
             state["_backend_spec"] = (be.name, be.device_name, be.dtype_name)
             state["_layers"] = [_host_layer(layer, be) for layer in state["_layers"]]
-            state["_optimizer"] = None  # moments are rebuilt by the next fit
+            state["_optimizer"] = state["_penalty"] = None  # rebuilt by the next fit
         return state
 
     def __setstate__(self, state):
