@@ -27,7 +27,7 @@ $(VENV)/.core: pyproject.toml | $(BIN)/python
 	touch $@
 
 $(VENV)/.test: $(VENV)/.core
-	$(BIN)/python -m pip install -q -e ".[test,lint,mpi]" "$(TORCH)" "jax>=0.4.32"
+	$(BIN)/python -m pip install -q -e ".[test,lint,mpi,sklearn]" "$(TORCH)" "jax>=0.4.32"
 	touch $@
 
 venv: $(VENV)/.core

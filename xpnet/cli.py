@@ -34,12 +34,15 @@ from .callbacks import Callback
 from .checkpoint import load_model
 from .datasets import load_mnist, locate_mnist
 from .errors import XpnetError
+from .losses import SoftmaxCrossEntropy, one_hot
 from .network import Sequential
 from .plotting import plot_examples, plot_history, require_matplotlib
 
 __all__ = ["main", "build_parser"]
 
 OPTIMIZER_CHOICES = ("sgd", "momentum", "nesterov", "adam", "adamw")
+#: --loss choices: the labels become one-hot float targets for the last two.
+LOSS_CHOICES = ("softmax_crossentropy", "mse", "binary_crossentropy")
 INIT_CHOICES = ("seed", "he_normal", "he_uniform", "glorot_normal", "glorot_uniform")
 SCHEDULE_CHOICES = ("none", "step", "cosine")
 N_FEATURES, N_CLASSES = 784, 10
@@ -184,6 +187,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="momentum of --optimizer momentum/nesterov (default: 0.9)")
     g.add_argument("--weight-decay", type=_float_in(0.0, math.inf), default=0.0,
                    help="L2 penalty (decoupled for adamw) (default: 0)")
+    g.add_argument("--loss", choices=LOSS_CHOICES, default="softmax_crossentropy",
+                   help="what training minimises (default: softmax_crossentropy; mse and "
+                        "binary_crossentropy fit one-hot targets, and --early-stopping then "
+                        "watches val_loss)")
     g.add_argument("--init", choices=INIT_CHOICES, default="seed",
                    help="weight initializer (default: seed, the tutorial's normal*0.01)")
     g.add_argument("--schedule", choices=SCHEDULE_CHOICES, default="none",
@@ -291,10 +298,28 @@ def _optimization(args):
     if args.early_stopping is not None:
         from .callbacks import EarlyStopping
 
-        stopper = EarlyStopping(monitor="val_acc", patience=args.early_stopping,
+        monitor = "val_acc" if args.loss == "softmax_crossentropy" else "val_loss"
+        stopper = EarlyStopping(monitor=monitor, patience=args.early_stopping,
                                 restore_best=True)
         callbacks.append(stopper)
     return optimizer, callbacks, scheduler, stopper
+
+
+def _targets(model, labels):
+    """What the model's loss trains on: the labels, or one-hot float targets (mse, bce)."""
+    if isinstance(model.loss, SoftmaxCrossEntropy):
+        return labels
+    return one_hot(labels, model.n_outputs, dtype=model.backend.dtype)
+
+
+def _test_scores(model, X, labels, comm=None) -> dict:
+    """Test loss (the model's own) and classification accuracy (argmax vs label)."""
+    if isinstance(model.loss, SoftmaxCrossEntropy):
+        return model.evaluate(X, labels, distributed=comm)
+    xp = model.backend.xp
+    loss = model.evaluate(X, _targets(model, labels))["loss"]
+    hits = xp.argmax(model.predict_logits(X), axis=1) == labels
+    return {"loss": loss, "accuracy": float(xp.mean(xp.astype(hits, model.backend.dtype)))}
 
 
 def _arch(sizes) -> str:
@@ -348,17 +373,19 @@ def cmd_train(args) -> int:
     if X_train.shape[1] != N_FEATURES:
         raise ValueError(f"images must have {N_FEATURES} pixels, got {X_train.shape[1]}")
     model = Sequential.mlp(sizes, learning_rate=args.lr, init=args.init, seed=args.seed,
-                           backend=be)
+                           backend=be, loss=args.loss)
     if root:
         callbacks.append(_EpochPrinter(args.epochs, scheduler))
-    history = model.fit(X_train, y_train, epochs=args.epochs, batch_size=args.batch_size,
-                        seed=args.seed, validation_data=(X_val, y_val), optimizer=optimizer,
-                        callbacks=callbacks, progress=not quiet, distributed=comm)
+    t_train, t_val = _targets(model, y_train), _targets(model, y_val)
+    history = model.fit(X_train, t_train, epochs=args.epochs, batch_size=args.batch_size,
+                        seed=args.seed, validation_data=(X_val, t_val), optimizer=optimizer,
+                        callbacks=callbacks, progress=not quiet, distributed=comm,
+                        train_accuracy=args.loss == "softmax_crossentropy")
     if stopper is not None and stopper.stopped_epoch is not None:
         _say(quiet, f"early stopping after epoch {stopper.stopped_epoch + 1}: best "
-                    f"val_acc={stopper.best:.4f} at epoch {stopper.best_epoch + 1} "
+                    f"{stopper.monitor}={stopper.best:.4f} at epoch {stopper.best_epoch + 1} "
                     "(its weights are kept)")
-    test = model.evaluate(X_test, y_test, distributed=comm)
+    test = _test_scores(model, X_test, y_test, comm)
     wall = time.perf_counter() - start
     last = history.last()
     if stopper is not None and stopper.best_epoch is not None and stopper.restore_best:
@@ -371,6 +398,7 @@ def cmd_train(args) -> int:
             "lr": args.lr, "hidden": args.hidden, "seed": args.seed,
             "optimizer": args.optimizer, "momentum": args.momentum,
             "weight_decay": args.weight_decay, "init": args.init, "schedule": args.schedule,
+            "loss": args.loss,
             "early_stopping": args.early_stopping, "data_dir": str(directory),
             "limit": args.limit, "ranks": 1 if comm is None else comm.size,
         }

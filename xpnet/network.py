@@ -17,15 +17,32 @@ from ._distributed_fit import (
     sharded_scores,
 )
 from ._random import as_generator
-from ._validation import check_int
+from ._validation import check_int, check_number
+from ._weights import (
+    check_sample_weight,
+    class_weight_factors,
+    loss_scores,
+    refuse_with_streams,
+    validation_split_index,
+)
 from .backends import get_backend
 from .callbacks import CallbackList, History
 from .errors import CheckpointError, ShapeError
 from .layers import Dense, ReLU
 from .layers.base import layers_of
-from .losses import _xent_sum_and_grad, log_softmax, one_hot
+from .losses import (
+    BinaryCrossEntropy,
+    MeanSquaredError,
+    SoftmaxCrossEntropy,
+    _sigmoid,
+    _xent_sum_and_grad,
+    get_loss,
+    log_softmax,
+    one_hot,
+)
 from .training import (
     FitSettings,
+    L2Penalty,
     first_trainable_index,
     fit_loop,
     loss_layers,
@@ -210,6 +227,10 @@ class Sequential:
         Default: the first layer's backend.
     device, dtype : optional
         Passed to :func:`xpnet.get_backend` together with ``backend``.
+    loss : str or Loss, default "softmax_crossentropy"
+        What ``fit`` minimises and ``evaluate`` reports (:func:`xpnet.losses.get_loss`):
+        ``"softmax_crossentropy"`` (integer labels), ``"mse"`` (float targets, one or
+        many outputs) or ``"binary_crossentropy"`` (0/1 targets, one column per label).
 
     Examples
     --------
@@ -219,7 +240,7 @@ class Sequential:
     Sequential([Dense(4, 8, learning_rate=0.1), ReLU(), Dense(8, 3, learning_rate=0.1)], backend=Backend(name='numpy', device='cpu', dtype='float32'))
     """
 
-    def __init__(self, layers, *, backend=None, device=None, dtype=None):
+    def __init__(self, layers, *, backend=None, device=None, dtype=None, loss=None):
         layers = layers_of(layers)
         if backend is None and device is None and dtype is None:
             be = layers[0].backend
@@ -229,6 +250,7 @@ class Sequential:
         _check_chain(layers)
         self.layers = [layer.to(be) for layer in layers]
         self.backend = be
+        self.loss = get_loss("softmax_crossentropy" if loss is None else loss)
         self.stop_training = False  # a callback sets it to end fit after this epoch
         self.config: dict = {}  # how the model was built (Sequential.mlp fills it)
         self.metadata: dict = {}  # what a checkpoint said about it (load fills it)
@@ -239,7 +261,8 @@ class Sequential:
     # -- construction helpers ------------------------------------------------
     @classmethod
     def mlp(cls, sizes, *, learning_rate: float = 0.1, init="seed", seed=0,
-            backend=None, device=None, dtype=None, activation=None) -> Sequential:
+            backend=None, device=None, dtype=None, activation=None,
+            loss=None) -> Sequential:
         """The tutorial's MLP: Dense layers of ``sizes`` with ReLU between them.
 
         ``Sequential.mlp([784, 100, 200, 10])`` is the seed network. Weights are
@@ -256,7 +279,7 @@ class Sequential:
             if i:
                 layers.append(make_act())
             layers.append(Dense(a, b, learning_rate, init=init, rng=rng, backend=be))
-        model = cls(layers, backend=be)
+        model = cls(layers, backend=be, loss=loss)
         model.config = {"sizes": sizes, "learning_rate": learning_rate, "init": init
                         if isinstance(init, str) else getattr(init, "__name__", "custom"),
                         "seed": seed}
@@ -340,7 +363,12 @@ class Sequential:
         ``X`` may be host data (see :meth:`predict`).
         """
         xp = self.backend.xp
+        if isinstance(self.loss, MeanSquaredError):
+            raise TypeError("predict_proba needs a classification loss; this model minimises "
+                            "the mean squared error: use predict")
         logits = self.predict_logits(X, batch_size=batch_size, chunk_bytes=chunk_bytes)
+        if isinstance(self.loss, BinaryCrossEntropy):
+            return _sigmoid(xp, logits)  # one probability per output
         return xp.exp(log_softmax(logits, xp=xp))
 
     def predict(self, X, *, batch_size: int = PREDICT_BLOCK, distributed=None,
@@ -356,7 +384,14 @@ class Sequential:
         ``distributed``: an :mod:`xpnet.distributed` communicator; the ranks
         (which all hold the same ``X``) each predict their blocks of rows and
         every rank gets the whole result, equal to one process's.
+
+        With another ``loss``: 0/1 per output (binary cross-entropy) or the
+        outputs themselves (MSE).
         """
+        if not self._default_loss:
+            refuse_with_streams("predict", distributed=distributed is not None)
+            logits = self.predict_logits(X, batch_size=batch_size, chunk_bytes=chunk_bytes)
+            return self.loss.predict(self.backend.xp, logits)
         if streaming.is_host_array(self.backend, X):
             _check_not_distributed(distributed, "predict")
             _check_block(batch_size)
@@ -375,14 +410,24 @@ class Sequential:
         _check_finite_logits(self.backend, blocks)
         return blocks
 
-    def _accuracy(self, X, y, batch_size: int = PREDICT_BLOCK) -> float:
+    @property
+    def _default_loss(self) -> bool:
+        """Whether the loss is the softmax cross-entropy (the seed's, with its fast paths)."""
+        return type(self.loss) is SoftmaxCrossEntropy
+
+    def _accuracy(self, X, y, batch_size: int = PREDICT_BLOCK) -> float | None:
+        if not self._default_loss:  # None for the MSE
+            return loss_scores(self, X, y, batch_size).get("accuracy")
         xp = self.backend.xp
         hits = predict(self, X, batch_size=batch_size) == y
         return float(xp.mean(xp.astype(hits, self.backend.dtype)))
 
     def evaluate(self, X, y, *, batch_size: int = PREDICT_BLOCK, distributed=None,
-                 chunk_bytes=None) -> dict:
+                 chunk_bytes=None, sample_weight=None) -> dict:
         """Mean loss and accuracy on ``(X, y)``: ``{"loss": float, "accuracy": float}``.
+
+        ``sample_weight`` (an array (n,) of this backend, >= 0) weights the mean
+        loss and the accuracy. For the MSE there is no accuracy.
 
         Host data (see :meth:`predict`) is streamed in chunks; ``y`` is then a
         NumPy array too.
@@ -391,6 +436,10 @@ class Sequential:
         (which all hold the same data) score their blocks of rows and every
         rank gets the reduced scores (accuracy exact, loss to rounding).
         """
+        if not self._default_loss or sample_weight is not None:
+            return self._evaluate_with_loss(X, y, batch_size, sample_weight,
+                                            streamed=streaming.is_host_array(self.backend, X)
+                                            or distributed is not None)
         if streaming.is_host_array(self.backend, X):
             _check_not_distributed(distributed, "evaluate")
             _check_block(batch_size)
@@ -409,10 +458,36 @@ class Sequential:
             return sharded_scores(self, X, y, batch_size, distributed)
         return self._scores(X, y, batch_size)
 
+    def _evaluate_with_loss(self, X, y, batch_size, sample_weight, streamed: bool) -> dict:
+        """``evaluate`` for another loss or with sample weights (device arrays only)."""
+        refuse_with_streams("evaluate", loss=not self._default_loss and streamed,
+                            sample_weight=sample_weight is not None and streamed)
+        self.layers[0]._check_input(X, "X")
+        self._check_targets(y, X.shape[0])
+        _check_block(batch_size)
+        if X.shape[0] == 0:
+            raise ValueError("X and y are empty: there is nothing to evaluate")
+        host = check_sample_weight(self.backend, sample_weight, X.shape[0])
+        return loss_scores(self, X, y, batch_size,
+                           None if host is None else self.backend.asarray(host))
+
+    def _check_targets(self, y, n_samples: int, name: str = "y"):
+        """Validate ``y`` for the model's loss; return its dense targets (None: labels)."""
+        if self._default_loss:  # the seed's checks and messages
+            _check_labels(self.backend, y, n_samples, self.n_outputs, name)
+            return None
+        targets = self.loss.prepare_targets(self.backend, y, self.n_outputs, name)
+        if targets.shape[0] != n_samples:
+            raise ShapeError(f"{name} must have one row per sample: expected {n_samples} rows, "
+                             f"got shape {tuple(y.shape)}")
+        return targets
+
     def _scores(self, X, y, batch_size: int = PREDICT_BLOCK) -> dict:
         """Loss and accuracy, unchecked (two read-backs in all)."""
         if isinstance(X, streaming.HostData):  # host data carries its labels
             return streaming.host_scores(self, X, batch_size)
+        if not self._default_loss:
+            return loss_scores(self, X, y, batch_size)
         be = self.backend
         xp = be.xp
         total = be.zeros(())
@@ -433,7 +508,9 @@ class Sequential:
     def fit(self, X, y=None, *, epochs: int = 1, batch_size: int = 32, shuffle: bool = True,
             seed=0, validation_data=None, optimizer=None, callbacks=(),
             progress: bool = False, check_every: int = 100, train_accuracy: bool = True,
-            history: History | None = None, distributed=None, chunk_bytes=None) -> History:
+            history: History | None = None, distributed=None, chunk_bytes=None,
+            sample_weight=None, class_weight=None, validation_split: float = 0.0,
+            alpha: float = 0.0) -> History:
         """Train with minibatch SGD (or ``optimizer``); return a :class:`History`.
 
         Parameters
@@ -449,7 +526,8 @@ class Sequential:
             the same data in memory. Or an iterable of ``(X_batch, y_batch)``
             pairs (``y`` is then None), see :class:`xpnet.streaming.BatchSource`.
         y : array (n,) of integer labels in ``[0, n_classes)``
-            A NumPy array when ``X`` is host data.
+            A NumPy array when ``X`` is host data. With another ``loss``: float
+            targets (MSE) or 0/1 (binary cross-entropy), (n,) or (n, n_outputs).
         epochs, batch_size : int
             As in the tutorial (25 and 32); the last incomplete batch is dropped.
         shuffle : bool or "chunks"
@@ -487,8 +565,20 @@ class Sequential:
         chunk_bytes : int, optional
             Host data only: bytes of rows per chunk (default about 256 MB; at
             least one batch). Two chunks are in memory at once.
+        sample_weight, class_weight, validation_split, alpha
+            Per-sample weights >= 0 (weighted mean loss), class weights
+            (``"balanced"`` or a dict), the *last* fraction held out for validation
+            (as Keras) and scikit-learn's L2 penalty; see :mod:`xpnet._weights`.
+            They, and losses other than the softmax cross-entropy, take arrays on
+            the device (not host data, batches or ``distributed=``, for now).
         """
         stream = self._training_stream(X, y, chunk_bytes, shuffle)
+        options = {"sample_weight": sample_weight, "class_weight": class_weight,
+                   "validation_split": validation_split, "alpha": alpha}
+        if stream is not None or _is_host_pair(self.backend, validation_data) \
+                or distributed is not None:
+            refuse_with_streams("fit", loss=not self._default_loss,
+                                **{k: v is not None and v != 0 for k, v in options.items()})
         if stream is not None or _is_host_pair(self.backend, validation_data):
             _check_not_distributed(distributed, "fit")
         if distributed is not None:  # before validating, so every rank fails together
@@ -500,30 +590,76 @@ class Sequential:
             validation_data=validation_data, progress=progress, check_every=check_every,
             train_accuracy=train_accuracy, start_epoch=len(history) if history is not None else 0,
             stream=stream, chunk_bytes=chunk_bytes)
+        if stream is None and distributed is None:
+            settings, X, y = self._with_fit_options(settings, X, y, **options)
         if distributed is not None:
             settings = dataclasses.replace(settings, distributed=distributed)
         callbacks = CallbackList(callbacks)
         _check_optimizer(optimizer)
+        return self._train(X, y, settings, callbacks, History() if history is None else history,
+                           stream=stream, optimizer=optimizer, alpha=alpha)
+
+    def _train(self, X, y, settings: FitSettings, callbacks, history, *, stream, optimizer,
+               alpha) -> History:
+        """Attach ``optimizer`` (and the L2 penalty) for this fit and run the epoch loop."""
         previous = [layer.optimizer for layer in self.layers]
         if optimizer is not None:
             for layer in self.layers:
                 if layer.param_names:
                     layer.optimizer = optimizer
+        settings = self._attach_penalty(settings, alpha)
         try:
             # The guard reports a NaN/inf loss once, with its epoch: no warning per operation.
             with self.backend.floating_point_errors_ignored():
-                history = History() if history is None else history
                 if stream is not None:  # host data or batches: xpnet.streaming
                     return fit_loop(self, X, y, settings, callbacks, history,
                                     epoch_runner=streaming.epoch_runner(stream))
-                if distributed is None:
+                if settings.distributed is None:
                     return fit_loop(self, X, y, settings, callbacks, history)
                 return fit_loop(self, X, y, settings, callbacks, history,
                                 epoch_runner=distributed_epoch_runner)
         finally:
-            if optimizer is not None:
-                for layer, opt in zip(self.layers, previous):
-                    layer.optimizer = opt
+            for layer, opt in zip(self.layers, previous):
+                layer.optimizer = opt
+
+    def _attach_penalty(self, settings: FitSettings, alpha) -> FitSettings:
+        """Put an :class:`L2Penalty` in front of every layer's optimizer for this fit."""
+        if not check_number(alpha, "alpha", low=0.0):
+            return settings
+        trainable = [layer for layer in self.layers if layer.param_names]
+        penalty = L2Penalty(alpha, {id(layer): layer.optimizer for layer in trainable})
+        for layer in trainable:
+            layer.optimizer = penalty
+        return dataclasses.replace(settings, penalty=penalty)
+
+    def _with_fit_options(self, settings: FitSettings, X, y, *, sample_weight, class_weight,
+                          validation_split, alpha):
+        """Targets, weights and the validation split of an in-memory fit (checked once).
+
+        Returns the settings and the training part of ``X``/``y``.
+        """
+        be = self.backend
+        targets = None if self._default_loss else self.loss.prepare_targets(
+            be, y, self.n_outputs)
+        weights = check_sample_weight(be, sample_weight, X.shape[0])
+        factors = class_weight_factors(be, y, self.loss, class_weight, self.n_outputs)
+        if factors is not None:
+            weights = factors if weights is None else weights * factors
+        split_at = validation_split_index(validation_split, X.shape[0],
+                                          settings.validation_data is not None)
+        validation_data = settings.validation_data
+        if split_at is not None:  # Keras: the last fraction, before any shuffling
+            validation_data = (X[split_at:, ...], y[split_at:, ...])
+            X, y = X[:split_at, ...], y[:split_at, ...]
+            targets = None if targets is None else targets[:split_at, ...]
+            weights = None if weights is None else weights[:split_at]
+            _check_batch_fits(settings.batch_size, X.shape[0])
+        return dataclasses.replace(
+            settings, validation_data=validation_data, targets=targets,
+            # None keeps the seed's fused kernel; weights need the loss object.
+            loss=None if self._default_loss and weights is None else self.loss,
+            sample_weight=None if weights is None else be.asarray(weights),
+            host_weight=weights), X, y
 
     def _training_stream(self, X, y, chunk_bytes, shuffle=True):
         """Host data or batches to stream (:mod:`xpnet.streaming`); None for device arrays."""
@@ -572,7 +708,7 @@ class Sequential:
         """Training arrays on the device: shapes, dtypes, labels, NaN/inf (once per fit)."""
         be = self.backend
         self.layers[0]._check_input(X, "X")
-        _check_labels(be, y, X.shape[0], self.n_outputs)
+        self._check_targets(y, X.shape[0])
         if not _all_finite(be.xp, X):  # once per fit, not per step
             raise ValueError(
                 "X contains NaN or infinite values; training on them would make every "
@@ -589,7 +725,7 @@ class Sequential:
             names = ("validation_data[0]", "validation_data[1]")
             return streaming.HostData.of(self, vx, vy, chunk_bytes=chunk_bytes, names=names), None
         self.layers[0]._check_input(vx, "validation_data[0]")
-        _check_labels(self.backend, vy, vx.shape[0], self.n_outputs, "validation_data[1]")
+        self._check_targets(vy, vx.shape[0], "validation_data[1]")
         return vx, vy
 
     # -- introspection -------------------------------------------------------------
@@ -630,7 +766,8 @@ class Sequential:
         ``metadata``: JSON-serialisable keyword arguments, read back as
         ``Sequential.load(path).metadata``.
         """
-        checkpoint.save_layers(path, self.layers, self.backend, model_config=self.config,
+        config = self.config if self._default_loss else {**self.config, "loss": self.loss.name}
+        checkpoint.save_layers(path, self.layers, self.backend, model_config=config,
                                metadata=metadata)
 
     @classmethod
@@ -644,6 +781,8 @@ class Sequential:
             raise CheckpointError(f"{path!s}: the stored layers do not form a network: {exc}") \
                 from None
         model.config = dict(header.get("model_config") or {})
+        if "loss" in model.config:  # saved only when it is not the default
+            model.loss = get_loss(model.config["loss"])
         model.metadata = dict(header.get("metadata") or {})
         model.checkpoint = header
         return model

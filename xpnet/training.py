@@ -33,7 +33,7 @@ from .callbacks import CallbackList, History
 from .errors import DivergenceError, ShapeError
 from .losses import _xent_sum_and_grad, one_hot
 
-__all__ = ["iterate_minibatches", "FitSettings", "fit_loop", "train_step"]
+__all__ = ["iterate_minibatches", "FitSettings", "fit_loop", "train_step", "L2Penalty"]
 
 
 def iterate_minibatches(inputs, targets, batchsize: int, shuffle: bool = False, *,
@@ -74,16 +74,28 @@ def iterate_minibatches(inputs, targets, batchsize: int, shuffle: bool = False, 
             yield inputs[start:end, ...], targets[start:end, ...]
 
 
-def train_step(layers, xp, X, onehot, first_trainable: int = 0):
+def train_step(layers, xp, X, onehot, first_trainable: int = 0, *, loss=None,
+               weights=None, penalty=None):
     """One forward/backward pass; returns the summed loss as a 0-d device array.
 
     ``layers`` update their parameters inside ``_backward`` (or hand the
     gradients to their optimizer). Unchecked: callers validate once.
+
+    ``loss`` (a :class:`~xpnet.losses.Loss`; None: the softmax cross-entropy
+    kernel, unchanged) sees ``onehot`` as its dense targets; with per-sample
+    ``weights`` the sum is ``sum_i w_i loss_i`` and the gradient that of the
+    weighted mean. ``penalty`` (an :class:`L2Penalty` attached to the layers as
+    their optimizer) learns the batch's total weight before the updates.
     """
     activations = [X]
     for layer in layers:
         activations.append(layer._forward(activations[-1]))
-    loss_sum, grad = _xent_sum_and_grad(xp, activations[-1], onehot)
+    if loss is None:
+        loss_sum, grad = _xent_sum_and_grad(xp, activations[-1], onehot)
+    else:
+        loss_sum, grad = loss.sum_and_grad(xp, activations[-1], onehot, weights)
+    if penalty is not None:
+        penalty.set_batch(xp, X.shape[0] if weights is None else xp.sum(weights))
     for i in range(len(layers) - 1, first_trainable - 1, -1):
         grad = layers[i]._backward(activations[i], grad, i > first_trainable)
     return loss_sum
@@ -105,27 +117,29 @@ def loss_layers(layers) -> list:
 MAX_CACHED_STEPS = 4
 
 
-def _cached_step(steps: dict, be, layers, first: int):
+def _cached_step(steps: dict, be, layers, first: int, loss=None, penalty=None,
+                 weighted: bool = False):
     """The (possibly compiled) step for the layers as they are configured now.
 
     A compiled step bakes in every Python number the layers use (learning
     rates, LeakyReLU slopes, ...) and the optimizers, so the key holds each
     layer's identity, configuration and optimizer.
     """
-    key = (be, first, tuple(
+    key = (be, first, loss, id(penalty), weighted, tuple(
         (id(layer), repr(layer.get_config()), getattr(layer, "learning_rate", None),
          id(layer.optimizer))
         for layer in layers))
     step_fn = steps.pop(key, None)
     if step_fn is None:
-        step_fn = make_train_step(be, layers, first)
+        step_fn = make_train_step(be, layers, first, loss=loss, penalty=penalty,
+                                  weighted=weighted)
         while len(steps) >= MAX_CACHED_STEPS:
             steps.pop(next(iter(steps)))  # drop the least recently used
     steps[key] = step_fn  # (re)insert as the most recently used
     return step_fn
 
 
-def _cached_epoch(steps: dict, be, layers, first: int):
+def _cached_epoch(steps: dict, be, layers, first: int, loss=None):
     """The compiled epoch for the layers as configured now, or ``None`` (step by step).
 
     Kept in the same per-model cache as the steps. Learning rates are
@@ -133,37 +147,45 @@ def _cached_epoch(steps: dict, be, layers, first: int):
     """
     if not compiles_epochs(be, layers):
         return None
-    key = ("epoch", be, first, epoch_cache_key(layers))
+    key = ("epoch", be, first, loss, epoch_cache_key(layers))
     epoch_fn = steps.pop(key, None)
     if epoch_fn is None:
-        epoch_fn = CompiledEpoch(be, layers, portable_train_step(be, layers, first))
+        epoch_fn = CompiledEpoch(be, layers, portable_train_step(be, layers, first, loss=loss))
         while len(steps) >= MAX_CACHED_STEPS:
             steps.pop(next(iter(steps)))
     steps[key] = epoch_fn
     return epoch_fn
 
 
-def portable_train_step(backend, layers, first_trainable: int):
-    """A callable ``step(X, onehot, idx) -> summed loss``: the portable twin.
+def portable_train_step(backend, layers, first_trainable: int, *, loss=None, penalty=None):
+    """A callable ``step(X, onehot, idx, weights=None) -> summed loss``: the portable twin.
 
     It gathers the batch (:meth:`Backend.take_rows <xpnet.backends.Backend.take_rows>`,
     ``xp.take`` or a backend's faster equivalent) and runs :func:`train_step`
-    (layers update themselves). :func:`make_train_step` may return a compiled
+    (layers update themselves); ``weights`` are the whole training set's sample
+    weights, gathered like the rows. ``loss`` and ``penalty`` as in
+    :func:`train_step`. :func:`make_train_step` may return a compiled
     equivalent instead; tests compare the two.
     """
     xp = backend.xp
     take_rows = backend.take_rows
 
-    def step(X, onehot, idx):
+    def step(X, onehot, idx, weights=None):
         xb = take_rows(X, idx)
         tb = take_rows(onehot, idx)
-        return train_step(layers, xp, xb, tb, first_trainable)
+        wb = None if weights is None else xp.take(weights, idx, axis=0)
+        return train_step(layers, xp, xb, tb, first_trainable, loss=loss, weights=wb,
+                          penalty=penalty)
 
     return step
 
 
-def make_train_step(backend, layers, first_trainable: int):
-    """The training loop's ``step(X, onehot, idx) -> summed loss`` for ``layers``.
+def make_train_step(backend, layers, first_trainable: int, *, loss=None, penalty=None,
+                    weighted: bool = False):
+    """The training loop's ``step(X, onehot, idx[, weights]) -> summed loss`` for ``layers``.
+
+    ``loss`` and ``penalty`` as in :func:`train_step`; ``weighted``: the step
+    will be called with sample weights (then it is not captured as a graph).
 
     On a backend that compiles (:attr:`~xpnet.backends.Backend.compiles`, e.g.
     ``jax.jit``: eager JAX dispatch costs ~1 ms a step) and layers that are
@@ -181,10 +203,10 @@ def make_train_step(backend, layers, first_trainable: int):
     >>> float(step(X, onehot, be.asarray([0, 1], dtype=be.index_dtype))) > 0
     True
     """
-    portable = portable_train_step(backend, layers, first_trainable)
+    portable = portable_train_step(backend, layers, first_trainable, loss=loss, penalty=penalty)
     if not all(layer.compilable and layer.optimizer is None for layer in layers):
         return portable  # optimizer state or host randomness lives outside a traced function
-    if backend.captures_graphs:  # recorded once, replayed per batch (CUDA graphs)
+    if backend.captures_graphs and not weighted:  # recorded once, replayed per batch (CUDA graphs)
         return backend.capture_step(portable, lambda: [
             getattr(layer, name) for layer in layers for name in layer.param_names])
     if not backend.compiles:
@@ -211,23 +233,73 @@ def _compiled_train_step(backend, layers, portable):
             for n, p in zip(ns, ps):
                 setattr(layer, n, p)
 
-    def pure_step(params, X, onehot, idx):
+    def pure_step(params, X, onehot, idx, weights):
         saved = get_params()
         try:
             set_params(params)
-            loss = portable(X, onehot, idx)
+            loss = portable(X, onehot, idx, weights)
             return loss, get_params()
         finally:
             set_params(saved)  # never leave placeholders (tracers) on the layers
 
     compiled = backend.compile(pure_step)
 
-    def step(X, onehot, idx):
-        loss, params = compiled(get_params(), X, onehot, idx)
+    def step(X, onehot, idx, weights=None):
+        loss, params = compiled(get_params(), X, onehot, idx, weights)
         set_params(params)
         return loss
 
     return step
+
+
+class L2Penalty:
+    """scikit-learn's L2 penalty: ``alpha / (2 * sum(w)) * ||W||^2`` added to each batch's loss.
+
+    For one ``fit`` it stands in as the optimizer of every layer with
+    parameters: it adds ``alpha / sum(w) * W`` to each ``weights`` gradient
+    (biases are not penalised, as in scikit-learn) and hands the result to the
+    layer's own optimizer (None: the plain SGD step with the layer's learning
+    rate). ``sum(w)`` is the batch's total sample weight (its size without
+    weights), told by :func:`train_step` before the updates.
+
+    Examples
+    --------
+    >>> import numpy as np, xpnet
+    >>> from xpnet.training import L2Penalty
+    >>> layer = xpnet.Dense(2, 1, learning_rate=1.0, init=lambda rng, shape: np.ones(shape),
+    ...                     backend="numpy")
+    >>> penalty = L2Penalty(0.5, {id(layer): None})
+    >>> penalty.set_batch(np, 1)
+    >>> penalty.update(layer, {"weights": np.zeros((2, 1)), "biases": np.zeros(1)})
+    >>> layer.weights.ravel().tolist()
+    [0.5, 0.5]
+    """
+
+    def __init__(self, alpha: float, optimizers: dict):
+        self.alpha = float(alpha)
+        self.optimizers = optimizers  # id(layer) -> the layer's own optimizer (or None)
+        self.coef: Any = 0.0  # a float or a 0-d device array
+        self._plain: Any = None  # the plain SGD step, made when a layer has no optimizer
+
+    def set_batch(self, xp, total_weight) -> None:
+        """Set ``coef = alpha / total_weight`` (a batch of zero weights: just ``alpha``)."""
+        if isinstance(total_weight, (int, float)):
+            self.coef = self.alpha / (total_weight or 1)
+        else:  # a 0-d device array: no read-back
+            self.coef = self.alpha / (total_weight + xp.astype(total_weight == 0,
+                                                               total_weight.dtype))
+
+    def update(self, layer, grads: dict) -> None:
+        if "weights" in grads:
+            grads = {**grads, "weights": grads["weights"] + layer.weights * self.coef}
+        inner = self.optimizers.get(id(layer))
+        if inner is None:
+            if self._plain is None:
+                from .optimizers import SGD
+
+                self._plain = SGD()  # each layer's own learning rate, the seed's step
+            inner = self._plain
+        inner.update(layer, grads)
 
 
 def first_trainable_index(layers) -> int:
@@ -266,6 +338,16 @@ class FitSettings:
     distributed : communicator or None
         An :mod:`xpnet.distributed` communicator: data-parallel epochs
         (``xpnet._distributed_fit``); ``None``: this process alone.
+    loss : Loss or None
+        The loss object the step calls (None: the softmax cross-entropy kernel).
+    targets : array or None
+        The loss's dense training targets, made once by ``fit`` (None: one-hot
+        labels, made here).
+    sample_weight, host_weight : arrays or None
+        Per-sample weights (class weights folded in) on the device and on the
+        host (for the epoch's weighted mean loss).
+    penalty : L2Penalty or None
+        Attached to the layers by ``fit`` when ``alpha > 0``.
     """
 
     epochs: int
@@ -278,6 +360,11 @@ class FitSettings:
     validation_data: tuple | None = None
     start_epoch: int = 0
     distributed: Any = None
+    loss: Any = None
+    targets: Any = None
+    sample_weight: Any = None
+    host_weight: Any = None
+    penalty: Any = None
 
 
 def fit_loop(model, X, y, settings: FitSettings, callbacks: CallbackList,
@@ -311,7 +398,10 @@ def _epoch_runner(model, X, y, settings: FitSettings):
     be = model.backend
     xp = be.xp
     layers = loss_layers(model.layers)
-    onehot = one_hot(y, model.n_outputs, dtype=be.dtype, xp=xp)  # once per fit
+    onehot = settings.targets  # the loss's dense targets, made once per fit
+    if onehot is None:
+        onehot = one_hot(y, model.n_outputs, dtype=be.dtype, xp=xp)
+    loss, weights, penalty = settings.loss, settings.sample_weight, settings.penalty
     first = first_trainable_index(layers)
     n = X.shape[0]
     batch_size = settings.batch_size
@@ -321,9 +411,11 @@ def _epoch_runner(model, X, y, settings: FitSettings):
     def run_epoch(epoch: int) -> dict:
         t0 = time.perf_counter()
         # Compiled steps and epochs are kept on the model, so a second fit() does not re-trace.
-        epoch_fn = _cached_epoch(model._train_steps, be, layers, first)
+        epoch_fn = None if weights is not None or penalty is not None else \
+            _cached_epoch(model._train_steps, be, layers, first, loss)
+        host_order = settings.rng.permutation(n) if settings.shuffle else None
         if settings.shuffle:  # one host permutation, one upload per epoch
-            order = be.asarray(settings.rng.permutation(n), dtype=be.index_dtype)
+            order = be.asarray(host_order, dtype=be.index_dtype)
         else:
             order = xp.arange(n, dtype=be.index_dtype, device=be.device)
         total = be.zeros(())
@@ -333,25 +425,44 @@ def _epoch_runner(model, X, y, settings: FitSettings):
                                       epoch, check_every)
                 bar.update(n_steps)
             else:
-                step_fn = _cached_step(model._train_steps, be, layers, first)
+                step_fn = _cached_step(model._train_steps, be, layers, first, loss, penalty,
+                                       weights is not None)
                 for step in range(n_steps):
                     lo = step * batch_size
-                    total = total + step_fn(X, onehot, order[lo:lo + batch_size])
+                    if weights is None:  # the default path: exactly the step it always was
+                        total = total + step_fn(X, onehot, order[lo:lo + batch_size])
+                    else:
+                        total = total + step_fn(X, onehot, order[lo:lo + batch_size], weights)
                     if check_every and (step + 1) % check_every == 0:
                         _guard(float(total), epoch, step, check_every)
                     bar.update(1)
         loss_sum = float(total)  # the one read-back of the epoch: always checked
         _guard(loss_sum, epoch, n_steps - 1, check_every)
-        logs = {"epoch": epoch + 1, "loss": loss_sum / max(n_steps * batch_size, 1),
+        logs = {"epoch": epoch + 1,
+                "loss": loss_sum / _trained_weight(settings.host_weight, host_order,
+                                                   n_steps * batch_size),
                 "seconds": time.perf_counter() - t0}
         if settings.train_accuracy:
-            logs["train_acc"] = model._accuracy(X, y)
+            accuracy = model._accuracy(X, y)
+            if accuracy is not None:  # regression has none
+                logs["train_acc"] = accuracy
         if settings.validation_data is not None:
             scores = model._scores(*settings.validation_data)  # checked once, in fit
-            logs["val_loss"], logs["val_acc"] = scores["loss"], scores["accuracy"]
+            logs["val_loss"] = scores["loss"]
+            if "accuracy" in scores:
+                logs["val_acc"] = scores["accuracy"]
         return logs
 
     return run_epoch
+
+
+def _trained_weight(host_weight, host_order, n_used: int) -> float:
+    """The total weight of the rows an epoch trained on (the mean loss's denominator)."""
+    if host_weight is None:
+        return float(max(n_used, 1))
+    used = host_weight[host_order[:n_used]] if host_order is not None else host_weight[:n_used]
+    total = float(used.sum())
+    return total if total > 0 else 1.0
 
 
 def _guarded_sums(running: list, epoch: int, check_every: int) -> float:

@@ -1,0 +1,189 @@
+"""xpnet.sklearn vs scikit-learn's own MLP: accuracy under 5-fold CV, and fit time per epoch.
+
+Run ``python -m benchmarks.sklearn_compare`` (``--help`` for the flags). Two parts:
+
+* **scores**: ``make_pipeline(StandardScaler(), MLP...)`` with the *same*
+  hyperparameters for both libraries, 5-fold cross-validation (stratified for
+  classification) on scikit-learn's bundled digits, wine, breast_cancer
+  (accuracy) and diabetes (R^2, targets standardised for both). The issue's bar:
+  xpnet's mean score >= scikit-learn's mean minus one standard deviation.
+* **speed**: fit time per epoch on MNIST (784-100-200-10, ``solver="sgd"``,
+  ``batch_size=32``, float32 data), the median of ``--repeats`` fits of
+  ``--epochs`` epochs each, the two libraries interleaved so that drift of a
+  busy machine hits both alike. The bar: xpnet <= 0.5x scikit-learn.
+
+Timings mean something only on an otherwise idle machine. ``--quick`` is a
+smoke run (few rows, 2 folds, 1 epoch) that checks the harness, not the numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+import warnings
+
+os.environ.setdefault("SCIPY_ARRAY_API", "1")
+
+import numpy as np
+
+#: Hyperparameters shared by both libraries in the score part (scikit-learn's defaults
+#: except max_iter, which keeps the run short).
+SCORE_PARAMS = dict(hidden_layer_sizes=(100,), solver="adam", max_iter=200, random_state=0)
+SPEED_PARAMS = dict(hidden_layer_sizes=(100, 200), solver="sgd", batch_size=32,
+                    learning_rate_init=0.01, random_state=0, tol=0.0, n_iter_no_change=10**9)
+DATASETS = ("digits", "wine", "breast_cancer", "diabetes")
+
+
+def log(*args) -> None:
+    print(*args, file=sys.stderr, flush=True)
+
+
+def load_dataset(name: str):
+    """(X, y, is_classification) for one of scikit-learn's bundled datasets."""
+    from sklearn import datasets
+
+    X, y = getattr(datasets, f"load_{name}")(return_X_y=True)
+    return X, y, name != "diabetes"
+
+
+def make_estimator(library: str, classification: bool, params: dict, backend=None):
+    """The pipeline for one library: scaler + MLP (+ standardised targets for regression)."""
+    from sklearn.compose import TransformedTargetRegressor
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    if library == "sklearn":
+        from sklearn.neural_network import MLPClassifier, MLPRegressor
+        extra = {}
+    else:
+        from xpnet.sklearn import MLPClassifier, MLPRegressor
+        extra = {"backend": backend} if backend else {}
+    if classification:
+        return make_pipeline(StandardScaler(), MLPClassifier(**params, **extra))
+    return TransformedTargetRegressor(make_pipeline(StandardScaler(), MLPRegressor(**params, **extra)),
+                                      transformer=StandardScaler())
+
+
+def score_table(args) -> list:
+    """Mean and standard deviation of the CV score of both libraries on each dataset."""
+    from sklearn.model_selection import KFold, StratifiedKFold, cross_val_score
+
+    params = dict(SCORE_PARAMS, max_iter=args.max_iter)
+    rows = []
+    for name in args.datasets:
+        X, y, classification = load_dataset(name)
+        if args.quick:
+            X, y = X[:120], y[:120]
+        cv_cls = StratifiedKFold if classification else KFold
+        cv = cv_cls(n_splits=args.folds, shuffle=True, random_state=0)
+        row = {"dataset": name, "metric": "accuracy" if classification else "r2",
+               "n_samples": int(X.shape[0])}
+        for library in ("sklearn", "xpnet"):
+            est = make_estimator(library, classification, params, args.backend)
+            t0 = time.perf_counter()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # ConvergenceWarning at max_iter, as usual
+                scores = cross_val_score(est, X, y, cv=cv)
+            row[library] = {"mean": float(scores.mean()), "std": float(scores.std()),
+                            "seconds": time.perf_counter() - t0}
+        row["ok"] = row["xpnet"]["mean"] >= row["sklearn"]["mean"] - row["sklearn"]["std"]
+        log(f"{name}: sklearn {row['sklearn']['mean']:.4f} +- {row['sklearn']['std']:.4f}, "
+            f"xpnet {row['xpnet']['mean']:.4f} +- {row['xpnet']['std']:.4f}")
+        rows.append(row)
+    return rows
+
+
+def mnist(quick: bool):
+    from benchmarks.mlp import load_data
+
+    data = load_data("auto", quick=quick)
+    return data["X"].astype(np.float32), data["y"], data["source"]
+
+
+def speed_table(args) -> dict:
+    """Seconds per epoch of ``fit`` on MNIST for each library (median of the repeats)."""
+    from sklearn.neural_network import MLPClassifier as SkMLP
+
+    from xpnet.sklearn import MLPClassifier as XpMLP
+
+    X, y, source = mnist(args.quick)
+    params = dict(SPEED_PARAMS, max_iter=args.epochs)
+    contenders = {"sklearn": lambda: SkMLP(**params),
+                  "xpnet": lambda: XpMLP(**params, backend=args.backend, dtype="float32")}
+    per_epoch = {name: [] for name in contenders}
+    for _ in range(args.repeats):
+        for name, make in contenders.items():  # interleaved
+            est = make()
+            t0 = time.perf_counter()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                est.fit(X, y)
+            per_epoch[name].append((time.perf_counter() - t0) / est.n_iter_)
+    out = {"source": source, "epochs": args.epochs, "repeats": args.repeats,
+           "seconds_per_epoch": {k: statistics.median(v) for k, v in per_epoch.items()},
+           "all": per_epoch}
+    s = out["seconds_per_epoch"]
+    out["ratio"] = s["xpnet"] / s["sklearn"]
+    out["ok"] = out["ratio"] <= 0.5
+    log(f"MNIST sgd batch 32: sklearn {s['sklearn']:.3f} s/epoch, xpnet {s['xpnet']:.3f} "
+        f"s/epoch ({out['ratio']:.2f}x)")
+    return out
+
+
+def render(result) -> str:
+    lines = ["| dataset | metric | scikit-learn | xpnet | xpnet >= sklearn - 1 sd |",
+             "|---|---|---|---|---|"]
+    for r in result.get("scores", []):
+        sk, xp = r["sklearn"], r["xpnet"]
+        lines.append(f"| {r['dataset']} | {r['metric']} | {sk['mean']:.4f} +- {sk['std']:.4f} | "
+                     f"{xp['mean']:.4f} +- {xp['std']:.4f} | {'yes' if r['ok'] else 'NO'} |")
+    speed = result.get("speed")
+    if speed:
+        s = speed["seconds_per_epoch"]
+        lines += ["", "| MNIST 784-100-200-10, sgd, batch 32, float32 | s / epoch |",
+                  "|---|---|",
+                  f"| scikit-learn MLPClassifier | {s['sklearn']:.3f} |",
+                  f"| xpnet.sklearn.MLPClassifier | {s['xpnet']:.3f} ({speed['ratio']:.2f}x, "
+                  f"target <= 0.5x: {'yes' if speed['ok'] else 'NO'}) |",
+                  "", f"Data: {speed['source']}"]
+    return "\n".join(lines)
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="smoke run: few rows, 2 folds, 1 epoch")
+    p.add_argument("--datasets", nargs="*", default=list(DATASETS), choices=DATASETS)
+    p.add_argument("--folds", type=int, default=5)
+    p.add_argument("--max-iter", type=int, default=SCORE_PARAMS["max_iter"])
+    p.add_argument("--epochs", type=int, default=3, help="epochs per timed MNIST fit")
+    p.add_argument("--repeats", type=int, default=3, help="timed fits per library")
+    p.add_argument("--backend", default=None, help="xpnet backend (default numpy)")
+    p.add_argument("--no-scores", action="store_true", help="skip the cross-validation part")
+    p.add_argument("--no-speed", action="store_true", help="skip the MNIST timing part")
+    p.add_argument("--json", default=None, help="also write the results to this file")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.folds, args.max_iter, args.epochs, args.repeats = 2, 5, 1, 1
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    result = {"args": vars(args)}
+    if not args.no_scores:
+        result["scores"] = score_table(args)
+    if not args.no_speed:
+        result["speed"] = speed_table(args)
+    print(render(result))
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(result, fh, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
