@@ -13,7 +13,7 @@ from typing import Any, TypeAlias
 
 import numpy as np
 
-__all__ = ["Array", "Namespace", "Device", "DType", "SeedLike", "Initializer"]
+__all__ = ["Array", "Namespace", "Device", "DType", "SeedLike", "Initializer", "BackendLike"]
 
 #: An array of any supported library (see the module docstring for why ``Any``).
 Array = Any
@@ -21,6 +21,9 @@ Array = Any
 Namespace = Any
 #: A library's own device object, or a user's device spec (``"cpu"``, ``"cuda:0"``).
 Device = Any
+#: What :func:`xpnet.get_backend` accepts: a name, a namespace module, a ``Backend`` or ``None``
+#: (``Any``: naming ``Backend`` here would make this leaf module import the backends).
+BackendLike = Any
 #: A library's dtype object, or a user's dtype spec (``"float32"``).
 DType = Any
 #: What :func:`xpnet._random.as_generator` accepts: a seed, a Generator or ``None``.

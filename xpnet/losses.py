@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import array_api_compat
 
+from ._typing import Array, DType, Namespace
 from .errors import DeviceMismatchError, DTypeError, ShapeError
 
 __all__ = [
@@ -41,7 +42,7 @@ def _namespace(x, xp):
     return array_api_compat.array_namespace(x) if xp is None else xp
 
 
-def log_softmax(logits, /, *, axis: int = -1, xp=None):
+def log_softmax(logits: Array, /, *, axis: int = -1, xp: Namespace | None = None) -> Array:
     """Numerically stable ``log(softmax(logits))`` along ``axis``.
 
     Examples
@@ -56,7 +57,8 @@ def log_softmax(logits, /, *, axis: int = -1, xp=None):
     return shifted - xp.log(xp.sum(xp.exp(shifted), axis=axis, keepdims=True))
 
 
-def one_hot(labels, n_classes: int, /, *, dtype=None, xp=None):
+def one_hot(labels: Array, n_classes: int, /, *, dtype: DType = None,
+            xp: Namespace | None = None) -> Array:
     """``onehot[i, c] = 1.0 if labels[i] == c`` -- the standard's way round fancy indexing.
 
     Examples
@@ -120,7 +122,8 @@ def _check_logits_and_labels(logits, reference_answers, xp):
         )
 
 
-def softmax_crossentropy_with_logits(logits, reference_answers, /, *, xp=None):
+def softmax_crossentropy_with_logits(logits: Array, reference_answers: Array, /, *,
+                                     xp: Namespace | None = None) -> Array:
     """Per-sample cross-entropy ``-log softmax(logits)[i, y_i]``, shape (n,).
 
     Parameters
@@ -141,7 +144,8 @@ def softmax_crossentropy_with_logits(logits, reference_answers, /, *, xp=None):
     return -xp.sum(log_softmax(logits, xp=xp) * onehot, axis=1)
 
 
-def grad_softmax_crossentropy_with_logits(logits, reference_answers, /, *, xp=None):
+def grad_softmax_crossentropy_with_logits(logits: Array, reference_answers: Array, /, *,
+                                          xp: Namespace | None = None) -> Array:
     """Gradient of the *mean* cross-entropy w.r.t. ``logits``: ``(softmax - onehot) / n``.
 
     Examples
@@ -482,7 +486,7 @@ LOSSES = {
 }
 
 
-def get_loss(loss) -> Loss:
+def get_loss(loss: str | Loss | None) -> Loss:
     """A :class:`Loss` from a name in :data:`LOSSES` or a Loss instance.
 
     Examples

@@ -7,6 +7,8 @@ plain ``list`` of layers, exactly as in the tutorial, or a :class:`Sequential`.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from . import checkpoint, streaming
 from ._distributed_fit import (
@@ -17,6 +19,7 @@ from ._distributed_fit import (
     sharded_scores,
 )
 from ._random import as_generator
+from ._typing import Array, BackendLike, Device, DType, Initializer, SeedLike
 from ._validation import check_int, check_number
 from ._weights import (
     check_sample_weight,
@@ -26,10 +29,10 @@ from ._weights import (
     validation_split_index,
 )
 from .backends import get_backend
-from .callbacks import CallbackList, History
+from .callbacks import Callback, CallbackList, History
 from .errors import CheckpointError, ShapeError
 from .layers import Dense, ReLU
-from .layers.base import layers_of
+from .layers.base import Layer, layers_of
 from .losses import (
     BinaryCrossEntropy,
     MeanSquaredError,
@@ -48,6 +51,11 @@ from .training import (
     loss_layers,
     train_step,
 )
+
+if TYPE_CHECKING:  # annotations only
+    from .distributed import Communicator
+    from .losses import Loss
+    from .optimizers import Optimizer
 
 __all__ = ["forward", "predict", "train", "Sequential"]
 
@@ -93,7 +101,7 @@ def _all_finite(xp, X) -> bool:
     return bool(xp.all(xp.isfinite(X)))  # the sum may just have overflowed
 
 
-def forward(network, X):
+def forward(network: Sequential | Sequence[Layer], X: Array) -> list[Array]:
     """Apply the layers in order; return the list of every layer's activation.
 
     The last element is the network's output (the logits).
@@ -124,7 +132,8 @@ def _logits_in_blocks(layers, X, block: int):
     return outs
 
 
-def predict(network, X, *, batch_size: int = PREDICT_BLOCK):
+def predict(network: Sequential | Sequence[Layer], X: Array, *,
+            batch_size: int = PREDICT_BLOCK) -> Array:
     """Predicted class indices (on the device), computed in blocks of ``batch_size`` rows."""
     layers = layers_of(network)
     layers[0]._check_input(X, "X")
@@ -165,7 +174,7 @@ def _eval_mode(layers):
     return [layer for layer in layers if not getattr(layer, "identity_in_eval", False)]
 
 
-def train(network, X, y):
+def train(network: Sequential | Sequence[Layer], X: Array, y: Array) -> Array:
     """One SGD step on batch ``(X, y)``; returns the mean loss as a 0-d device array.
 
     Call ``float(loss)`` to read it (a host synchronisation on GPUs).
@@ -240,7 +249,8 @@ class Sequential:
     Sequential([Dense(4, 8, learning_rate=0.1), ReLU(), Dense(8, 3, learning_rate=0.1)], backend=Backend(name='numpy', device='cpu', dtype='float32'))
     """
 
-    def __init__(self, layers, *, backend=None, device=None, dtype=None, loss=None):
+    def __init__(self, layers: Sequential | Sequence[Layer], *, backend: BackendLike = None,
+                 device: Device = None, dtype: DType = None, loss: str | Loss | None = None):
         layers = layers_of(layers)
         if backend is None and device is None and dtype is None:
             be = layers[0].backend
@@ -260,9 +270,11 @@ class Sequential:
 
     # -- construction helpers ------------------------------------------------
     @classmethod
-    def mlp(cls, sizes, *, learning_rate: float = 0.1, init="seed", seed=0,
-            backend=None, device=None, dtype=None, activation=None,
-            loss=None) -> Sequential:
+    def mlp(cls, sizes: Sequence[int], *, learning_rate: float = 0.1,
+            init: str | Initializer = "seed", seed: SeedLike = 0, backend: BackendLike = None,
+            device: Device = None, dtype: DType = None,
+            activation: Callable[[], Layer] | None = None,
+            loss: str | Loss | None = None) -> Sequential:
         """The tutorial's MLP: Dense layers of ``sizes`` with ReLU between them.
 
         ``Sequential.mlp([784, 100, 200, 10])`` is the seed network. Weights are
@@ -327,7 +339,7 @@ class Sequential:
         return self
 
     # -- inference -------------------------------------------------------------
-    def forward(self, X):
+    def forward(self, X: Array) -> Array:
         """The network's output for a batch ``X`` (n, n_features), at inference.
 
         Layers that only act in training (Dropout) are skipped, as in
@@ -342,7 +354,8 @@ class Sequential:
 
     __call__ = forward
 
-    def predict_logits(self, X, *, batch_size: int = PREDICT_BLOCK, chunk_bytes=None):
+    def predict_logits(self, X: Array, *, batch_size: int = PREDICT_BLOCK,
+                       chunk_bytes: int | None = None) -> Array:
         """Logits for ``X`` (before a final Softmax), in blocks of ``batch_size`` rows.
 
         ``X`` may be host data (see :meth:`predict`).
@@ -357,7 +370,8 @@ class Sequential:
         _check_finite_logits(self.backend, outs)
         return outs[0] if len(outs) == 1 else self.backend.xp.concat(outs, axis=0)
 
-    def predict_proba(self, X, *, batch_size: int = PREDICT_BLOCK, chunk_bytes=None):
+    def predict_proba(self, X: Array, *, batch_size: int = PREDICT_BLOCK,
+                      chunk_bytes: int | None = None) -> Array:
         """Class probabilities ``softmax(logits)`` for ``X``, shape (n, n_classes).
 
         ``X`` may be host data (see :meth:`predict`).
@@ -371,8 +385,9 @@ class Sequential:
             return _sigmoid(xp, logits)  # one probability per output
         return xp.exp(log_softmax(logits, xp=xp))
 
-    def predict(self, X, *, batch_size: int = PREDICT_BLOCK, distributed=None,
-                chunk_bytes=None):
+    def predict(self, X: Array, *, batch_size: int = PREDICT_BLOCK,
+                distributed: Communicator | None = None,
+                chunk_bytes: int | None = None) -> Array:
         """Predicted class indices for ``X`` (a device array of integers).
 
         ``X`` is an array on the model's device, or *host data*: a NumPy array
@@ -422,8 +437,9 @@ class Sequential:
         hits = predict(self, X, batch_size=batch_size) == y
         return float(xp.mean(xp.astype(hits, self.backend.dtype)))
 
-    def evaluate(self, X, y, *, batch_size: int = PREDICT_BLOCK, distributed=None,
-                 chunk_bytes=None, sample_weight=None) -> dict:
+    def evaluate(self, X: Array, y: Array, *, batch_size: int = PREDICT_BLOCK,
+                 distributed: Communicator | None = None, chunk_bytes: int | None = None,
+                 sample_weight: Array | None = None) -> dict[str, float]:
         """Mean loss and accuracy on ``(X, y)``: ``{"loss": float, "accuracy": float}``.
 
         ``sample_weight`` (an array (n,) of this backend, >= 0) weights the mean
@@ -505,11 +521,14 @@ class Sequential:
         return {"loss": float(total) / n, "accuracy": float(hits) / n}
 
     # -- training ----------------------------------------------------------------
-    def fit(self, X, y=None, *, epochs: int = 1, batch_size: int = 32, shuffle: bool = True,
-            seed=0, validation_data=None, optimizer=None, callbacks=(),
+    def fit(self, X: Any, y: Array | None = None, *, epochs: int = 1, batch_size: int = 32,
+            shuffle: bool | str = True, seed: SeedLike = 0,
+            validation_data: tuple[Array, Array] | None = None,
+            optimizer: Optimizer | None = None, callbacks: Iterable[Callback] = (),
             progress: bool = False, check_every: int = 100, train_accuracy: bool = True,
-            history: History | None = None, distributed=None, chunk_bytes=None,
-            sample_weight=None, class_weight=None, validation_split: float = 0.0,
+            history: History | None = None, distributed: Communicator | None = None,
+            chunk_bytes: int | None = None, sample_weight: Array | None = None,
+            class_weight: str | dict | None = None, validation_split: float = 0.0,
             alpha: float = 0.0) -> History:
         """Train with minibatch SGD (or ``optimizer``); return a :class:`History`.
 
@@ -732,7 +751,7 @@ class Sequential:
     def n_params(self) -> int:
         return sum(layer.n_params() for layer in self.layers)
 
-    def summary(self, input_shape=None) -> str:
+    def summary(self, input_shape: int | tuple | None = None) -> str:
         """A table of layers, output shapes and parameter counts (returned as text).
 
         ``input_shape`` is one sample's shape, e.g. ``(28, 28)`` before a

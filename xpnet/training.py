@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +28,7 @@ from tqdm.auto import tqdm
 
 from ._compiled import CompiledEpoch, compiles_epochs, epoch_cache_key
 from ._random import as_generator
+from ._typing import Array, BackendLike, SeedLike
 from ._validation import check_int
 from .backends import backend_of, get_backend
 from .callbacks import CallbackList, History
@@ -36,8 +38,9 @@ from .losses import _xent_sum_and_grad, one_hot
 __all__ = ["iterate_minibatches", "FitSettings", "fit_loop", "train_step", "L2Penalty"]
 
 
-def iterate_minibatches(inputs, targets, batchsize: int, shuffle: bool = False, *,
-                        rng=None, drop_last: bool = True, backend=None):
+def iterate_minibatches(inputs: Array, targets: Array, batchsize: int, shuffle: bool = False, *,
+                        rng: SeedLike = None, drop_last: bool = True,
+                        backend: BackendLike = None) -> Iterator[tuple[Array, Array]]:
     """Yield ``(inputs[idx], targets[idx])`` batches, as in the tutorial.
 
     Like the tutorial, the last incomplete batch is dropped (``drop_last``).
