@@ -7,6 +7,11 @@ only fixtures and hooks. See tests/README.md.
 
 from __future__ import annotations
 
+import importlib.util
+import shutil
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -84,3 +89,18 @@ def rel_err(a, b) -> float:
 def ref_softmax(z):
     e = np.exp(z - z.max(axis=-1, keepdims=True))
     return e / e.sum(axis=-1, keepdims=True)
+
+
+def mpiexec_path() -> str | None:
+    """The mpiexec next to this Python (the mpich wheel installs it there), else on PATH."""
+    here = shutil.which("mpiexec", path=str(Path(sys.executable).parent))
+    return here or shutil.which("mpiexec")
+
+
+def mpi_skip_reason() -> str | None:
+    """Why the real-MPI tests cannot run here, or None."""
+    if importlib.util.find_spec("mpi4py") is None:
+        return 'mpi4py is not installed (pip install "xpnet[mpi]")'
+    if mpiexec_path() is None:
+        return 'no mpiexec next to the Python or on PATH (pip install "xpnet[mpi]")'
+    return None

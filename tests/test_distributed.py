@@ -9,16 +9,15 @@ They are skipped, with the reason, when mpi4py or mpiexec is missing
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from _helpers import mpi_skip_reason, mpiexec_path
 
 import xpnet
 from xpnet.distributed import (
@@ -34,21 +33,9 @@ SCRIPT = ROOT / "tests" / "mpi_scripts" / "collectives.py"
 TIMEOUT_S = 180  # a slow shared machine: several Python start-ups with torch/jax per rank
 
 
-def _mpiexec() -> str | None:
-    """The mpiexec next to this Python (the mpich wheel installs it there), else on PATH."""
-    here = shutil.which("mpiexec", path=str(Path(sys.executable).parent))
-    return here or shutil.which("mpiexec")
 
 
-def _skip_reason() -> str | None:
-    if importlib.util.find_spec("mpi4py") is None:
-        return 'mpi4py is not installed (pip install "xpnet[mpi]")'
-    if _mpiexec() is None:
-        return 'no mpiexec next to the Python or on PATH (pip install "xpnet[mpi]")'
-    return None
-
-
-needs_mpi = pytest.mark.skipif(_skip_reason() is not None, reason=str(_skip_reason()))
+needs_mpi = pytest.mark.skipif(mpi_skip_reason() is not None, reason=str(mpi_skip_reason()))
 
 
 def run_mpi(n: int, *args: str) -> subprocess.CompletedProcess:
@@ -56,7 +43,7 @@ def run_mpi(n: int, *args: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, UCX_TLS="self,sm", HYDRA_IFACE="lo", OMP_NUM_THREADS="1",
                OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1", JAX_ENABLE_X64="1",
                JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT))
-    cmd = [_mpiexec(), "-n", str(n), sys.executable, "-m", "mpi4py", str(SCRIPT), *args]
+    cmd = [mpiexec_path(), "-n", str(n), sys.executable, "-m", "mpi4py", str(SCRIPT), *args]
     return subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True,
                           timeout=TIMEOUT_S)
 
@@ -198,7 +185,7 @@ def test_benchmark_counts_the_seed_mlp_parameters():
 
 
 @needs_mpi
-def test_benchmark_runs_under_mpiexec():
+def test_benchmark_runs_undermpiexec_path():
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     proc = subprocess.run([sys.executable, "-m", "benchmarks.distributed", "--repeats", "5",
                            "--rows", "640", "--timeout", "120"], env=env, cwd=ROOT,

@@ -22,13 +22,13 @@ import importlib.util
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from _helpers import mpi_skip_reason, mpiexec_path
 
 import xpnet
 from xpnet.distributed import SingleProcessCommunicator
@@ -45,20 +45,9 @@ RTOL = {("float64", "seed"): 1e-12, ("float64", "sgd"): 1e-12, ("float64", "mome
         ("float32", "momentum"): 1e-5, ("float32", "adam"): 1e-4}
 
 
-def _mpiexec() -> str | None:
-    here = shutil.which("mpiexec", path=str(Path(sys.executable).parent))
-    return here or shutil.which("mpiexec")
 
 
-def _skip_reason() -> str | None:
-    if importlib.util.find_spec("mpi4py") is None:
-        return 'mpi4py is not installed (pip install "xpnet[mpi]")'
-    if _mpiexec() is None:
-        return 'no mpiexec next to the Python or on PATH (pip install "xpnet[mpi]")'
-    return None
-
-
-needs_mpi = pytest.mark.skipif(_skip_reason() is not None, reason=str(_skip_reason()))
+needs_mpi = pytest.mark.skipif(mpi_skip_reason() is not None, reason=str(mpi_skip_reason()))
 
 
 def _env() -> dict:
@@ -69,7 +58,7 @@ def _env() -> dict:
 
 def run_mpi(n: int, *args: str, cwd=ROOT, timeout=TIMEOUT_S) -> subprocess.CompletedProcess:
     """``mpiexec -n n python -m mpi4py ARGS`` on loopback, with a timeout."""
-    cmd = [_mpiexec(), "-n", str(n), sys.executable, "-m", "mpi4py", *args]
+    cmd = [mpiexec_path(), "-n", str(n), sys.executable, "-m", "mpi4py", *args]
     return subprocess.run(cmd, env=_env(), cwd=cwd, capture_output=True, text=True,
                           timeout=timeout)
 
@@ -113,7 +102,7 @@ def mpi_results(request, tmp_path_factory):
     n = request.param
     out = tmp_path_factory.mktemp(f"ranks{n}")
     pairs = ",".join(f"{b}:{d}" for b, d in _pairs(n))
-    if _skip_reason() is None:
+    if mpi_skip_reason() is None:
         assert_all_ok(run_mpi(n, str(SCRIPTS / "fit.py"), "parity", str(out), pairs), n)
     return n, out
 
@@ -214,7 +203,7 @@ def test_cli_distributed_equals_one_process(tmp_path):
 @pytest.mark.skipif(not _mnist_present(), reason="no MNIST copy in data/mnist")
 def test_cli_refuses_an_indivisible_batch_on_every_rank_even_without_mpi4py_runner(tmp_path):
     # Launched without `-m mpi4py`: the CLI itself must end the job (MPI_Abort).
-    cmd = [_mpiexec(), "-n", "2", sys.executable, "-m", "xpnet", "train", "--distributed",
+    cmd = [mpiexec_path(), "-n", "2", sys.executable, "-m", "xpnet", "train", "--distributed",
            "--epochs", "1", "--limit", "256", "--batch-size", "33", "--quiet",
            "--save", "never.npz"]
     proc = subprocess.run(cmd, env=_env(), cwd=tmp_path, capture_output=True, text=True,
