@@ -191,8 +191,11 @@ def _xent_sum_and_grad(xp, logits, onehot):
 def _weighted(xp, per_sample, grad, weights):
     """``(sum_i w_i l_i, w_i dl_i / sum_i w_i)``: the gradient of the weighted mean.
 
-    A batch whose weights are all zero contributes nothing (not 0/0 = NaN).
+    ``weights=None`` is the plain mean: ``(sum_i l_i, dl_i / n)``. A batch whose
+    weights are all zero contributes nothing (not 0/0 = NaN).
     """
+    if weights is None:
+        return xp.sum(per_sample), grad * (1.0 / grad.shape[0])
     w = xp.astype(weights, grad.dtype)
     total = xp.sum(w)
     # sum(w) == 0 only when every w_i == 0, so the numerator is 0 too.
@@ -385,8 +388,6 @@ class MeanSquaredError(Loss):
         c = self._factor(outputs.shape[1])
         per_sample = xp.sum(d * d, axis=1) * c
         grad = d * (2.0 * c)
-        if weights is None:
-            return xp.sum(per_sample), grad * (1.0 / outputs.shape[0])
         return _weighted(xp, per_sample, grad, weights)
 
     def prepare_targets(self, backend, y, n_outputs: int, name: str = "y"):
@@ -452,8 +453,6 @@ class BinaryCrossEntropy(Loss):
     def sum_and_grad(self, xp, outputs, targets, weights=None):
         per_sample = self.per_sample(xp, outputs, targets)
         grad = _sigmoid(xp, outputs) - targets
-        if weights is None:
-            return xp.sum(per_sample), grad * (1.0 / outputs.shape[0])
         return _weighted(xp, per_sample, grad, weights)
 
     def prepare_targets(self, backend, y, n_outputs: int, name: str = "y"):
