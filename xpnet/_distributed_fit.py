@@ -41,6 +41,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._typing import Array
+from ._weights import loss_sums, scores_from_sums
 from .distributed import Communicator, DistributedError
 from .errors import StateError
 from .losses import _xent_sum_and_grad, one_hot
@@ -61,7 +62,8 @@ if TYPE_CHECKING:
 _T = TypeVar("_T")
 
 __all__ = ["check_fit_agreement", "distributed_epoch_runner", "sharded_predict",
-           "sharded_scores", "check_inputs_agree", "shard_rows"]
+           "sharded_scores", "check_inputs_agree", "shard_rows", "on_every_rank",
+           "check_same_weights"]
 
 #: Rows of X whose bytes enter the data fingerprint (with every label).
 FINGERPRINT_ROWS = 16
@@ -84,28 +86,35 @@ def check_communicator(comm: Any) -> None:
 
 def check_fit_agreement(comm: Communicator, model: Any, X: Any, y: Any, *, epochs: Any,
                         batch_size: Any, seed: Any, shuffle: Any, optimizer: Any,
-                        validation_data: Any = None) -> None:
+                        validation_data: Any = None, options: dict | None = None) -> None:
     """Fail on every rank, before training, unless all ranks got the same data shapes and settings.
 
     Only shapes, dtypes and settings are compared here (nothing is read back),
     so it can run before the data are validated; the values are compared by
     :func:`distributed_epoch_runner` once they are. A global batch that the
-    number of ranks does not divide is refused too.
+    number of ranks does not divide is refused too. ``options``: fit's
+    ``sample_weight`` (its shape and dtype are compared), ``class_weight``,
+    ``validation_split`` and ``alpha``; the model's loss is compared too.
     """
     check_communicator(comm)
     be = model.backend
+    options = dict(options or {})
+    weights = options.pop("sample_weight", None)
     seed_key = seed if isinstance(seed, int) else type(seed).__name__
     comm.check_same(
         {"X shape": _shape_of(X), "X dtype": str(getattr(X, "dtype", None)),
          "y shape": _shape_of(y), "y dtype": str(getattr(y, "dtype", None)),
          "validation shapes": None if validation_data is None else
          [_shape_of(v) for v in validation_data] if isinstance(validation_data, (tuple, list))
-         else type(validation_data).__name__},
+         else type(validation_data).__name__,
+         "sample_weight": None if weights is None else
+         (_shape_of(weights), str(getattr(weights, "dtype", None)))},
         "data sizes or shapes")
     comm.check_same(
         {"backend": be.name, "dtype": be.dtype_name, "epochs": epochs, "batch_size": batch_size,
          "seed": seed_key, "shuffle": bool(shuffle), "optimizer": repr(optimizer),
-         "layers": [(type(layer).__name__, layer.get_config()) for layer in model.layers]},
+         "layers": [(type(layer).__name__, layer.get_config()) for layer in model.layers],
+         "loss": repr(model.loss), **{k: repr(v) for k, v in sorted(options.items())}},
         "settings or models")
     if isinstance(batch_size, int) and not isinstance(batch_size, bool) and batch_size >= 1:
         comm.check_global_batch(batch_size)
@@ -162,36 +171,51 @@ def _gradients(trainable: Sequence[Layer]) -> list[Array]:
     return grads
 
 
-def portable_gradient_fn(be: Backend, layers: list[Layer], first: int) -> Callable[[Array, Array, Array], tuple[Array, list[Array]]]:
-    """``grads_of(X, onehot, idx) -> (local summed loss, gradients)``; parameters unchanged.
+def portable_gradient_fn(be: Backend, layers: list[Layer], first: int, *,
+                         loss: Any = None) -> Callable[..., tuple[Array, list[Array]]]:
+    """``grads_of(X, targets, idx, weights=None) -> (local summed loss, gradients)``; parameters unchanged.
 
     Forward and backward run with a :class:`~xpnet.optimizers.KeepGrads` in
     place of every trainable layer's optimizer, so ``backward`` only leaves
     its gradients in ``layer.grads``; they are returned in parameter order.
+    ``loss`` as in :func:`~xpnet.training.train_step` (None: the softmax
+    cross-entropy kernel). With ``weights`` (the whole training set's) the
+    gradients are *weighted sums* ``sum_i w_i dl_i`` over the local rows,
+    followed by the local weight ``sum_i w_i`` as one more array of shape
+    (1,): ranks can add both, and the global weighted mean is their ratio.
     """
     xp = be.xp
     trainable = [layer for layer in layers[first:] if layer.param_names]
     keep = KeepGrads()
 
-    def grads_of(X: Array, onehot: Array, idx: Array) -> tuple[Array, list[Array]]:
+    def grads_of(X: Array, targets: Array, idx: Array,
+                 weights: Array | None = None) -> tuple[Array, list[Array]]:
         xb = xp.take(X, idx, axis=0)
-        tb = xp.take(onehot, idx, axis=0)
+        tb = xp.take(targets, idx, axis=0)
+        wb = None if weights is None else xp.take(weights, idx, axis=0)
         optimizers = [layer.optimizer for layer in trainable]
         for layer in trainable:
             layer.grads = {}
             layer.optimizer = keep
         try:
-            loss_sum = train_step(layers, xp, xb, tb, first)
-            return loss_sum, _gradients(trainable)
+            loss_sum = train_step(layers, xp, xb, tb, first, loss=loss, weights=wb)
+            grads = _gradients(trainable)
         finally:
             for layer, opt in zip(trainable, optimizers):
                 layer.optimizer = opt
                 layer.grads = {}
+        if wb is None:
+            return loss_sum, grads
+        # The loss gave the gradient of the *local* weighted mean; times the local
+        # weight it is the local weighted sum (zero weights: zero gradients).
+        local_weight = xp.sum(xp.astype(wb, grads[0].dtype))
+        return loss_sum, [g * local_weight for g in grads] + [xp.reshape(local_weight, (1,))]
 
     return grads_of
 
 
-def make_gradient_fn(be: Backend, layers: list[Layer], first: int) -> Callable[[Array, Array, Array], tuple[Array, list[Array]]]:
+def make_gradient_fn(be: Backend, layers: list[Layer], first: int, *,
+                     loss: Any = None) -> Callable[..., tuple[Array, list[Array]]]:
     """:func:`portable_gradient_fn`, compiled by ``be.compile`` where the backend compiles.
 
     Only the gradient computation is compiled (parameters go in as explicit
@@ -200,21 +224,23 @@ def make_gradient_fn(be: Backend, layers: list[Layer], first: int) -> Callable[[
     lives in Python. Learning rates do not enter the gradients, so one
     compiled function serves a whole ``fit``.
     """
-    portable = portable_gradient_fn(be, layers, first)
+    portable = portable_gradient_fn(be, layers, first, loss=loss)
     if not be.compiles or not all(layer.compilable for layer in layers):
         return portable
     trainable = [layer for layer in layers[first:] if layer.param_names]
 
-    def pure(params: list[Array], X: Array, onehot: Array, idx: Array) -> tuple[Array, list[Array]]:
+    def pure(params: list[Array], X: Array, targets: Array, idx: Array,
+             weights: Array | None) -> tuple[Array, list[Array]]:
         saved = _parameters(trainable)
         try:
             _set_parameters(trainable, params)
-            return portable(X, onehot, idx)
+            return portable(X, targets, idx, weights)
         finally:
             _set_parameters(trainable, saved)  # never leave tracers on the layers
 
     compiled = be.compile(pure)
-    return lambda X, onehot, idx: compiled(_parameters(trainable), X, onehot, idx)
+    return lambda X, targets, idx, weights=None: compiled(_parameters(trainable), X, targets,
+                                                          idx, weights)
 
 
 def _set_parameters(layers: Sequence[Layer], values: Sequence[Array]) -> None:
@@ -225,22 +251,37 @@ def _set_parameters(layers: Sequence[Layer], values: Sequence[Array]) -> None:
 
 
 def split_train_step(be: Backend, layers: list[Layer], first: int, comm: Communicator, *,
-                     compiled: bool = True) -> Callable[[Array, Array, Array], Array]:
-    """``step(X, onehot, idx) -> local summed loss``: backward, one fused allreduce, optimizer step.
+                     compiled: bool = True, loss: Any = None,
+                     penalty: Any = None) -> Callable[..., Array]:
+    """``step(X, targets, idx, weights=None) -> local summed loss``: backward, one fused allreduce, optimizer step.
 
     The allreduce comes after the whole backward pass and before any
     parameter changes (every layer's input gradient uses the old weights,
     as in one process). Layers without an optimizer (the seed's SGD inside
     backward) are stepped by ``SGD()``, which reads their ``learning_rate``
     at every step (schedules keep working).
+
+    With ``weights`` the ranks add their weighted gradient sums and local
+    weights in the same fused buffer and divide: the gradient of the global
+    batch's weighted mean, whatever each rank's share of the weight.
+    ``penalty`` (an :class:`~xpnet.training.L2Penalty` attached to the layers
+    as their optimizer) learns the global batch's weight (or size) and
+    acts once, on the reduced gradients, as in one process.
     """
     trainable = [layer for layer in layers[first:] if layer.param_names]
-    grads_of = (make_gradient_fn if compiled else portable_gradient_fn)(be, layers, first)
+    grads_of = (make_gradient_fn if compiled else portable_gradient_fn)(be, layers, first,
+                                                                        loss=loss)
     seed_sgd = SGD()
 
-    def step(X: Array, onehot: Array, idx: Array) -> Array:
-        loss_sum, grads = grads_of(X, onehot, idx)
-        mean = iter(comm.allreduce_mean_(grads, be))
+    def step(X: Array, targets: Array, idx: Array, weights: Array | None = None) -> Array:
+        loss_sum, grads = grads_of(X, targets, idx, weights)
+        reduced = comm.allreduce_mean_(grads, be)
+        batch_weight: Any = idx.shape[0] * comm.size
+        if weights is not None:
+            reduced, batch_weight = _divided_by_weight(be.xp, reduced, comm.size)
+        if penalty is not None:
+            penalty.set_batch(be.xp, batch_weight)
+        mean = iter(reduced)
         for layer in trainable:
             opt = layer.optimizer
             layer_grads = {n: next(mean) for n in layer.param_names}
@@ -251,34 +292,50 @@ def split_train_step(be: Backend, layers: list[Layer], first: int, comm: Communi
     return step
 
 
+def _divided_by_weight(xp: Any, reduced: list[Array], size: int) -> tuple[list[Array], Array]:
+    """Mean weighted gradient sums over the mean weight (last entry): the global weighted mean.
+
+    Returns the gradients and the global batch's weight (0-d). A global batch
+    of zero weights gives zero gradients, as in one process.
+    """
+    mean_weight = xp.reshape(reduced[-1], ())
+    denom = mean_weight + xp.astype(mean_weight == 0, mean_weight.dtype)
+    return [g / denom for g in reduced[:-1]], mean_weight * size
+
+
 def distributed_epoch_runner(model: Any, X: Array, y: Array,
                              settings: FitSettings) -> Callable[[int], dict]:
-    """The distributed twin of ``training._epoch_runner``: ``epoch -> logs``, equal on every rank."""
+    """The distributed twin of ``training._epoch_runner``: ``epoch -> logs``, equal on every rank.
+
+    The loss, targets, sample weights (class weights folded in) and L2
+    penalty are the ones ``fit`` put in ``settings``, as in one process.
+    """
     comm = settings.distributed
     be = model.backend
-    xp = be.xp
     layers = loss_layers(model.layers)
     _refuse_host_randomness(layers)
-    comm.check_same(_data_fingerprint(be, X, y),
-                    "training data (a fingerprint of the labels and of 16 rows of X)")
+    _check_training_data_agrees(comm, be, X, y, settings.host_weight)
     _sync_parameters(comm, model.layers, be)
     batch_size = settings.batch_size
     local = comm.check_global_batch(batch_size)
-    first = first_trainable_index(layers)
-    onehot = one_hot(y, model.n_outputs, dtype=be.dtype, xp=xp)
+    targets = settings.targets  # the loss's dense targets, made once per fit
+    if targets is None:
+        targets = one_hot(y, model.n_outputs, dtype=be.dtype, xp=be.xp)
     n = X.shape[0]
     n_steps = n // batch_size
-    check_every = settings.check_every
-    step_fn = split_train_step(be, layers, first, comm)
+    check_every, weights = settings.check_every, settings.sample_weight
+    step_fn = split_train_step(be, layers, first_trainable_index(layers), comm,
+                               loss=settings.loss, penalty=settings.penalty)
 
     def run_epoch(epoch: int) -> dict:
         t0 = time.perf_counter()
-        order = be.asarray(comm.local_order(n, batch_size, settings.rng, shuffle=settings.shuffle),
-                           dtype=be.index_dtype)
+        host_order = comm.local_order(n, batch_size, settings.rng, shuffle=settings.shuffle)
+        order = be.asarray(host_order, dtype=be.index_dtype)
         total = be.zeros(())
         with _progress(n_steps, f"epoch {epoch + 1}", settings.progress and comm.is_root) as bar:
             for step in range(n_steps):
-                total = total + step_fn(X, onehot, order[step * local:(step + 1) * local])
+                total = total + step_fn(X, targets, order[step * local:(step + 1) * local],
+                                        weights)
                 if check_every and (step + 1) % check_every == 0:
                     # A sum spreads a NaN of any rank to all: every rank stops together.
                     _guard(comm.allreduce_scalar(float(total), "sum"), epoch, step, check_every)
@@ -286,17 +343,53 @@ def distributed_epoch_runner(model: Any, X: Array, y: Array,
         loss_sum = comm.allreduce_scalar(float(total), "sum")
         _guard(loss_sum, epoch, n_steps - 1, check_every)
         comm.check_equal(_parameters(layers), be, "parameters after an epoch")
-        logs = {"epoch": epoch + 1, "loss": loss_sum / max(n_steps * batch_size, 1),
+        trained = _trained_weight(comm, settings.host_weight, host_order, n_steps * batch_size)
+        logs = {"epoch": epoch + 1, "loss": loss_sum / trained,
                 "seconds": time.perf_counter() - t0}
-        if settings.train_accuracy:
-            logs["train_acc"] = _reduced_scores(model, X, y, comm, with_loss=False)["accuracy"]
-        if settings.validation_data is not None:
-            X_val, y_val = settings.validation_data  # a pair, checked by fit
-            scores = _reduced_scores(model, X_val, y_val, comm)
-            logs["val_loss"], logs["val_acc"] = scores["loss"], scores["accuracy"]
+        logs.update(_epoch_scores(model, X, y, settings, comm))
         return logs
 
     return run_epoch
+
+
+def _check_training_data_agrees(comm: Communicator, be: Backend, X: Array, y: Array,
+                                host_weight: Any) -> None:
+    """A DistributedError on every rank unless the ranks hold the same data and weights."""
+    comm.check_same(_data_fingerprint(be, X, y),
+                    "training data (a fingerprint of the labels and of 16 rows of X)")
+    if host_weight is not None:
+        check_same_weights(comm, host_weight)
+
+
+def check_same_weights(comm: Communicator, host_weight: Any) -> None:
+    """A DistributedError on every rank unless the host weights are bitwise equal on all ranks."""
+    digest = hashlib.blake2b(host_weight.tobytes(), digest_size=16).hexdigest()
+    comm.check_same(digest, "sample weights (a fingerprint; class weights folded in)")
+
+
+def _trained_weight(comm: Communicator, host_weight: Any, host_order: Any, n_used: int) -> float:
+    """The total weight of the rows all ranks trained on in an epoch (the mean loss's denominator)."""
+    if host_weight is None:
+        return float(max(n_used, 1))
+    total = comm.allreduce_scalar(float(host_weight[host_order].sum()), "sum")
+    return total if total > 0 else 1.0
+
+
+def _epoch_scores(model: Any, X: Array, y: Array, settings: FitSettings,
+                  comm: Communicator) -> dict:
+    """``train_acc``, ``val_loss`` and ``val_acc`` of an epoch, reduced over ranks (as one process logs them)."""
+    logs = {}
+    if settings.train_accuracy:
+        accuracy = _reduced_scores(model, X, y, comm, with_loss=False).get("accuracy")
+        if accuracy is not None:  # regression has none
+            logs["train_acc"] = accuracy
+    if settings.validation_data is not None:
+        X_val, y_val = settings.validation_data  # a pair, checked by fit
+        scores = _reduced_scores(model, X_val, y_val, comm)
+        logs["val_loss"] = scores["loss"]
+        if "accuracy" in scores:
+            logs["val_acc"] = scores["accuracy"]
+    return logs
 
 
 # --------------------------------------------------------------------------
@@ -321,11 +414,17 @@ def shard_rows(n: int, block: int, rank: int, size: int) -> tuple:
 
 
 def check_inputs_agree(comm: Communicator, X: Any, y: Any = None, *, batch_size: Any = None,
-                       what: str = "inputs") -> None:
+                       what: str = "inputs", sample_weight: Any = None) -> None:
     """Fail on every rank unless all ranks got inputs of the same shapes and dtypes."""
     check_communicator(comm)
     comm.check_same({"X shape": _shape_of(X), "X dtype": str(getattr(X, "dtype", None)),
-                     "y shape": _shape_of(y), "batch_size": batch_size}, what)
+                     "y shape": _shape_of(y), "batch_size": batch_size,
+                     "sample_weight shape": _shape_of(sample_weight)}, what)
+
+
+def on_every_rank(comm: Communicator | None, what: str, fn: Callable[[], _T]) -> _T:
+    """``fn()``; with a communicator, an error on every rank when it fails on any."""
+    return fn() if comm is None else _on_every_rank(comm, what, fn)
 
 
 def _on_every_rank(comm: Communicator, what: str, fn: Callable[[], _T]) -> _T:
@@ -368,7 +467,9 @@ def _local_sums(model: Any, X: Array, y: Array, batch_size: int,
 
 
 def _reduced_scores(model: Any, X: Array, y: Array, comm: Communicator, batch_size: int = 1024, *,
-                    with_loss: bool = True) -> dict:
+                    with_loss: bool = True, weights: Array | None = None) -> dict:
+    if not model._default_loss or weights is not None:
+        return _reduced_loss_scores(model, X, y, comm, batch_size, weights)
     n = X.shape[0]
     lo, hi = shard_rows(n, batch_size, comm.rank, comm.size)
     loss, hits = _on_every_rank(
@@ -378,10 +479,23 @@ def _reduced_scores(model: Any, X: Array, y: Array, comm: Communicator, batch_si
             "accuracy": comm.allreduce_scalar(hits, "sum") / n}
 
 
-def sharded_scores(model: Any, X: Array, y: Array, batch_size: int, comm: Communicator) -> dict:
+def _reduced_loss_scores(model: Any, X: Array, y: Array, comm: Communicator, batch_size: int,
+                         weights: Array | None) -> dict:
+    """:func:`~xpnet._weights.loss_scores` over the ranks: weighted sums and weights added up."""
+    lo, hi = shard_rows(X.shape[0], batch_size, comm.rank, comm.size)
+    local_weights = None if weights is None else weights[lo:hi]
+    sums = _on_every_rank(comm, "scoring", lambda: (0.0, 0.0, 0.0) if hi == lo else loss_sums(
+        model, X[lo:hi, ...], y[lo:hi, ...], batch_size, local_weights))
+    total, hits, weight = (comm.allreduce_scalar(value, "sum") for value in sums)
+    return scores_from_sums(model.loss, total, hits, weight)
+
+
+def sharded_scores(model: Any, X: Array, y: Array, batch_size: int, comm: Communicator,
+                   weights: Array | None = None) -> dict:
     """``model.evaluate(X, y)`` with the rows dealt out to the ranks; the same dict on every rank.
 
-    The accuracy equals one process's exactly; the loss up to rounding (the
-    per-rank sums are added in float64).
+    The accuracy equals one process's exactly (with another loss or
+    ``weights``: to rounding); the loss up to rounding (the per-rank sums
+    are added in float64). ``weights``: per-sample weights on the device.
     """
-    return _reduced_scores(model, X, y, comm, batch_size)
+    return _reduced_scores(model, X, y, comm, batch_size, weights=weights)

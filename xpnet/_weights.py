@@ -107,11 +107,11 @@ def validation_split_index(validation_split, n_samples: int, has_validation_data
     return split_at
 
 
-def loss_scores(model, X, y, batch_size: int, weights=None) -> dict:
-    """Mean loss (weighted by ``weights``) and, for classification, accuracy of ``model``.
+def loss_sums(model, X, y, batch_size: int, weights=None) -> tuple[float, float, float]:
+    """Weighted loss sum, weighted hits (0.0 without accuracy) and total weight on ``(X, y)``.
 
-    For any loss; the seed's softmax cross-entropy without weights keeps its own
-    faster path in :meth:`Sequential._scores`. Two read-backs in all.
+    For any loss: :func:`loss_scores` divides them; data-parallel scoring adds
+    them up over ranks first. Unweighted when ``weights`` is None.
     """
     be, xp, loss = model.backend, model.backend.xp, model.loss
     targets = loss.prepare_targets(be, y, model.n_outputs)
@@ -127,19 +127,33 @@ def loss_scores(model, X, y, batch_size: int, weights=None) -> dict:
         weight = weight + xp.sum(wb)
         if classify:
             hits = hits + xp.sum(loss.hit_rate(xp, z, tb) * wb)
-    denom = float(weight) or 1.0
-    scores = {"loss": float(total) / denom}
-    if classify:
-        scores["accuracy"] = float(hits) / denom
+    return float(total), float(hits) if classify else 0.0, float(weight)
+
+
+def scores_from_sums(loss, total: float, hits: float, weight: float) -> dict:
+    """``{"loss": ..., "accuracy": ...}`` (no accuracy for the MSE) from :func:`loss_sums`."""
+    denom = weight or 1.0
+    scores = {"loss": total / denom}
+    if not isinstance(loss, MeanSquaredError):
+        scores["accuracy"] = hits / denom
     return scores
 
 
+def loss_scores(model, X, y, batch_size: int, weights=None) -> dict:
+    """Mean loss (weighted by ``weights``) and, for classification, accuracy of ``model``.
+
+    For any loss; the seed's softmax cross-entropy without weights keeps its own
+    faster path in :meth:`Sequential._scores`. Three read-backs in all.
+    """
+    return scores_from_sums(model.loss, *loss_sums(model, X, y, batch_size, weights))
+
+
 def refuse_with_streams(what: str, **used) -> None:
-    """Host data, batch iterables and ``distributed=`` take the seed's loss and no weights (yet)."""
+    """Host data and batch iterables take the seed's loss and no weights (yet)."""
     names = [name for name, value in used.items() if value]
     if names:
         raise NotImplementedError(
-            f"{what} with host data, batch iterables or distributed= supports the default "
+            f"{what} with host data or batch iterables supports the default "
             f"loss without weights for now; got {', '.join(names)}. Move the data to the "
-            "device (backend.asarray) and train in one process."
+            "device (backend.asarray) first."
         )

@@ -14,7 +14,9 @@ from . import checkpoint, streaming
 from ._distributed_fit import (
     check_fit_agreement,
     check_inputs_agree,
+    check_same_weights,
     distributed_epoch_runner,
+    on_every_rank,
     sharded_predict,
     sharded_scores,
 )
@@ -401,22 +403,22 @@ class Sequential:
         every rank gets the whole result, equal to one process's.
 
         With another ``loss``: 0/1 per output (binary cross-entropy) or the
-        outputs themselves (MSE).
+        outputs themselves (MSE), also with ``distributed``.
         """
-        if not self._default_loss:
-            refuse_with_streams("predict", distributed=distributed is not None)
-            logits = self.predict_logits(X, batch_size=batch_size, chunk_bytes=chunk_bytes)
-            return self.loss.predict(self.backend.xp, logits)
         if streaming.is_host_array(self.backend, X):
             _check_not_distributed(distributed, "predict")
-            _check_block(batch_size)
-            data = streaming.HostData.of(self, X, chunk_bytes=chunk_bytes)
-            return streaming.host_predict(self, data, batch_size)
         if distributed is not None:
             check_inputs_agree(distributed, X, batch_size=batch_size, what="prediction inputs")
             self.layers[0]._check_input(X, "X")
             _check_block(batch_size)
             return sharded_predict(self, X, batch_size, distributed)
+        if not self._default_loss:
+            logits = self.predict_logits(X, batch_size=batch_size, chunk_bytes=chunk_bytes)
+            return self.loss.predict(self.backend.xp, logits)
+        if streaming.is_host_array(self.backend, X):
+            _check_block(batch_size)
+            data = streaming.HostData.of(self, X, chunk_bytes=chunk_bytes)
+            return streaming.host_predict(self, data, batch_size)
         return predict(self, X, batch_size=batch_size)
 
     def _logit_blocks(self, X, batch_size: int) -> list:
@@ -450,12 +452,13 @@ class Sequential:
 
         ``distributed``: an :mod:`xpnet.distributed` communicator; the ranks
         (which all hold the same data) score their blocks of rows and every
-        rank gets the reduced scores (accuracy exact, loss to rounding).
+        rank gets the reduced scores (accuracy exact, loss to rounding; with
+        another loss or ``sample_weight`` the weighted sums and the total
+        weight are added over ranks, so both are one process's to rounding).
         """
         if not self._default_loss or sample_weight is not None:
-            return self._evaluate_with_loss(X, y, batch_size, sample_weight,
-                                            streamed=streaming.is_host_array(self.backend, X)
-                                            or distributed is not None)
+            return self._evaluate_with_loss(X, y, batch_size, sample_weight, distributed,
+                                            streamed=streaming.is_host_array(self.backend, X))
         if streaming.is_host_array(self.backend, X):
             _check_not_distributed(distributed, "evaluate")
             _check_block(batch_size)
@@ -474,18 +477,29 @@ class Sequential:
             return sharded_scores(self, X, y, batch_size, distributed)
         return self._scores(X, y, batch_size)
 
-    def _evaluate_with_loss(self, X, y, batch_size, sample_weight, streamed: bool) -> dict:
+    def _evaluate_with_loss(self, X, y, batch_size, sample_weight, distributed,
+                            streamed: bool) -> dict:
         """``evaluate`` for another loss or with sample weights (device arrays only)."""
         refuse_with_streams("evaluate", loss=not self._default_loss and streamed,
                             sample_weight=sample_weight is not None and streamed)
+        if streamed:
+            _check_not_distributed(distributed, "evaluate")
+        if distributed is not None:
+            check_inputs_agree(distributed, X, y, batch_size=batch_size, what="evaluation data",
+                               sample_weight=sample_weight)
         self.layers[0]._check_input(X, "X")
         self._check_targets(y, X.shape[0])
         _check_block(batch_size)
         if X.shape[0] == 0:
             raise ValueError("X and y are empty: there is nothing to evaluate")
-        host = check_sample_weight(self.backend, sample_weight, X.shape[0])
-        return loss_scores(self, X, y, batch_size,
-                           None if host is None else self.backend.asarray(host))
+        host = on_every_rank(distributed, "checking the sample weights", lambda:
+                             check_sample_weight(self.backend, sample_weight, X.shape[0]))
+        weights = None if host is None else self.backend.asarray(host)
+        if distributed is None:
+            return loss_scores(self, X, y, batch_size, weights)
+        if host is not None:
+            check_same_weights(distributed, host)
+        return sharded_scores(self, X, y, batch_size, distributed, weights)
 
     def _check_targets(self, y, n_samples: int, name: str = "y"):
         """Validate ``y`` for the model's loss; return its dense targets (None: labels)."""
@@ -589,28 +603,28 @@ class Sequential:
             (``"balanced"`` or a dict), the *last* fraction held out for validation
             (as Keras) and scikit-learn's L2 penalty; see :mod:`xpnet._weights`.
             They, and losses other than the softmax cross-entropy, take arrays on
-            the device (not host data, batches or ``distributed=``, for now).
+            the device (not host data or batches, for now); with ``distributed=``
+            the result is one process's on the whole data (``docs/distributed.md``).
         """
         stream = self._training_stream(X, y, chunk_bytes, shuffle)
         options = {"sample_weight": sample_weight, "class_weight": class_weight,
                    "validation_split": validation_split, "alpha": alpha}
-        if stream is not None or _is_host_pair(self.backend, validation_data) \
-                or distributed is not None:
+        if stream is not None or _is_host_pair(self.backend, validation_data):
             refuse_with_streams("fit", loss=not self._default_loss,
                                 **{k: v is not None and v != 0 for k, v in options.items()})
-        if stream is not None or _is_host_pair(self.backend, validation_data):
             _check_not_distributed(distributed, "fit")
         if distributed is not None:  # before validating, so every rank fails together
             check_fit_agreement(distributed, self, X, y, epochs=epochs, batch_size=batch_size,
                                 seed=seed, shuffle=shuffle, optimizer=optimizer,
-                                validation_data=validation_data)
+                                validation_data=validation_data, options=options)
         settings = self._fit_settings(
             X, y, epochs=epochs, batch_size=batch_size, shuffle=shuffle, seed=seed,
             validation_data=validation_data, progress=progress, check_every=check_every,
             train_accuracy=train_accuracy, start_epoch=len(history) if history is not None else 0,
             stream=stream, chunk_bytes=chunk_bytes)
-        if stream is None and distributed is None:
-            settings, X, y = self._with_fit_options(settings, X, y, **options)
+        if stream is None:  # weights checked on every rank: one rank's bad weights stop all
+            settings, X, y = on_every_rank(distributed, "checking the sample weights", lambda:
+                                           self._with_fit_options(settings, X, y, **options))
         if distributed is not None:
             settings = dataclasses.replace(settings, distributed=distributed)
         callbacks = CallbackList(callbacks)
