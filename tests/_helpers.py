@@ -104,3 +104,36 @@ def mpi_skip_reason() -> str | None:
     if mpiexec_path() is None:
         return 'no mpiexec next to the Python or on PATH (pip install "xpnet[mpi]")'
     return None
+
+
+def mpi_env(root) -> dict:
+    """The environment of an MPI test job: loopback/shared memory, one BLAS thread per rank."""
+    import os
+
+    return dict(os.environ, UCX_TLS="self,sm", HYDRA_IFACE="lo", OMP_NUM_THREADS="1",
+                OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1", JAX_ENABLE_X64="1",
+                JAX_PLATFORMS="cpu", PYTHONPATH=str(root))
+
+
+def run_mpi(n: int, *args: str, root, timeout: float, cwd=None):
+    """``mpiexec -n n python -m mpi4py ARGS`` on loopback, in ``cwd`` (default ``root``,
+    the checkout xpnet is imported from), with a timeout.
+
+    Through ``-m mpi4py`` an exception on one rank aborts the job instead of
+    leaving the others waiting; the timeout turns any hang into a failure.
+    """
+    import subprocess
+
+    cmd = [mpiexec_path(), "-n", str(n), sys.executable, "-m", "mpi4py", *args]
+    return subprocess.run(cmd, env=mpi_env(root), cwd=root if cwd is None else cwd,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def assert_ranks_ok(proc, n: int) -> None:
+    """The job succeeded and each of its ``n`` ranks printed ``OK <rank>``."""
+    import re
+
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-4000:]
+    # Ranks' lines may interleave in the launcher's output: count markers, not lines.
+    assert sorted(map(int, re.findall(r"OK (\d+)", proc.stdout))) == list(range(n)), out[-4000:]

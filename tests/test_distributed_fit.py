@@ -20,15 +20,14 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
-import re
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from _helpers import mpi_skip_reason, mpiexec_path
+from _helpers import assert_ranks_ok, mpi_env, mpi_skip_reason, mpiexec_path
+from _helpers import run_mpi as run_mpi_job
 
 import xpnet
 from xpnet.distributed import SingleProcessCommunicator
@@ -51,22 +50,15 @@ needs_mpi = pytest.mark.skipif(mpi_skip_reason() is not None, reason=str(mpi_ski
 
 
 def _env() -> dict:
-    return dict(os.environ, UCX_TLS="self,sm", HYDRA_IFACE="lo", OMP_NUM_THREADS="1",
-                OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1", JAX_ENABLE_X64="1",
-                JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT))
+    return mpi_env(ROOT)
 
 
 def run_mpi(n: int, *args: str, cwd=ROOT, timeout=TIMEOUT_S) -> subprocess.CompletedProcess:
     """``mpiexec -n n python -m mpi4py ARGS`` on loopback, with a timeout."""
-    cmd = [mpiexec_path(), "-n", str(n), sys.executable, "-m", "mpi4py", *args]
-    return subprocess.run(cmd, env=_env(), cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout)
+    return run_mpi_job(n, *args, root=ROOT, cwd=cwd, timeout=timeout)
 
 
-def assert_all_ok(proc, n: int) -> None:
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, out[-4000:]
-    assert sorted(map(int, re.findall(r"OK (\d+)", proc.stdout))) == list(range(n)), out[-4000:]
+assert_all_ok = assert_ranks_ok
 
 
 def _installed(backends) -> list:

@@ -155,6 +155,11 @@ def _check_not_distributed(distributed, what: str) -> None:
         )
 
 
+def _option_used(value) -> bool:
+    """Whether a fit option was given: anything but None or a zero number (arrays included)."""
+    return value is not None and not (isinstance(value, (int, float)) and value == 0)
+
+
 def _is_host_pair(backend, pair) -> bool:
     return (isinstance(pair, (tuple, list)) and len(pair) == 2
             and streaming.is_host_array(backend, pair[0]))
@@ -611,7 +616,7 @@ class Sequential:
                    "validation_split": validation_split, "alpha": alpha}
         if stream is not None or _is_host_pair(self.backend, validation_data):
             refuse_with_streams("fit", loss=not self._default_loss,
-                                **{k: v is not None and v != 0 for k, v in options.items()})
+                                **{k: _option_used(v) for k, v in options.items()})
             _check_not_distributed(distributed, "fit")
         if distributed is not None:  # before validating, so every rank fails together
             check_fit_agreement(distributed, self, X, y, epochs=epochs, batch_size=batch_size,
