@@ -21,6 +21,11 @@ Synchronous data parallelism, as in PyTorch's DDP:
   single-process one up to rounding. Layers without an optimizer (the seed's
   in-backward SGD) are stepped by ``SGD()``, which reads each layer's
   ``learning_rate``: the same update, rounded differently;
+* with sample weights (class weights folded in) each rank sends its weighted
+  gradient *sums* and its slice's weight in the same fused buffer, and the
+  ratio of the reduced sums is the gradient of the global batch's weighted
+  mean; the L2 penalty (``alpha``) then acts once, on the reduced gradients,
+  with the global batch's weight -- both as in one process;
 * the loss (for the divergence guard and the logs), the training accuracy and
   the validation scores are reduced over ranks, so every rank sees the same
   logs, takes the same callback decisions and stops together;
@@ -364,7 +369,7 @@ def _check_training_data_agrees(comm: Communicator, be: Backend, X: Array, y: Ar
 def check_same_weights(comm: Communicator, host_weight: Any) -> None:
     """A DistributedError on every rank unless the host weights are bitwise equal on all ranks."""
     digest = hashlib.blake2b(host_weight.tobytes(), digest_size=16).hexdigest()
-    comm.check_same(digest, "sample weights (a fingerprint; class weights folded in)")
+    comm.check_same(digest, "sample weights (a fingerprint of their values)")
 
 
 def _trained_weight(comm: Communicator, host_weight: Any, host_order: Any, n_used: int) -> float:
