@@ -192,7 +192,9 @@ class Backend:
         )
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Backend) and self._identity() == other._identity()
+        # ``is`` first: optimizers compare a parameter's backend at every update.
+        return other is self or (isinstance(other, Backend)
+                                 and self._identity() == other._identity())
 
     def __hash__(self) -> int:
         return hash(self._identity())
