@@ -452,10 +452,12 @@ class Sequential:
         (which all hold the same data) score their blocks of rows and every
         rank gets the reduced scores (accuracy exact, loss to rounding).
         """
+        host = streaming.is_host_array(self.backend, X)
+        if (not self._default_loss or sample_weight is not None) and host and distributed is None:
+            return self._evaluate_host_with_loss(X, y, batch_size, sample_weight, chunk_bytes)
         if not self._default_loss or sample_weight is not None:
             return self._evaluate_with_loss(X, y, batch_size, sample_weight,
-                                            streamed=streaming.is_host_array(self.backend, X)
-                                            or distributed is not None)
+                                            streamed=host or distributed is not None)
         if streaming.is_host_array(self.backend, X):
             _check_not_distributed(distributed, "evaluate")
             _check_block(batch_size)
@@ -474,8 +476,19 @@ class Sequential:
             return sharded_scores(self, X, y, batch_size, distributed)
         return self._scores(X, y, batch_size)
 
+    def _evaluate_host_with_loss(self, X, y, batch_size, sample_weight, chunk_bytes) -> dict:
+        """``evaluate`` of host data for another loss or with (host) sample weights."""
+        _check_block(batch_size)
+        data = streaming.HostData.of(self, X, y, chunk_bytes=chunk_bytes)
+        if data.n == 0:
+            raise ValueError("X and y are empty: there is nothing to evaluate")
+        weights = streaming.host_sample_weight(sample_weight, data.n)
+        if weights is not None:
+            data = dataclasses.replace(data, extras={"sample_weight": weights})
+        return streaming.host_loss_scores(self, data, batch_size)
+
     def _evaluate_with_loss(self, X, y, batch_size, sample_weight, streamed: bool) -> dict:
-        """``evaluate`` for another loss or with sample weights (device arrays only)."""
+        """``evaluate`` for another loss or with sample weights (device arrays)."""
         refuse_with_streams("evaluate", loss=not self._default_loss and streamed,
                             sample_weight=sample_weight is not None and streamed)
         self.layers[0]._check_input(X, "X")
@@ -594,8 +607,7 @@ class Sequential:
         stream = self._training_stream(X, y, chunk_bytes, shuffle)
         options = {"sample_weight": sample_weight, "class_weight": class_weight,
                    "validation_split": validation_split, "alpha": alpha}
-        if stream is not None or _is_host_pair(self.backend, validation_data) \
-                or distributed is not None:
+        if distributed is not None:
             refuse_with_streams("fit", loss=not self._default_loss,
                                 **{k: v is not None and v != 0 for k, v in options.items()})
         if stream is not None or _is_host_pair(self.backend, validation_data):
@@ -611,6 +623,10 @@ class Sequential:
             stream=stream, chunk_bytes=chunk_bytes)
         if stream is None and distributed is None:
             settings, X, y = self._with_fit_options(settings, X, y, **options)
+        elif isinstance(stream, streaming.HostData):
+            settings, stream = self._with_host_options(settings, stream, **options)
+        elif stream is not None:
+            streaming.check_batch_options(**options)
         if distributed is not None:
             settings = dataclasses.replace(settings, distributed=distributed)
         callbacks = CallbackList(callbacks)
@@ -679,6 +695,34 @@ class Sequential:
             loss=None if self._default_loss and weights is None else self.loss,
             sample_weight=None if weights is None else be.asarray(weights),
             host_weight=weights), X, y
+
+    def _with_host_options(self, settings: FitSettings, data, *, sample_weight, class_weight,
+                           validation_split, alpha):
+        """:meth:`_with_fit_options` for host data: the same checks and the same split.
+
+        The weights (class weights folded in) are checked on the host once and kept
+        there, n float64 numbers like the epoch's permutation; each chunk gathers its
+        rows of them. Returns the settings and the training part of ``data``.
+        """
+        weights = streaming.host_sample_weight(sample_weight, data.n)
+        factors = class_weight_factors(streaming._host_backend(), data.y, self.loss,
+                                       class_weight, self.n_outputs)
+        if factors is not None:
+            weights = factors if weights is None else weights * factors
+        split_at = validation_split_index(validation_split, data.n,
+                                          settings.validation_data is not None)
+        validation_data = settings.validation_data
+        if split_at is not None:  # Keras: the last fraction, before any shuffling
+            validation_data = (dataclasses.replace(data, X=data.X[split_at:, ...],
+                                                   y=data.y[split_at:, ...]), None)
+            data = dataclasses.replace(data, X=data.X[:split_at, ...], y=data.y[:split_at, ...])
+            weights = None if weights is None else weights[:split_at]
+            _check_batch_fits(settings.batch_size, data.n)
+        if weights is not None:
+            data = dataclasses.replace(data, extras={**data.extras, "sample_weight": weights})
+        return dataclasses.replace(
+            settings, validation_data=validation_data, host_weight=weights,
+            loss=None if self._default_loss and weights is None else self.loss), data
 
     def _training_stream(self, X, y, chunk_bytes, shuffle=True):
         """Host data or batches to stream (:mod:`xpnet.streaming`); None for device arrays."""
