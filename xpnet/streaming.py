@@ -409,9 +409,9 @@ def host_epoch_runner(model: Any, data: HostData, settings: FitSettings) -> Call
     return run_epoch
 
 
-def _scored_logs(model: Any, data: HostData, settings: FitSettings, logs: dict) -> dict:
+def _scored_logs(model: Any, data: HostData | None, settings: FitSettings, logs: dict) -> dict:
     """Add the training accuracy (unweighted, as in memory) and the validation scores."""
-    if settings.train_accuracy:
+    if settings.train_accuracy and data is not None:
         accuracy = host_accuracy(model, data)
         if accuracy is not None:  # regression has none
             logs["train_acc"] = accuracy
@@ -679,7 +679,7 @@ class BatchSource:
                              f"shape ({n},), got {tuple(yb.shape)}")
         return yb
 
-    def _host_weights(self, wb: Any, n: int, where: str) -> np.ndarray:
+    def _host_weights(self, wb: Any, n: int, where: str) -> np.ndarray | None:
         """Host float64 weights of one batch, checked as ``fit``'s (all zero is allowed)."""
         be = self.model.backend
         name = f"w of {where}"
