@@ -16,6 +16,11 @@ Weights are read back to the host once per ``fit`` (n numbers): they are checked
 there (finite, >= 0, not all zero), class weights are folded in, and the
 result is uploaded in the model's dtype. The epoch loop then only gathers
 them per batch.
+
+Host data streamed in chunks (:mod:`xpnet.streaming`) takes all of them too:
+its weights are a NumPy array (like its labels), checked and folded here,
+kept on the host and gathered chunk by chunk with the rows of ``X``; an
+iterable of batches carries its weights as ``(X_batch, y_batch, w_batch)``.
 """
 
 from __future__ import annotations
@@ -149,11 +154,12 @@ def score_blocks(model, blocks) -> dict:
 
 
 def refuse_with_streams(what: str, **used) -> None:
-    """Host data, batch iterables and ``distributed=`` take the seed's loss and no weights (yet)."""
+    """``distributed=`` takes the seed's loss and no weights (yet); host data and batch
+    iterables in one process take them all (:mod:`xpnet.streaming`)."""
     names = [name for name, value in used.items() if value]
     if names:
         raise NotImplementedError(
-            f"{what} with host data, batch iterables or distributed= supports the default "
-            f"loss without weights for now; got {', '.join(names)}. Move the data to the "
-            "device (backend.asarray) and train in one process."
+            f"{what} with distributed= supports the default loss without weights for now; "
+            f"got {', '.join(names)}. Train in one process (device arrays, host data and "
+            "batch iterables all take them)."
         )

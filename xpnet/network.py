@@ -445,8 +445,8 @@ class Sequential:
         ``sample_weight`` (an array (n,) of this backend, >= 0) weights the mean
         loss and the accuracy. For the MSE there is no accuracy.
 
-        Host data (see :meth:`predict`) is streamed in chunks; ``y`` is then a
-        NumPy array too.
+        Host data (see :meth:`predict`) is streamed in chunks; ``y`` and
+        ``sample_weight`` are then NumPy arrays too.
 
         ``distributed``: an :mod:`xpnet.distributed` communicator; the ranks
         (which all hold the same data) score their blocks of rows and every
@@ -555,8 +555,10 @@ class Sequential:
             ``chunk_bytes`` while the next chunk is read on a background thread
             -- the one input mode that moves data, and it never copies it whole.
             Training from host data gives exactly the weights of training from
-            the same data in memory. Or an iterable of ``(X_batch, y_batch)``
-            pairs (``y`` is then None), see :class:`xpnet.streaming.BatchSource`.
+            the same data in memory, with any loss and every option below. Or an
+            iterable of ``(X_batch, y_batch)`` pairs or ``(X_batch, y_batch,
+            w_batch)`` triples with sample weights (``y`` is then None), see
+            :class:`xpnet.streaming.BatchSource`.
         y : array (n,) of integer labels in ``[0, n_classes)``
             A NumPy array when ``X`` is host data. With another ``loss``: float
             targets (MSE) or 0/1 (binary cross-entropy), (n,) or (n, n_outputs).
@@ -601,8 +603,11 @@ class Sequential:
             Per-sample weights >= 0 (weighted mean loss), class weights
             (``"balanced"`` or a dict), the *last* fraction held out for validation
             (as Keras) and scikit-learn's L2 penalty; see :mod:`xpnet._weights`.
-            They, and losses other than the softmax cross-entropy, take arrays on
-            the device (not host data, batches or ``distributed=``, for now).
+            With host data, ``sample_weight`` is a NumPy array too, gathered
+            chunk by chunk with the rows. Batch iterables carry their weights in
+            ``(X_batch, y_batch, w_batch)`` and take ``alpha``, not
+            ``sample_weight``, ``class_weight`` or ``validation_split``. With
+            ``distributed=`` none of them, nor another loss, for now.
         """
         stream = self._training_stream(X, y, chunk_bytes, shuffle)
         options = {"sample_weight": sample_weight, "class_weight": class_weight,
@@ -737,7 +742,7 @@ class Sequential:
             if y is not None:
                 raise TypeError(
                     f"X is a {type(X).__name__}, which fit takes as an iterable of (X_batch, "
-                    f"y_batch) pairs, so y must be None (got {type(y).__name__}); for samples "
+                    f"y_batch[, w_batch]) batches, so y must be None (got {type(y).__name__}); for samples "
                     "in a list, convert them first with backend.asarray(X)"
                 )
             return streaming.BatchSource(self, X)

@@ -19,9 +19,18 @@ host array in increasing row order (friendly to disks and the page cache),
 then put back in permutation order. So a model trained from a memmap ends with
 exactly the weights it gets from the same data in memory.
 
+Every loss and every option of ``fit`` work on host data as in memory: the
+targets of another loss (a NumPy array, checked block by block by the loss
+itself) are gathered in the model's dtype; ``sample_weight`` (a NumPy array)
+is checked, has the class weights folded in and is kept on the host as n
+float64 numbers (like the epoch's permutation), and each chunk gathers its rows
+(``HostData.extras``); ``alpha`` and ``validation_split`` (the last rows, as
+views of the host arrays) work unchanged. ``evaluate`` takes host weights too.
+
 Arrays of another library, or on another device, are still refused, never
 moved silently. Data produced on the fly is trained from with an iterable of
-``(X_batch, y_batch)`` pairs (:class:`BatchSource`).
+``(X_batch, y_batch)`` pairs or ``(X_batch, y_batch, w_batch)`` triples
+(:class:`BatchSource`).
 
 Capability for later: on CUDA backends the chunk copy could use pinned host
 buffers and a separate stream; today it is a plain ``asarray`` on the loader
