@@ -79,6 +79,22 @@ def test_streamed_fit_equals_in_memory_bit_for_bit(backend, tmp_path, case):
     assert ("train_acc" in h2.history) == (loss != "mse")
 
 
+def test_host_validation_data_of_another_loss_is_scored_as_in_memory(backend, tmp_path):
+    X, Y, _ = _data(backend, "mse", 2)
+    Xm, Ym = _memmap(tmp_path, "X", X), _memmap(tmp_path, "Y", Y)
+    a, b = _model(backend, "mse", 2), _model(backend, "mse", 2)
+    with _step_by_step(backend):
+        h1 = a.fit(backend.asarray(X), backend.asarray(Y), batch_size=16,
+                   validation_data=(backend.asarray(X[:50]), backend.asarray(Y[:50])))
+    h2 = b.fit(Xm, Ym, batch_size=16, validation_data=(Xm[:50], Ym[:50]),
+               chunk_bytes=_small_chunks(16))
+    assert _logs(h1) == _logs(h2) and set(h2.history) == {"epoch", "loss", "seconds",
+                                                          "val_loss"}
+    with pytest.raises(ValueError, match="X and y are empty"):
+        b.evaluate(Xm[:0], Ym[:0], sample_weight=np.ones(0))
+    assert b.predict(Xm[:0]).shape == (0, 2)
+
+
 def test_validation_split_drives_early_stopping_as_in_memory(backend, tmp_path):
     X, y, _ = _data(backend, "softmax_crossentropy", 4, n=160)
     runs = []

@@ -626,13 +626,9 @@ class Sequential:
             validation_data=validation_data, progress=progress, check_every=check_every,
             train_accuracy=train_accuracy, start_epoch=len(history) if history is not None else 0,
             stream=stream, chunk_bytes=chunk_bytes)
-        if stream is None and distributed is None:
-            settings, X, y = self._with_fit_options(settings, X, y, **options)
-        elif isinstance(stream, streaming.HostData):
-            settings, stream = self._with_host_options(settings, stream, **options)
-        elif stream is not None:
-            streaming.check_batch_options(**options)
-        if distributed is not None:
+        if distributed is None:
+            settings, X, y, stream = self._apply_fit_options(settings, X, y, stream, options)
+        else:
             settings = dataclasses.replace(settings, distributed=distributed)
         callbacks = CallbackList(callbacks)
         _check_optimizer(optimizer)
@@ -700,6 +696,16 @@ class Sequential:
             loss=None if self._default_loss and weights is None else self.loss,
             sample_weight=None if weights is None else be.asarray(weights),
             host_weight=weights), X, y
+
+    def _apply_fit_options(self, settings: FitSettings, X, y, stream, options: dict):
+        """``fit``'s weights, split and loss for its data: device arrays, host data or batches."""
+        if stream is None:
+            settings, X, y = self._with_fit_options(settings, X, y, **options)
+        elif isinstance(stream, streaming.HostData):
+            settings, stream = self._with_host_options(settings, stream, **options)
+        else:
+            streaming.check_batch_options(**options)
+        return settings, X, y, stream
 
     def _with_host_options(self, settings: FitSettings, data, *, sample_weight, class_weight,
                            validation_split, alpha):

@@ -40,6 +40,7 @@ thread, which overlaps with training on the CPU backends only.
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -307,7 +308,8 @@ def _load_chunk(backend: Backend, data: HostData, rows: slice | np.ndarray, labe
     y = None
     if data.y is not None and data.dense:  # the loss's targets, (m, n_outputs) in the model's dtype
         y = _to_device(backend, gather_rows(data.y, rows, np.empty(
-            (m, *data.y.shape[1:]), dtype=data.X.dtype)).reshape(m, -1), backend.dtype)
+            (m, *data.y.shape[1:]), dtype=data.X.dtype)).reshape(m, math.prod(data.y.shape[1:])),
+            backend.dtype)
     elif data.y is not None:
         y = _to_device(backend, gather_rows(data.y, rows, np.empty(m, dtype=label_dtype)),
                        backend.index_dtype)
