@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from _helpers import rel_err, rtol_for
 
 import xpnet
@@ -123,3 +124,65 @@ def test_gather_and_relu_match_portable_twins(backend):
         assert fast.dtype == twin.dtype and fast.shape == twin.shape
         np.testing.assert_array_equal(fast, twin)  # exact: no arithmetic differs
         assert rel_err(fast, want) < rtol_for(backend)
+
+
+def _sklearn_momentum_reference(p, v, g, lr, m, nesterov, decay):
+    """scikit-learn's SGDOptimizer update, written out in float64."""
+    u = lr * (g + (decay or 0.0) * p)
+    v = m * v - u
+    return p + (m * v - u if nesterov else v), v
+
+
+@pytest.mark.parametrize("nesterov", [True, False])
+@pytest.mark.parametrize("decay", [None, 0.25, "0-d"])
+def test_momentum_step_matches_portable_twin(backend, nesterov, decay):
+    """The velocity-form momentum kernel (NumPy: in place, one scratch buffer) against its
+    twin and against scikit-learn's update, with and without the L2 term."""
+    rng = np.random.default_rng(5)
+    p, v, g = (rng.standard_normal((7, 3)) for _ in range(3))
+    coef = backend.asarray(0.25) if decay == "0-d" else decay
+    want_p, want_v = _sklearn_momentum_reference(p, v, g, 0.1, 0.9, nesterov,
+                                                 None if decay is None else 0.25)
+    kwargs = dict(lr=0.1, momentum=0.9, nesterov=nesterov, decay=coef)
+    pd, vd, gd = backend.asarray(p), backend.asarray(v), backend.asarray(g)
+    fast_p, fast_v = backend.momentum_step_(pd, vd, gd, **kwargs)
+    twin_p, twin_v = Backend.momentum_step_(backend, backend.asarray(p), backend.asarray(v),
+                                            backend.asarray(g), **kwargs)
+    tol = rtol_for(backend)
+    for fast, twin, want in ((fast_p, twin_p, want_p), (fast_v, twin_v, want_v)):
+        assert rel_err(backend.to_numpy(fast), backend.to_numpy(twin)) < tol
+        assert rel_err(backend.to_numpy(fast), want) < tol
+    np.testing.assert_array_equal(backend.to_numpy(gd), backend.to_numpy(backend.asarray(g)))
+    if type(backend).momentum_step_ is not Backend.momentum_step_:
+        assert fast_p is pd and fast_v is vd  # in place: no temporaries of the parameter's size
+
+
+def test_momentum_step_scratch_is_per_thread_and_bounded():
+    """Two threads stepping at once never share the NumPy kernel's scratch buffer, and the
+    buffer grows to the largest parameter only."""
+    import threading
+
+    be = xpnet.get_backend("numpy", dtype="float64")
+    from xpnet.backends import numpy as numpy_backend
+
+    sizes, errors = {}, []
+
+    def work(seed):
+        rng = np.random.default_rng(seed)
+        for shape in [(300, 40), (5,), (40, 300), (3, 3)]:
+            p, v, g = (rng.standard_normal(shape) for _ in range(3))
+            want = _sklearn_momentum_reference(p, v, g, 0.05, 0.5, True, 0.1)
+            for _ in range(50):
+                got = be.momentum_step_(p.copy(), v.copy(), g, lr=0.05, momentum=0.5,
+                                        nesterov=True, decay=0.1)
+                if rel_err(got[0], want[0]) > 1e-12 or rel_err(got[1], want[1]) > 1e-12:
+                    errors.append(seed)
+        sizes[seed] = numpy_backend._scratch.by_dtype[np.dtype(np.float64)].size
+
+    threads = [threading.Thread(target=work, args=(s,)) for s in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not errors
+    assert sizes == {s: 12000 for s in range(4)}

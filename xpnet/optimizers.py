@@ -118,11 +118,14 @@ class Optimizer:
         self.state: dict = {}
 
     # -- the protocol used by layers ------------------------------------------------
-    def update(self, layer: Layer, grads: dict) -> None:
+    def update(self, layer: Layer, grads: dict, decay: dict | None = None) -> None:
         """Apply one step to ``layer``'s parameters from ``grads`` (name -> array).
 
         Called by ``layer.backward`` when ``layer.optimizer is self``, after the
-        layer computed its input gradient.
+        layer computed its input gradient. ``decay`` (name -> coefficient ``c``,
+        a float or a 0-d array) adds an L2 term ``c * param`` to those gradients
+        (what :class:`xpnet.training.L2Penalty` passes); an optimizer may fuse it
+        into its update.
         """
         be = layer.backend
         lr = self._lr_for(layer)
@@ -135,7 +138,11 @@ class Optimizer:
                 st = self.state[key] = {"backend": be, "layer": weakref.ref(layer)}
             elif st["backend"] != be:
                 _move_state(st, be)
-            new = self._update_param(be, getattr(layer, name), grad, st, lr)
+            coef = None if decay is None else decay.get(name)
+            if coef is None:
+                new = self._update_param(be, getattr(layer, name), grad, st, lr)
+            else:
+                new = self._update_param_decayed(be, getattr(layer, name), grad, st, lr, coef)
             layer.set_param(name, new)
 
     def step(self, layers: Any) -> None:
@@ -182,6 +189,11 @@ class Optimizer:
                       lr: float | Array) -> Array:
         """Return the new value of ``param``; may update ``st`` (this parameter's state)."""
         raise NotImplementedError
+
+    def _update_param_decayed(self, be: Backend, param: Array, grad: Array, st: dict,
+                              lr: float | Array, coef: float | Array) -> Array:
+        """:meth:`_update_param` of ``grad + coef * param``; subclasses may fuse the two."""
+        return self._update_param(be, param, grad + param * coef, st, lr)
 
     def get_config(self) -> dict:
         """Hyperparameters (JSON-able), e.g. for logs and checkpoints."""

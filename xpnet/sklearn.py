@@ -46,10 +46,18 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
         "xpnet.sklearn needs scikit-learn: pip install \"xpnet[sklearn]\""
     ) from exc
 
+from ._compiled import CompiledEpoch, compiles_epochs
 from .backends import backend_of, get_backend
-from .losses import BinaryCrossEntropy, MeanSquaredError, SoftmaxCrossEntropy, _sigmoid, log_softmax
-from .optimizers import SGD, Adam
-from .training import L2Penalty, train_step
+from .losses import (
+    BinaryCrossEntropy,
+    MeanSquaredError,
+    SoftmaxCrossEntropy,
+    _sigmoid,
+    _weighted,
+    log_softmax,
+)
+from .optimizers import SGD, Adam, _one_minus_pow, _sqrt
+from .training import train_step
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
 
@@ -144,28 +152,56 @@ def _build_layers(be, sizes, activation: str, random_state) -> list:
     return layers
 
 
-class _SklearnSGD(SGD):
+class _SklearnL2:
+    """scikit-learn's L2 term: ``alpha / batch_weight * W`` added to each weight gradient.
+
+    ``batch_weight`` (the batch's size, or its total sample weight) is set by
+    the estimator before every step; a zero-weight batch counts as 1, as in
+    :class:`xpnet.training.L2Penalty`. Biases are not penalised. Mixed in
+    front of the update rule, so the rule may fuse the term
+    (:meth:`~xpnet.optimizers.Optimizer.update`'s ``decay``).
+    """
+
+    alpha = 0.0
+    batch_weight = 1.0
+
+    def update(self, layer, grads, decay=None):
+        if self.alpha and "weights" in grads:
+            decay = {"weights": self.alpha / (self.batch_weight or 1.0)}
+        super().update(layer, grads, decay)  # type: ignore[misc]
+
+
+class _SklearnSGD(_SklearnL2, SGD):
     """SGD with scikit-learn's velocity form of (Nesterov) momentum.
 
     ``v = momentum * v - lr * g``; the step is ``momentum * v - lr * g`` (Nesterov)
     or ``v``. It equals :class:`~xpnet.optimizers.SGD` at a constant learning rate
     and keeps scikit-learn's behaviour when 'invscaling'/'adaptive' change it.
+    The backend's :meth:`~xpnet.backends.Backend.momentum_step_` does the math
+    (in place on NumPy), with the L2 term fused.
     """
 
     def _update_param(self, be, param, grad, st, lr):
-        if not self.momentum:
-            return be.sub_(param, grad * lr)
+        return self._velocity_step(be, param, grad, st, lr, None)
+
+    def _update_param_decayed(self, be, param, grad, st, lr, coef):
+        return self._velocity_step(be, param, grad, st, lr, coef)
+
+    def _velocity_step(self, be, param, grad, st, lr, coef):
         v = st.get("velocity")
-        v = grad * (-lr) if v is None else v * self.momentum - grad * lr
-        st["velocity"] = v
-        step = v * self.momentum - grad * lr if self.nesterov else v
-        return be.sub_(param, -step)
+        if v is None:  # scikit-learn starts from zero velocities
+            v = be.xp.zeros_like(param)
+        param, st["velocity"] = be.momentum_step_(param, v, grad, lr=lr, momentum=self.momentum,
+                                                  nesterov=self.nesterov, decay=coef)
+        return param
 
 
-class _SklearnAdam(Adam):
+class _SklearnAdam(_SklearnL2, Adam):
     """Adam with scikit-learn's placement of epsilon (outside the bias correction).
 
     ``param -= lr * sqrt(1 - beta2**t) / (1 - beta1**t) * m / (sqrt(v) + eps)``.
+    The step count may be a traced integer (a compiled epoch): the bias
+    corrections then stay on the device.
     """
 
     def _update_param(self, be, param, grad, st, lr):
@@ -178,8 +214,26 @@ class _SklearnAdam(Adam):
             m = m * self.beta1 + grad * (1.0 - self.beta1)
             v = v * self.beta2 + (grad * grad) * (1.0 - self.beta2)
         st["exp_avg"], st["exp_avg_sq"] = m, v
-        step = lr * math.sqrt(1.0 - self.beta2 ** t) / (1.0 - self.beta1 ** t)
-        return be.sub_(param, (m * step) / (be.xp.sqrt(v) + self.eps))
+        xp = be.xp
+        step = lr * _sqrt(xp, _one_minus_pow(xp, self.beta2, t, param.dtype)) \
+            / _one_minus_pow(xp, self.beta1, t, param.dtype)
+        return be.sub_(param, (m * step) / (xp.sqrt(v) + self.eps))
+
+
+class _SklearnSquaredError(MeanSquaredError):
+    """scikit-learn's squared error: the loss it reports is half the mean over the outputs,
+    but its step follows half the *sum* over the outputs (deltas ``z - t``), a gradient
+    ``n_outputs`` times the reported loss's. Kept, so that multi-output regression
+    trains as scikit-learn's does; with one output the two agree.
+    """
+
+    def __init__(self):
+        super().__init__(half=True)
+
+    def sum_and_grad(self, xp, outputs, targets, weights=None):
+        d = outputs - targets
+        per_sample = xp.sum(d * d, axis=1) * self._factor(outputs.shape[1])
+        return _weighted(xp, per_sample, d, weights)
 
 
 def _squared_norm(xp, w):
@@ -394,12 +448,9 @@ class _BaseMLP(BaseEstimator):
     def _fit_stochastic(self, be, X, targets, y_host, sw, incremental: bool) -> None:
         if self._optimizer is None or not incremental:
             self._optimizer = self._make_optimizer()
-        dense = _dense_layers(self._layers)
-        # scikit-learn's alpha: alpha / sum(batch weights) * W added to the weight gradients.
-        self._penalty = L2Penalty(float(self.alpha), {id(d): self._optimizer for d in dense}) \
-            if self.alpha else None
-        for layer in dense:
-            layer.optimizer = self._penalty or self._optimizer
+        self._optimizer.alpha = float(self.alpha)
+        for layer in _dense_layers(self._layers):
+            layer.optimizer = self._optimizer
         n = X.shape[0]
         train_idx, val_idx = np.arange(n), None
         if self.early_stopping:
@@ -464,29 +515,57 @@ class _BaseMLP(BaseEstimator):
     def _epoch(self, be, X, targets, weights, sw, order, batch_size: int) -> float:
         """One pass over the rows ``order`` (the last batch may be smaller, as in scikit-learn).
 
-        The loss is accumulated on the device and read back once per epoch.
+        Returns scikit-learn's epoch loss: the batch losses (penalty included)
+        weighted by batch size, over the rows. Without sample weights, a
+        backend that compiles loops runs the full batches as one program.
+        """
+        order_d = be.asarray(order, dtype=be.index_dtype)
+        n = order.shape[0]
+        n_full = n // batch_size if weights is None else 0
+        total = 0.0
+        if n_full and compiles_epochs(be, self._layers):
+            step = self._compiled_epochs(be, batch_size)
+            total = step(X, targets, order_d, n_full, batch_size)[-1]
+        else:
+            n_full = 0
+        device_total = be.zeros(())
+        for lo in range(n_full * batch_size, n, batch_size):
+            hi = min(lo + batch_size, n)
+            weight = float(hi - lo) if sw is None else float(max(sw[order[lo:hi]].sum(), 0.0))
+            device_total = device_total + self._batch_step(
+                be, X, targets, weights, order_d[lo:hi], weight)
+        return (total + float(device_total)) / max(n, 1)
+
+    def _batch_step(self, be, X, targets, weights, idx, weight: float):
+        """Train on the rows ``idx``; returns the batch loss (penalty included) times its size.
+
+        ``weight`` is the batch's size or total sample weight (the mean's
+        denominator and the penalty's); a batch of weight 0 leaves its loss
+        unscaled and unpenalised, as in scikit-learn.
         """
         xp = be.xp
-        order_d = be.asarray(order, dtype=be.index_dtype)
-        layers, loss, alpha = self._layers, self._loss, float(self.alpha)
-        dense = _dense_layers(layers)
-        total = be.zeros(())
-        n = order.shape[0]
-        for lo in range(0, n, batch_size):
-            hi = min(lo + batch_size, n)
-            idx = order_d[lo:hi]
-            xb, tb = xp.take(X, idx, axis=0), xp.take(targets, idx, axis=0)
-            wb = None if weights is None else xp.take(weights, idx, axis=0)
-            denom = float(hi - lo) if sw is None else float(max(sw[order[lo:hi]].sum(), 0.0))
-            if alpha and denom > 0:  # the penalty term of the loss, before the update
-                sq = sum(_squared_norm(xp, d.weights) for d in dense)
-            loss_sum = train_step(layers, xp, xb, tb, 0, loss=loss, weights=wb,
-                                  penalty=self._penalty)
-            batch_loss = loss_sum / (denom if denom > 0 else 1.0)
-            if alpha and denom > 0:
-                batch_loss = batch_loss + sq * (0.5 * alpha / denom)
-            total = total + batch_loss * float(hi - lo)
-        return float(total) / max(n, 1)
+        xb, tb = be.take_rows(X, idx), be.take_rows(targets, idx)
+        wb = None if weights is None else xp.take(weights, idx, axis=0)
+        alpha = self._optimizer.alpha
+        self._optimizer.batch_weight = weight
+        if alpha and weight > 0:  # the penalty term of the loss, before the update
+            sq = sum(_squared_norm(xp, d.weights) for d in _dense_layers(self._layers))
+        loss_sum = train_step(self._layers, xp, xb, tb, 0, loss=self._loss, weights=wb)
+        batch_loss = loss_sum / (weight if weight > 0 else 1.0)
+        if alpha and weight > 0:
+            batch_loss = batch_loss + sq * (0.5 * alpha / weight)
+        return batch_loss * float(xb.shape[0])
+
+    def _compiled_epochs(self, be, batch_size: int) -> CompiledEpoch:
+        """The full-batch steps of an epoch as one compiled loop, kept while the layers are."""
+        key = (self._layers, self._optimizer, batch_size)
+        cached = getattr(self, "_compiled", None)
+        if cached is None or any(a is not b for a, b in zip(cached[0], key)):
+            def step(X, targets, idx):
+                return self._batch_step(be, X, targets, None, idx, float(batch_size))
+
+            cached = self._compiled = (key, CompiledEpoch(be, self._layers, step))
+        return cached[1]
 
     def _update_no_improvement_count(self, be, X, y_host, sw, val_idx) -> None:
         if val_idx is not None:
@@ -588,7 +667,7 @@ class _BaseMLP(BaseEstimator):
             be = state.pop("_backend")
             state["_backend_spec"] = (be.name, be.device_name, be.dtype_name)
             state["_layers"] = [_host_layer(layer, be) for layer in state["_layers"]]
-            state["_optimizer"] = state["_penalty"] = None  # rebuilt by the next fit
+            state["_optimizer"] = state["_compiled"] = None  # rebuilt by the next fit
         return state
 
     def __setstate__(self, state):
@@ -856,7 +935,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         n_outputs = 1 if y.ndim == 1 else y.shape[1]
         if first_pass:
             self.n_outputs_ = n_outputs
-            self._loss = MeanSquaredError(half=True)
+            self._loss = _SklearnSquaredError()
         elif n_outputs != self.n_outputs_:
             raise ValueError(f"y has {n_outputs} outputs but the model was fitted with "
                              f"{self.n_outputs_}")

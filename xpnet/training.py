@@ -34,6 +34,7 @@ from .backends import backend_of, get_backend
 from .callbacks import CallbackList, History
 from .errors import DivergenceError, ShapeError
 from .losses import _xent_sum_and_grad, one_hot
+from .optimizers import SGD, Optimizer
 
 __all__ = ["iterate_minibatches", "FitSettings", "fit_loop", "train_step", "L2Penalty"]
 
@@ -293,16 +294,17 @@ class L2Penalty:
                                                                total_weight.dtype))
 
     def update(self, layer, grads: dict) -> None:
-        if "weights" in grads:
-            grads = {**grads, "weights": grads["weights"] + layer.weights * self.coef}
         inner = self.optimizers.get(id(layer))
         if inner is None:
             if self._plain is None:
-                from .optimizers import SGD
-
                 self._plain = SGD()  # each layer's own learning rate, the seed's step
             inner = self._plain
-        inner.update(layer, grads)
+        if "weights" not in grads:
+            inner.update(layer, grads)
+        elif isinstance(inner, Optimizer):  # it adds coef * W itself (fused where it can)
+            inner.update(layer, grads, decay={"weights": self.coef})
+        else:  # a duck-typed optimizer sees the penalised gradient
+            inner.update(layer, {**grads, "weights": grads["weights"] + layer.weights * self.coef})
 
 
 def first_trainable_index(layers) -> int:

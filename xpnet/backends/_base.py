@@ -459,6 +459,36 @@ class Backend:
         """``w - a @ b``, in place when the backend allows; callers rebind the result."""
         return self.sub_(w, a @ b)
 
+    def momentum_step_(self, param: Array, velocity: Array, grad: Array, *, lr: float,
+                       momentum: float, nesterov: bool,
+                       decay: float | Array | None = None) -> tuple[Array, Array]:
+        """One step of SGD with momentum in the velocity form; returns ``(param, velocity)``.
+
+        With ``u = lr * (grad + decay * param)`` (no ``decay``: ``lr * grad``)::
+
+            velocity = momentum * velocity - u
+            param    = param + momentum * velocity - u   (nesterov)
+                       param + velocity                  (otherwise)
+
+        scikit-learn's ``SGDOptimizer``; ``decay`` is its L2 term
+        (``alpha / batch weight``, a float or a 0-d array). ``grad`` is only
+        read. Library classes may compute it in place (callers rebind both
+        results); this twin allocates.
+
+        Examples
+        --------
+        >>> import numpy as np, xpnet
+        >>> be = xpnet.get_backend("numpy", dtype="float64")
+        >>> p, v = be.momentum_step_(np.ones(2), np.zeros(2), np.ones(2), lr=0.5,
+        ...                          momentum=0.5, nesterov=False)
+        >>> p.tolist(), v.tolist()
+        ([0.5, 0.5], [-0.5, -0.5])
+        """
+        u = grad * lr if decay is None else (grad + param * decay) * lr
+        velocity = velocity * momentum - u
+        step = velocity * momentum - u if nesterov else velocity
+        return param + step, velocity
+
     def compile(self, fn: Callable) -> Callable:
         """A compiled equivalent of the pure function ``fn``; ``fn`` itself here.
 

@@ -80,6 +80,25 @@ class TorchBackend(Backend):
     def sub_matmul_(self, w: Array, a: Array, b: Array) -> Array:
         return w.addmm_(a, b, alpha=-1)
 
+    def momentum_step_(self, param: Array, velocity: Array, grad: Array, *, lr: Any,
+                       momentum: float, nesterov: bool, decay: Any = None) -> tuple[Array, Array]:
+        # In place, with torch's fused scalar multiply-adds (add_(x, alpha=a)):
+        # six passes and no temporaries where the twin makes ten.
+        if not isinstance(lr, (int, float)):
+            return super().momentum_step_(param, velocity, grad, lr=lr, momentum=momentum,
+                                          nesterov=nesterov, decay=decay)
+        velocity.mul_(momentum)
+        if isinstance(decay, (int, float)):
+            velocity.add_(param, alpha=-lr * decay)
+        elif decay is not None:  # a 0-d tensor (the batch's total sample weight)
+            velocity.sub_(param * (decay * lr))
+        velocity.add_(grad, alpha=-lr)  # momentum * v - lr * (grad + decay * param)
+        if not nesterov:
+            return param.add_(velocity), velocity
+        if decay is not None:
+            param.mul_(1.0 - lr * decay)
+        return param.add_(grad, alpha=-lr).add_(velocity, alpha=momentum), velocity
+
 
 def _parse_device(torch: Any, device: Any) -> Any:
     """``None`` -> cpu, an int -> that CUDA device, else whatever torch.device accepts."""
