@@ -167,21 +167,3 @@ def test_a_one_rank_communicator_trains_like_no_communicator(backend64, case):
     runs = [cases.train_case(backend64, case, comm) for comm in
             (None, SingleProcessCommunicator())]
     assert_same_run(runs[1], runs[0], case)
-
-
-def test_streamed_data_with_weights_and_distributed_is_still_refused(tmp_path):
-    be = xpnet.get_backend("numpy", dtype="float64")
-    X, y, w = cases.data(be, "softmax_crossentropy")
-    path = tmp_path / "X.npy"
-    np.save(path, be.to_numpy(X))
-    Xm = np.load(path, mmap_mode="r")
-    model = xpnet.Sequential.mlp([cases.N_FEATURES, 8, 4], seed=0, backend=be)
-    comm = SingleProcessCommunicator()
-    with pytest.raises(NotImplementedError, match="host data or batch iterables supports the "
-                                                  "default loss without weights.*sample_weight"):
-        model.fit(Xm, be.to_numpy(y), sample_weight=w, distributed=comm)
-    with pytest.raises(NotImplementedError, match="streamed by one process only"):
-        model.evaluate(Xm, be.to_numpy(y), distributed=comm)
-    mse = xpnet.Sequential.mlp([cases.N_FEATURES, 8, 2], seed=0, backend=be, loss="mse")
-    with pytest.raises(NotImplementedError, match="streamed by one process only"):
-        mse.predict(Xm, distributed=comm)

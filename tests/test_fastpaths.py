@@ -177,7 +177,7 @@ def test_momentum_step_scratch_is_per_thread_and_bounded():
                                         nesterov=True, decay=0.1)
                 if rel_err(got[0], want[0]) > 1e-12 or rel_err(got[1], want[1]) > 1e-12:
                     errors.append(seed)
-        sizes[seed] = numpy_backend._scratch.by_dtype[np.dtype(np.float64)].size
+        sizes[seed] = numpy_backend._scratch.buffers[np.dtype(np.float64), 0].size
 
     threads = [threading.Thread(target=work, args=(s,)) for s in range(4)]
     for t in threads:
@@ -186,3 +186,27 @@ def test_momentum_step_scratch_is_per_thread_and_bounded():
         t.join(timeout=60)
     assert not errors
     assert sizes == {s: 12000 for s in range(4)}
+
+
+@pytest.mark.parametrize("decay", [None, 0.25, "0-d"])
+def test_adam_step_matches_portable_twin(backend, decay):
+    """scikit-learn's Adam update (NumPy: in place, two scratch buffers; torch: addcdiv_)."""
+    rng = np.random.default_rng(6)
+    p, m, g = (rng.standard_normal((6, 4)) for _ in range(3))
+    v = rng.random((6, 4))
+    coef = backend.asarray(0.25) if decay == "0-d" else decay
+    kwargs = dict(step_size=0.01, beta1=0.9, beta2=0.999, eps=1e-8, decay=coef)
+    gg = g + (0.0 if decay is None else 0.25) * p
+    want_m = 0.9 * m + 0.1 * gg
+    want_v = 0.999 * v + 0.001 * gg * gg
+    want = (p - 0.01 * want_m / (np.sqrt(want_v) + 1e-8), want_m, want_v)
+    args = [backend.asarray(a) for a in (p, m, v, g)]
+    fast = backend.adam_step_(*args, **kwargs)
+    twin = Backend.adam_step_(backend, *(backend.asarray(a) for a in (p, m, v, g)), **kwargs)
+    tol = rtol_for(backend)
+    for f, t, w in zip(fast, twin, want):
+        assert rel_err(backend.to_numpy(f), backend.to_numpy(t)) < tol
+        assert rel_err(backend.to_numpy(f), w) < tol
+    np.testing.assert_array_equal(backend.to_numpy(args[3]), g.astype(backend.to_numpy(args[3]).dtype))
+    if type(backend).adam_step_ is not Backend.adam_step_:
+        assert all(f is a for f, a in zip(fast, args[:3]))  # in place

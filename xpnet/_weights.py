@@ -16,6 +16,15 @@ Weights are read back to the host once per ``fit`` (n numbers): they are checked
 there (finite, >= 0, not all zero), class weights are folded in, and the
 result is uploaded in the model's dtype. The epoch loop then only gathers
 them per batch.
+
+Host data streamed in chunks (:mod:`xpnet.streaming`) takes all of them too:
+its weights are a NumPy array (like its labels), checked and folded here,
+kept on the host and gathered chunk by chunk with the rows of ``X``; an
+iterable of batches carries its weights as ``(X_batch, y_batch, w_batch)``.
+
+Data-parallel ``fit(..., distributed=comm)`` (:mod:`xpnet._distributed_fit`)
+takes all of them for device arrays: the weights are checked on every rank,
+and the ranks add their weighted sums (:func:`loss_sums`) before dividing.
 """
 
 from __future__ import annotations
@@ -26,11 +35,15 @@ from ._validation import check_number
 from .errors import DTypeError, ShapeError
 from .losses import MeanSquaredError, SoftmaxCrossEntropy
 
-__all__ = ["check_sample_weight", "class_weight_factors", "validation_split_index"]
+__all__ = ["check_sample_weight", "class_weight_factors", "validation_split_index", "score_blocks"]
 
 
-def check_sample_weight(be, sample_weight, n_samples: int, name: str = "sample_weight"):
-    """Host float64 copy of ``sample_weight`` (an array of ``be``, shape (n,)), or None."""
+def check_sample_weight(be, sample_weight, n_samples: int, name: str = "sample_weight", *,
+                        allow_zero_total: bool = False):
+    """Host float64 copy of ``sample_weight`` (an array of ``be``, shape (n,)), or None.
+
+    ``allow_zero_total``: weights that are all zero are fine (one batch of many).
+    """
     if sample_weight is None:
         return None
     be.check_array(sample_weight, name, ndim=1, kind="any", shape=(n_samples,))
@@ -45,7 +58,7 @@ def check_sample_weight(be, sample_weight, n_samples: int, name: str = "sample_w
         raise ValueError(f"{name} must be >= 0 (a weighted mean loss), got "
                          f"{int(np.sum(host < 0))} negative weights, the smallest "
                          f"{float(host.min())!r}")
-    if n_samples and not np.any(host > 0):
+    if n_samples and not allow_zero_total and not np.any(host > 0):
         raise ValueError(f"{name} is zero everywhere: there would be nothing to learn from")
     return host
 
@@ -113,16 +126,23 @@ def loss_sums(model, X, y, batch_size: int, weights=None) -> tuple[float, float,
     For any loss: :func:`loss_scores` divides them; data-parallel scoring adds
     them up over ranks first. Unweighted when ``weights`` is None.
     """
-    be, xp, loss = model.backend, model.backend.xp, model.loss
-    targets = loss.prepare_targets(be, y, model.n_outputs)
+    targets = model.loss.prepare_targets(model.backend, y, model.n_outputs)
     blocks = model._logit_blocks(X, batch_size)
+    return block_sums(model, (
+        (z, targets[i * batch_size:i * batch_size + z.shape[0], ...],
+         None if weights is None else weights[i * batch_size:i * batch_size + z.shape[0]])
+        for i, z in enumerate(blocks)))
+
+
+def block_sums(model, blocks) -> tuple[float, float, float]:
+    """Weighted loss sum, weighted hits (0.0 without accuracy) and total weight of
+    ``(logits, targets, weights or None)`` blocks (three read-backs at most)."""
+    be, xp, loss = model.backend, model.backend.xp, model.loss
     classify = not isinstance(loss, MeanSquaredError)
     total, hits, weight = be.zeros(()), be.zeros(()), be.zeros(())
-    for i, z in enumerate(blocks):
-        lo = i * batch_size
-        tb = targets[lo:lo + z.shape[0], ...]
-        wb = xp.ones((z.shape[0],), dtype=be.dtype, device=be.device) if weights is None \
-            else weights[lo:lo + z.shape[0]]
+    for z, tb, wb in blocks:
+        if wb is None:
+            wb = xp.ones((z.shape[0],), dtype=be.dtype, device=be.device)
         total = total + xp.sum(loss.per_sample(xp, z, tb) * wb)
         weight = weight + xp.sum(wb)
         if classify:
@@ -131,7 +151,7 @@ def loss_sums(model, X, y, batch_size: int, weights=None) -> tuple[float, float,
 
 
 def scores_from_sums(loss, total: float, hits: float, weight: float) -> dict:
-    """``{"loss": ..., "accuracy": ...}`` (no accuracy for the MSE) from :func:`loss_sums`."""
+    """``{"loss": ..., "accuracy": ...}`` (no accuracy for the MSE) from :func:`block_sums`."""
     denom = weight or 1.0
     scores = {"loss": total / denom}
     if not isinstance(loss, MeanSquaredError):
@@ -139,21 +159,19 @@ def scores_from_sums(loss, total: float, hits: float, weight: float) -> dict:
     return scores
 
 
+def score_blocks(model, blocks) -> dict:
+    """Reduce ``(logits, targets, weights or None)`` blocks to the mean loss and accuracy.
+
+    Host data streamed in chunks (:mod:`xpnet.streaming`) yields the very
+    blocks of :func:`loss_scores`, so the sums agree bit for bit.
+    """
+    return scores_from_sums(model.loss, *block_sums(model, blocks))
+
+
 def loss_scores(model, X, y, batch_size: int, weights=None) -> dict:
     """Mean loss (weighted by ``weights``) and, for classification, accuracy of ``model``.
 
     For any loss; the seed's softmax cross-entropy without weights keeps its own
-    faster path in :meth:`Sequential._scores`. Three read-backs in all.
+    faster path in :meth:`Sequential._scores`.
     """
     return scores_from_sums(model.loss, *loss_sums(model, X, y, batch_size, weights))
-
-
-def refuse_with_streams(what: str, **used) -> None:
-    """Host data and batch iterables take the seed's loss and no weights (yet)."""
-    names = [name for name, value in used.items() if value]
-    if names:
-        raise NotImplementedError(
-            f"{what} with host data or batch iterables supports the default "
-            f"loss without weights for now; got {', '.join(names)}. Move the data to the "
-            "device (backend.asarray) first."
-        )

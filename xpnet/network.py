@@ -27,7 +27,6 @@ from ._weights import (
     check_sample_weight,
     class_weight_factors,
     loss_scores,
-    refuse_with_streams,
     validation_split_index,
 )
 from .backends import get_backend
@@ -153,11 +152,6 @@ def _check_not_distributed(distributed, what: str) -> None:
             f"{what}(distributed=...) takes arrays on the model's device; host data and "
             "batch iterables are streamed by one process only (for now)"
         )
-
-
-def _option_used(value) -> bool:
-    """Whether a fit option was given: anything but None or a zero number (arrays included)."""
-    return value is not None and not (isinstance(value, (int, float)) and value == 0)
 
 
 def _is_host_pair(backend, pair) -> bool:
@@ -452,8 +446,8 @@ class Sequential:
         ``sample_weight`` (an array (n,) of this backend, >= 0) weights the mean
         loss and the accuracy. For the MSE there is no accuracy.
 
-        Host data (see :meth:`predict`) is streamed in chunks; ``y`` is then a
-        NumPy array too.
+        Host data (see :meth:`predict`) is streamed in chunks; ``y`` and
+        ``sample_weight`` are then NumPy arrays too.
 
         ``distributed``: an :mod:`xpnet.distributed` communicator; the ranks
         (which all hold the same data) score their blocks of rows and every
@@ -462,8 +456,10 @@ class Sequential:
         weight are added over ranks, so both are one process's to rounding).
         """
         if not self._default_loss or sample_weight is not None:
-            return self._evaluate_with_loss(X, y, batch_size, sample_weight, distributed,
-                                            streamed=streaming.is_host_array(self.backend, X))
+            if streaming.is_host_array(self.backend, X):
+                _check_not_distributed(distributed, "evaluate")
+                return self._evaluate_host_with_loss(X, y, batch_size, sample_weight, chunk_bytes)
+            return self._evaluate_with_loss(X, y, batch_size, sample_weight, distributed)
         if streaming.is_host_array(self.backend, X):
             _check_not_distributed(distributed, "evaluate")
             _check_block(batch_size)
@@ -482,13 +478,19 @@ class Sequential:
             return sharded_scores(self, X, y, batch_size, distributed)
         return self._scores(X, y, batch_size)
 
-    def _evaluate_with_loss(self, X, y, batch_size, sample_weight, distributed,
-                            streamed: bool) -> dict:
-        """``evaluate`` for another loss or with sample weights (device arrays only)."""
-        refuse_with_streams("evaluate", loss=not self._default_loss and streamed,
-                            sample_weight=sample_weight is not None and streamed)
-        if streamed:
-            _check_not_distributed(distributed, "evaluate")
+    def _evaluate_host_with_loss(self, X, y, batch_size, sample_weight, chunk_bytes) -> dict:
+        """``evaluate`` of host data for another loss or with (host) sample weights."""
+        _check_block(batch_size)
+        data = streaming.HostData.of(self, X, y, chunk_bytes=chunk_bytes)
+        if data.n == 0:
+            raise ValueError("X and y are empty: there is nothing to evaluate")
+        weights = streaming.host_sample_weight(sample_weight, data.n)
+        if weights is not None:
+            data = dataclasses.replace(data, extras={"sample_weight": weights})
+        return streaming.host_loss_scores(self, data, batch_size)
+
+    def _evaluate_with_loss(self, X, y, batch_size, sample_weight, distributed) -> dict:
+        """``evaluate`` of device arrays for another loss or with sample weights."""
         if distributed is not None:
             check_inputs_agree(distributed, X, y, batch_size=batch_size, what="evaluation data",
                                sample_weight=sample_weight)
@@ -561,8 +563,10 @@ class Sequential:
             ``chunk_bytes`` while the next chunk is read on a background thread
             -- the one input mode that moves data, and it never copies it whole.
             Training from host data gives exactly the weights of training from
-            the same data in memory. Or an iterable of ``(X_batch, y_batch)``
-            pairs (``y`` is then None), see :class:`xpnet.streaming.BatchSource`.
+            the same data in memory, with any loss and every option below. Or an
+            iterable of ``(X_batch, y_batch)`` pairs or ``(X_batch, y_batch,
+            w_batch)`` triples with sample weights (``y`` is then None), see
+            :class:`xpnet.streaming.BatchSource`.
         y : array (n,) of integer labels in ``[0, n_classes)``
             A NumPy array when ``X`` is host data. With another ``loss``: float
             targets (MSE) or 0/1 (binary cross-entropy), (n,) or (n, n_outputs).
@@ -607,16 +611,17 @@ class Sequential:
             Per-sample weights >= 0 (weighted mean loss), class weights
             (``"balanced"`` or a dict), the *last* fraction held out for validation
             (as Keras) and scikit-learn's L2 penalty; see :mod:`xpnet._weights`.
-            They, and losses other than the softmax cross-entropy, take arrays on
-            the device (not host data or batches, for now); with ``distributed=``
-            the result is one process's on the whole data (``docs/distributed.md``).
+            With host data, ``sample_weight`` is a NumPy array too, gathered
+            chunk by chunk with the rows. Batch iterables carry their weights in
+            ``(X_batch, y_batch, w_batch)`` and take ``alpha``, not
+            ``sample_weight``, ``class_weight`` or ``validation_split``. With
+            ``distributed=`` (device arrays) all of them and any loss, with one
+            process's result on the whole data (``docs/distributed.md``).
         """
         stream = self._training_stream(X, y, chunk_bytes, shuffle)
         options = {"sample_weight": sample_weight, "class_weight": class_weight,
                    "validation_split": validation_split, "alpha": alpha}
         if stream is not None or _is_host_pair(self.backend, validation_data):
-            refuse_with_streams("fit", loss=not self._default_loss,
-                                **{k: _option_used(v) for k, v in options.items()})
             _check_not_distributed(distributed, "fit")
         if distributed is not None:  # before validating, so every rank fails together
             check_fit_agreement(distributed, self, X, y, epochs=epochs, batch_size=batch_size,
@@ -627,9 +632,10 @@ class Sequential:
             validation_data=validation_data, progress=progress, check_every=check_every,
             train_accuracy=train_accuracy, start_epoch=len(history) if history is not None else 0,
             stream=stream, chunk_bytes=chunk_bytes)
-        if stream is None:  # weights checked on every rank: one rank's bad weights stop all
-            settings, X, y = on_every_rank(distributed, "checking the sample weights", lambda:
-                                           self._with_fit_options(settings, X, y, **options))
+        # Checked on every rank: one rank's bad weights stop all of them.
+        settings, X, y, stream = on_every_rank(distributed, "checking the sample weights", lambda:
+                                               self._apply_fit_options(settings, X, y, stream,
+                                                                       options))
         if distributed is not None:
             settings = dataclasses.replace(settings, distributed=distributed)
         callbacks = CallbackList(callbacks)
@@ -699,6 +705,44 @@ class Sequential:
             sample_weight=None if weights is None else be.asarray(weights),
             host_weight=weights), X, y
 
+    def _apply_fit_options(self, settings: FitSettings, X, y, stream, options: dict):
+        """``fit``'s weights, split and loss for its data: device arrays, host data or batches."""
+        if stream is None:
+            settings, X, y = self._with_fit_options(settings, X, y, **options)
+        elif isinstance(stream, streaming.HostData):
+            settings, stream = self._with_host_options(settings, stream, **options)
+        else:
+            streaming.check_batch_options(**options)
+        return settings, X, y, stream
+
+    def _with_host_options(self, settings: FitSettings, data, *, sample_weight, class_weight,
+                           validation_split, alpha):
+        """:meth:`_with_fit_options` for host data: the same checks and the same split.
+
+        The weights (class weights folded in) are checked on the host once and kept
+        there, n float64 numbers like the epoch's permutation; each chunk gathers its
+        rows of them. Returns the settings and the training part of ``data``.
+        """
+        weights = streaming.host_sample_weight(sample_weight, data.n)
+        factors = class_weight_factors(streaming._host_backend(), data.y, self.loss,
+                                       class_weight, self.n_outputs)
+        if factors is not None:
+            weights = factors if weights is None else weights * factors
+        split_at = validation_split_index(validation_split, data.n,
+                                          settings.validation_data is not None)
+        validation_data = settings.validation_data
+        if split_at is not None:  # Keras: the last fraction, before any shuffling
+            validation_data = (dataclasses.replace(data, X=data.X[split_at:, ...],
+                                                   y=data.y[split_at:, ...]), None)
+            data = dataclasses.replace(data, X=data.X[:split_at, ...], y=data.y[:split_at, ...])
+            weights = None if weights is None else weights[:split_at]
+            _check_batch_fits(settings.batch_size, data.n)
+        if weights is not None:
+            data = dataclasses.replace(data, extras={**data.extras, "sample_weight": weights})
+        return dataclasses.replace(
+            settings, validation_data=validation_data, host_weight=weights,
+            loss=None if self._default_loss and weights is None else self.loss), data
+
     def _training_stream(self, X, y, chunk_bytes, shuffle=True):
         """Host data or batches to stream (:mod:`xpnet.streaming`); None for device arrays."""
         chunkwise = isinstance(shuffle, str) and shuffle == "chunks"
@@ -712,7 +756,7 @@ class Sequential:
             if y is not None:
                 raise TypeError(
                     f"X is a {type(X).__name__}, which fit takes as an iterable of (X_batch, "
-                    f"y_batch) pairs, so y must be None (got {type(y).__name__}); for samples "
+                    f"y_batch[, w_batch]) batches, so y must be None (got {type(y).__name__}); for samples "
                     "in a list, convert them first with backend.asarray(X)"
                 )
             return streaming.BatchSource(self, X)

@@ -136,7 +136,7 @@ class Optimizer:
             # layer object it was made for (held weakly), never to a newcomer.
             if st is None or st["layer"]() is not layer:
                 st = self.state[key] = {"backend": be, "layer": weakref.ref(layer)}
-            elif st["backend"] != be:
+            elif st["backend"] is not be and st["backend"] != be:
                 _move_state(st, be)
             coef = None if decay is None else decay.get(name)
             if coef is None:

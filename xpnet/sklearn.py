@@ -205,19 +205,23 @@ class _SklearnAdam(_SklearnL2, Adam):
     """
 
     def _update_param(self, be, param, grad, st, lr):
+        return self._adam_step(be, param, grad, st, lr, None)
+
+    def _update_param_decayed(self, be, param, grad, st, lr, coef):
+        return self._adam_step(be, param, grad, st, lr, coef)
+
+    def _adam_step(self, be, param, grad, st, lr, coef):
         t = st.get("step", 0) + 1
         st["step"] = t
-        m, v = st.get("exp_avg"), st.get("exp_avg_sq")
-        if m is None:
-            m, v = grad * (1.0 - self.beta1), (grad * grad) * (1.0 - self.beta2)
-        else:
-            m = m * self.beta1 + grad * (1.0 - self.beta1)
-            v = v * self.beta2 + (grad * grad) * (1.0 - self.beta2)
-        st["exp_avg"], st["exp_avg_sq"] = m, v
+        if st.get("exp_avg") is None:  # scikit-learn starts from zero moments
+            st["exp_avg"], st["exp_avg_sq"] = be.xp.zeros_like(param), be.xp.zeros_like(param)
         xp = be.xp
-        step = lr * _sqrt(xp, _one_minus_pow(xp, self.beta2, t, param.dtype)) \
+        step_size = lr * _sqrt(xp, _one_minus_pow(xp, self.beta2, t, param.dtype)) \
             / _one_minus_pow(xp, self.beta1, t, param.dtype)
-        return be.sub_(param, (m * step) / (xp.sqrt(v) + self.eps))
+        param, st["exp_avg"], st["exp_avg_sq"] = be.adam_step_(
+            param, st["exp_avg"], st["exp_avg_sq"], grad, step_size=step_size,
+            beta1=self.beta1, beta2=self.beta2, eps=self.eps, decay=coef)
+        return param
 
 
 class _SklearnSquaredError(MeanSquaredError):

@@ -19,9 +19,18 @@ host array in increasing row order (friendly to disks and the page cache),
 then put back in permutation order. So a model trained from a memmap ends with
 exactly the weights it gets from the same data in memory.
 
+Every loss and every option of ``fit`` work on host data as in memory: the
+targets of another loss (a NumPy array, checked block by block by the loss
+itself) are gathered in the model's dtype; ``sample_weight`` (a NumPy array)
+is checked, has the class weights folded in and is kept on the host as n
+float64 numbers (like the epoch's permutation), and each chunk gathers its rows
+(``HostData.extras``); ``alpha`` and ``validation_split`` (the last rows, as
+views of the host arrays) work unchanged. ``evaluate`` takes host weights too.
+
 Arrays of another library, or on another device, are still refused, never
 moved silently. Data produced on the fly is trained from with an iterable of
-``(X_batch, y_batch)`` pairs (:class:`BatchSource`).
+``(X_batch, y_batch)`` pairs or ``(X_batch, y_batch, w_batch)`` triples
+(:class:`BatchSource`).
 
 Capability for later: on CUDA backends the chunk copy could use pinned host
 buffers and a separate stream; today it is a plain ``asarray`` on the loader
@@ -30,6 +39,8 @@ thread, which overlaps with training on the CPU backends only.
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -41,12 +52,15 @@ import numpy as np
 
 from ._typing import Array, DType, Namespace
 from ._validation import check_int
+from ._weights import check_sample_weight, score_blocks
+from .backends import get_backend
 from .errors import DTypeError, ShapeError
-from .losses import _xent_sum_and_grad, one_hot
+from .losses import _as_matrix, _check_target_rows, _xent_sum_and_grad, one_hot
 from .training import (
     _cached_step,
     _guard,
     _progress,
+    _trained_weight,
     first_trainable_index,
     loss_layers,
 )
@@ -93,8 +107,10 @@ class HostData:
     """Validated host arrays with one row per sample, streamed together.
 
     Build it with :meth:`HostData.of`. ``extras`` are further per-sample host
-    columns gathered with the same rows as ``X`` and ``y`` (the hook for
-    ``sample_weight``: a chunk then carries ``chunk.extras["sample_weight"]``).
+    numbers gathered with the same rows as ``X`` and ``y`` and moved to the
+    device in the model's dtype: ``fit`` and ``evaluate`` put the checked
+    sample weights there (float64, class weights folded in), and each chunk
+    then carries ``chunk.extras["sample_weight"]``.
     """
 
     X: np.ndarray
@@ -103,6 +119,9 @@ class HostData:
     extras: dict = field(default_factory=dict)
     #: ``fit(shuffle="chunks")``: the approximate, faster shuffle (:func:`chunkwise_permutation`).
     shuffle_chunks: bool = False
+    #: ``y`` holds the dense targets of another loss (MSE, binary cross-entropy), gathered in
+    #: the model's dtype as (rows, n_outputs); otherwise integer class labels.
+    dense: bool = False
 
     @classmethod
     def of(cls, model: Any, X: np.ndarray, y: np.ndarray | None = None, *,
@@ -113,11 +132,13 @@ class HostData:
         chunk_bytes = DEFAULT_CHUNK_BYTES if chunk_bytes is None else check_int(
             chunk_bytes, "chunk_bytes", low=1)
         _check_host_X(model, X, names[0])
+        dense = not model._default_loss
         if y is not None:
-            y = _check_host_labels(model, y, X.shape[0], names[1])
+            check = _check_host_targets if dense else _check_host_labels
+            y = check(model, y, X.shape[0], names[1])
         for name, column in (extras or {}).items():
             _check_host_column(column, X.shape[0], name)
-        return cls(X, y, chunk_bytes, dict(extras or {}), bool(shuffle_chunks))
+        return cls(X, y, chunk_bytes, dict(extras or {}), bool(shuffle_chunks), dense)
 
     @property
     def n(self) -> int:
@@ -180,6 +201,51 @@ def _check_host_labels(model: Any, y: Any, n_samples: int, name: str) -> np.ndar
     return y
 
 
+def _host_backend() -> Backend:
+    """The NumPy backend: host targets and weights are checked by the very code that checks
+    device arrays, so the errors read the same."""
+    return get_backend("numpy", device="cpu", dtype="float64")
+
+
+def _check_host_targets(model: Any, y: Any, n_samples: int, name: str) -> np.ndarray:
+    """Host targets of another loss (MSE, binary cross-entropy), checked by the loss itself.
+
+    The shape is checked on the whole array (a view: nothing is read), the
+    dtype and values one block of rows at a time (no copy of ``y``).
+    """
+    if not isinstance(y, np.ndarray) or isinstance(y, np.matrix):
+        raise TypeError(
+            f"{name} must be a NumPy array of targets when the features are host data (they "
+            f"are streamed together), got {type(y).__module__}.{type(y).__name__}"
+        )
+    host, loss, n_outputs = _host_backend(), model.loss, model.n_outputs
+    _as_matrix(host, y, n_outputs, name)
+    _check_target_rows(y, n_samples, name)
+    step = max(1, _GATHER_BYTES // max(y.itemsize * (y.size // max(y.shape[0], 1)), 1))
+    for lo in range(0, max(n_samples, 1), step):  # once at least: the dtype check
+        loss.prepare_targets(host, y[lo:lo + step], n_outputs, name)
+    return y
+
+
+def host_sample_weight(sample_weight: Any, n_samples: int, name: str = "sample_weight", *,
+                       allow_zero_total: bool = False) -> np.ndarray | None:
+    """Checked host float64 copy of the weights of host data (n numbers), or None.
+
+    The checks and messages are those of in-memory ``fit``
+    (:func:`xpnet._weights.check_sample_weight`); the weights must be a NumPy
+    array, as the labels are.
+    """
+    if sample_weight is None:
+        return None
+    if not isinstance(sample_weight, np.ndarray) or isinstance(sample_weight, np.matrix):
+        raise TypeError(
+            f"{name} must be a NumPy array when the features are host data (it is streamed "
+            f"with them), got {type(sample_weight).__module__}.{type(sample_weight).__name__}"
+        )
+    return check_sample_weight(_host_backend(), sample_weight, n_samples, name,
+                               allow_zero_total=allow_zero_total)
+
+
 def _check_host_column(column: Any, n_samples: int, name: str) -> None:
     if not isinstance(column, np.ndarray) or column.ndim == 0 or column.shape[0] != n_samples:
         raise ShapeError(f"{name} must be a NumPy array with {n_samples} rows, got "
@@ -240,11 +306,16 @@ def _load_chunk(backend: Backend, data: HostData, rows: slice | np.ndarray, labe
     if check_finite:
         _check_finite_rows(X, rows)
     y = None
-    if data.y is not None:
+    if data.y is not None and data.dense:  # the loss's targets, (m, n_outputs) in the model's dtype
+        y = _to_device(backend, gather_rows(data.y, rows, np.empty(
+            (m, *data.y.shape[1:]), dtype=data.X.dtype)).reshape(m, math.prod(data.y.shape[1:])),
+            backend.dtype)
+    elif data.y is not None:
         y = _to_device(backend, gather_rows(data.y, rows, np.empty(m, dtype=label_dtype)),
                        backend.index_dtype)
     extras = {name: _to_device(backend, gather_rows(col, rows, np.empty(
-        (m, *col.shape[1:]), dtype=col.dtype)), None) for name, col in data.extras.items()}
+        (m, *col.shape[1:]), dtype=data.X.dtype)), backend.dtype)
+        for name, col in data.extras.items()}
     return Chunk(_to_device(backend, X, backend.dtype), y, extras)
 
 
@@ -318,7 +389,8 @@ def host_epoch_runner(model: Any, data: HostData, settings: FitSettings) -> Call
     """Like :func:`xpnet.training._epoch_runner`, for :class:`HostData`: ``epoch -> logs``.
 
     Every step sees exactly the batch the in-memory loop would gather (same
-    permutation, same rows, same order), so the weights agree bit for bit.
+    permutation, same rows, same order, the same loss, sample weights and
+    penalty), so the weights agree bit for bit.
     """
     be = model.backend
     layers = loss_layers(model.layers)
@@ -329,7 +401,8 @@ def host_epoch_runner(model: Any, data: HostData, settings: FitSettings) -> Call
 
     def run_epoch(epoch: int) -> dict:
         t0 = time.perf_counter()
-        step_fn = _cached_step(model._train_steps, be, layers, first)
+        step_fn = _cached_step(model._train_steps, be, layers, first, settings.loss,
+                               settings.penalty, settings.host_weight is not None)
         order = None
         if settings.shuffle:
             order = (chunkwise_permutation(settings.rng, data.n, rows_per_chunk)
@@ -339,16 +412,26 @@ def host_epoch_runner(model: Any, data: HostData, settings: FitSettings) -> Call
                               settings, epoch, n_steps)
         loss_sum = float(total)  # the one read-back of the epoch: always checked
         _guard(loss_sum, epoch, n_steps - 1, settings.check_every)
-        logs = {"epoch": epoch + 1, "loss": loss_sum / max(n_steps * batch_size, 1),
+        trained = _trained_weight(settings.host_weight, order, n_steps * batch_size)
+        logs = {"epoch": epoch + 1, "loss": loss_sum / trained,
                 "seconds": time.perf_counter() - t0}
-        if settings.train_accuracy:
-            logs["train_acc"] = host_accuracy(model, data)
-        if settings.validation_data is not None:
-            scores = model._scores(*settings.validation_data)
-            logs["val_loss"], logs["val_acc"] = scores["loss"], scores["accuracy"]
-        return logs
+        return _scored_logs(model, data, settings, logs)
 
     return run_epoch
+
+
+def _scored_logs(model: Any, data: HostData | None, settings: FitSettings, logs: dict) -> dict:
+    """Add the training accuracy (unweighted, as in memory) and the validation scores."""
+    if settings.train_accuracy and data is not None:
+        accuracy = host_accuracy(model, data)
+        if accuracy is not None:  # regression has none
+            logs["train_acc"] = accuracy
+    if settings.validation_data is not None:
+        scores = model._scores(*settings.validation_data)
+        logs["val_loss"] = scores["loss"]
+        if "accuracy" in scores:
+            logs["val_acc"] = scores["accuracy"]
+    return logs
 
 
 def chunkwise_permutation(rng: np.random.Generator, n: int, rows_per_chunk: int) -> np.ndarray:
@@ -371,6 +454,14 @@ def chunkwise_permutation(rng: np.random.Generator, n: int, rows_per_chunk: int)
                            for start in starts]) if n else np.arange(0)
 
 
+def _chunk_targets(model: Any, chunk: Chunk) -> Array:
+    """What the loss compares the outputs with: one-hot labels, or the dense targets."""
+    if model._default_loss:
+        be = model.backend
+        return one_hot(chunk.y, model.n_outputs, dtype=be.dtype, xp=be.xp)
+    return chunk.y
+
+
 def _train_chunks(model: Any, step_fn: Callable, chunks: Iterator[Chunk], settings: FitSettings,
                   epoch: int, n_steps: int) -> Array:
     """Run the steps of one epoch over device chunks; return the summed loss (device)."""
@@ -381,15 +472,19 @@ def _train_chunks(model: Any, step_fn: Callable, chunks: Iterator[Chunk], settin
     step = 0
     with _progress(n_steps, f"epoch {epoch + 1}", settings.progress) as bar:
         for chunk in chunks:
-            onehot = one_hot(chunk.y, model.n_outputs, dtype=be.dtype, xp=xp)
+            targets = _chunk_targets(model, chunk)
+            weights = chunk.extras.get("sample_weight")
             local = xp.arange(chunk.X.shape[0], dtype=be.index_dtype, device=be.device)
             for lo in range(0, chunk.X.shape[0], batch_size):
-                total = total + step_fn(chunk.X, onehot, local[lo:lo + batch_size])
+                if weights is None:  # the default path: exactly the step it always was
+                    total = total + step_fn(chunk.X, targets, local[lo:lo + batch_size])
+                else:
+                    total = total + step_fn(chunk.X, targets, local[lo:lo + batch_size], weights)
                 step += 1
                 if check_every and step % check_every == 0:
                     _guard(float(total), epoch, step - 1, check_every)
                 bar.update(1)
-            del chunk, onehot  # so that at most two chunks are alive
+            del chunk, targets, weights  # so that at most two chunks are alive
     return total
 
 
@@ -425,8 +520,13 @@ def host_predict(model: Any, data: HostData, block: int) -> Array:
     return _concat(xp, preds)
 
 
-def host_accuracy(model: Any, data: HostData, block: int = 1024) -> float:
-    """Accuracy on host data, reduced like ``Sequential._accuracy`` (one mean of all hits)."""
+def host_accuracy(model: Any, data: HostData, block: int = 1024) -> float | None:
+    """Accuracy on host data, reduced like ``Sequential._accuracy`` (one mean of all hits).
+
+    Unweighted, as in memory; None for the MSE (regression has no accuracy).
+    """
+    if not model._default_loss:
+        return host_loss_scores(model, data, block, weighted=False).get("accuracy")
     be = model.backend
     xp = be.xp
     hits = []
@@ -438,7 +538,12 @@ def host_accuracy(model: Any, data: HostData, block: int = 1024) -> float:
 
 
 def host_scores(model: Any, data: HostData, block: int) -> dict:
-    """Mean loss and accuracy on host data, summed block by block as ``Sequential._scores``."""
+    """Mean loss and accuracy on host data, summed block by block as ``Sequential._scores``.
+
+    Another loss or sample weights: :func:`host_loss_scores`.
+    """
+    if not model._default_loss or "sample_weight" in data.extras:
+        return host_loss_scores(model, data, block)
     be = model.backend
     xp = be.xp
     total, hits = be.zeros(()), be.zeros(())
@@ -457,6 +562,29 @@ def host_scores(model: Any, data: HostData, block: int) -> dict:
     return {"loss": float(total) / n, "accuracy": float(hits) / n}
 
 
+def host_loss_scores(model: Any, data: HostData, block: int, *, weighted: bool = True) -> dict:
+    """The model's loss (weighted by ``extras["sample_weight"]``) and accuracy on host data.
+
+    The blocks, and the order of the sums, are those of
+    :func:`xpnet._weights.loss_scores` on the same data in memory.
+    """
+    if data.y is None:
+        raise ValueError("host_loss_scores needs targets: HostData.of(model, X, y)")
+    return score_blocks(model, _scored_chunk_blocks(model, data, block, weighted))
+
+
+def _scored_chunk_blocks(model: Any, data: HostData, block: int, weighted: bool) -> Iterator:
+    """``(logits, targets, weights or None)`` of each block of rows, chunk by chunk."""
+    for chunk in _inference_chunks(model, data, block):
+        targets = _chunk_targets(model, chunk)
+        weights = chunk.extras.get("sample_weight") if weighted else None
+        for i, z in enumerate(_chunk_logits(model, chunk.X, block)):
+            lo = i * block
+            yield (z, targets[lo:lo + z.shape[0], ...],
+                   None if weights is None else weights[lo:lo + z.shape[0]])
+        del chunk, targets, weights  # so that at most two chunks are alive
+
+
 def _concat(xp: Namespace, parts: list) -> Array:
     return parts[0] if len(parts) == 1 else xp.concat(parts, axis=0)
 
@@ -464,15 +592,19 @@ def _concat(xp: Namespace, parts: list) -> Array:
 # -- iterables of batches -----------------------------------------------------------------
 
 class BatchSource:
-    """Training batches ``(X_batch, y_batch)`` produced on the fly.
+    """Training batches ``(X_batch, y_batch)`` or ``(X_batch, y_batch, w_batch)`` produced on the fly.
 
     ``batches`` is a dataset object with ``__len__`` and ``__getitem__(i)``
     returning batch ``i`` (replayed every epoch; with ``shuffle`` the batch
-    order is permuted from the seed), or any iterable of pairs (a list is
+    order is permuted from the seed), or any iterable of batches (a list is
     replayed; a generator lasts one epoch). Each batch is host NumPy data
     (moved to the device, like host arrays) or arrays on the model's device.
-    Every batch must have the shape of the first: a batch of another shape
-    mid-epoch is an error (drop the last incomplete batch, as ``fit`` does).
+    ``y_batch`` holds what the model's loss expects (class labels; float
+    targets for the MSE; 0/1 for the binary cross-entropy); ``w_batch``, when
+    given, the batch's sample weights (>= 0; a batch may weigh nothing, the
+    epoch's loss is the weighted mean). Every batch must have the shapes of
+    the first (and weights if it had them): a batch of another shape mid-epoch
+    is an error (drop the last incomplete batch, as ``fit`` does).
     """
 
     def __init__(self, model: Any, batches: Any) -> None:
@@ -480,7 +612,7 @@ class BatchSource:
         self.batches = batches
         self.indexable = hasattr(batches, "__len__") and hasattr(batches, "__getitem__")
         self.n_batches = len(batches) if hasattr(batches, "__len__") else None
-        self.shape: tuple[tuple, tuple] | None = None  # the first batch's (X shape, y shape)
+        self.shape: tuple | None = None  # the first batch's (X, y[, w]) shapes
 
     @staticmethod
     def accepts(x: Any) -> bool:
@@ -497,26 +629,35 @@ class BatchSource:
         order = rng.permutation(n_batches) if shuffle else range(n_batches)
         return (self.batches[int(i)] for i in order)
 
-    def to_device(self, pair: Any, epoch: int, index: int) -> tuple[Array, Array]:
-        """Checked device arrays ``(X, y)`` of one batch."""
+    def to_device(self, batch: Any, epoch: int, index: int) -> tuple:
+        """Checked device arrays ``(X, targets, weights or None)`` of one batch, and the
+        batch's total weight on the host (None without weights)."""
         where = f"batch {index + 1} of epoch {epoch + 1}"
-        try:
-            xb, yb = pair
-        except (TypeError, ValueError):
-            raise TypeError(f"{where} must be a pair (X_batch, y_batch), got "
-                            f"{type(pair).__name__}") from None
-        shape = (tuple(xb.shape), tuple(yb.shape)) if hasattr(xb, "shape") and hasattr(
-            yb, "shape") else None
+        if not isinstance(batch, (tuple, list)) or len(batch) not in (2, 3):
+            raise TypeError(f"{where} must be a pair (X_batch, y_batch) or a triple (X_batch, "
+                            f"y_batch, w_batch), got {type(batch).__name__}")
+        xb, yb, wb = (*batch, None) if len(batch) == 2 else batch
+        self._check_shapes(where, xb, yb, wb)
+        X = self._device_X(xb, where)
+        n = X.shape[0]
+        targets = self._device_y(yb, n, where)
+        weights = None if wb is None else self._host_weights(wb, n, where)
+        if weights is None:
+            return X, targets, None, None
+        return X, targets, self.model.backend.asarray(weights), float(weights.sum())
+
+    def _check_shapes(self, where: str, *arrays: Any) -> None:
+        shape = tuple(tuple(a.shape) if hasattr(a, "shape") else None for a in arrays)
         if self.shape is None:
             self.shape = shape
         elif shape != self.shape:
+            def fmt(shapes: tuple) -> str:
+                return ", ".join(f"{k} {v}" for k, v in zip("Xyw", shapes)
+                                 if k != "w" or v is not None)
             raise ShapeError(
-                f"{where} has shapes X {shape[0] if shape else '?'}, y "
-                f"{shape[1] if shape else '?'}, but the first batch had X {self.shape[0]}, "
-                f"y {self.shape[1]}: every batch must have the same shape (drop or pad the "
-                "last incomplete one)"
+                f"{where} has shapes {fmt(shape)}, but the first batch had {fmt(self.shape)}: "
+                "every batch must have the same shapes (drop or pad the last incomplete one)"
             )
-        return self._device_X(xb, where), self._device_y(yb, xb.shape[0], where)
 
     def _device_X(self, xb: Any, where: str) -> Array:
         model = self.model
@@ -528,6 +669,17 @@ class BatchSource:
         return xb
 
     def _device_y(self, yb: Any, n: int, where: str) -> Array:
+        """One-hot labels, or the dense targets of another loss (checked as in memory)."""
+        model = self.model
+        be = model.backend
+        if model._default_loss:
+            return one_hot(self._labels(yb, n, where), model.n_outputs, dtype=be.dtype, xp=be.xp)
+        if is_host_array(be, yb) or isinstance(yb, np.ndarray):
+            _check_host_targets(model, yb, n, f"y of {where}")
+            return be.asarray(yb.reshape(n, -1))
+        return model._check_targets(yb, n, f"y of {where}")
+
+    def _labels(self, yb: Any, n: int, where: str) -> Array:
         be = self.model.backend
         if is_host_array(be, yb) or isinstance(yb, np.ndarray):
             _check_host_labels(self.model, yb, n, f"y of {where}")
@@ -537,6 +689,33 @@ class BatchSource:
             raise ShapeError(f"y of {where} must have one label per sample: expected "
                              f"shape ({n},), got {tuple(yb.shape)}")
         return yb
+
+    def _host_weights(self, wb: Any, n: int, where: str) -> np.ndarray | None:
+        """Host float64 weights of one batch, checked as ``fit``'s (all zero is allowed)."""
+        be = self.model.backend
+        name = f"w of {where}"
+        if is_host_array(be, wb) or isinstance(wb, np.ndarray):
+            return host_sample_weight(wb, n, name, allow_zero_total=True)
+        return check_sample_weight(be, wb, n, name, allow_zero_total=True)
+
+
+def check_batch_options(*, sample_weight: Any, class_weight: Any, validation_split: Any,
+                        alpha: Any) -> None:
+    """What ``fit`` cannot take with an iterable of batches, and why (``alpha`` works)."""
+    if sample_weight is not None:
+        raise TypeError("fit(batches) takes no sample_weight: an iterable of batches carries "
+                        "its weights, as (X_batch, y_batch, w_batch) triples")
+    if class_weight is not None:
+        raise NotImplementedError(
+            "fit(batches, class_weight=...) is not supported: 'balanced' needs the class "
+            "counts of all the data before the first step, which batches made on the fly do "
+            "not give; fold class weights into w_batch of (X_batch, y_batch, w_batch) triples"
+        )
+    if validation_split:
+        raise NotImplementedError(
+            "fit(batches, validation_split=...) is not supported: the last fraction of an "
+            "iterable of batches is not known before it ends; pass validation_data=(X_val, y_val)"
+        )
 
 
 def batches_epoch_runner(model: Any, source: BatchSource, settings: FitSettings) -> Callable[[int], dict]:
@@ -549,16 +728,19 @@ def batches_epoch_runner(model: Any, source: BatchSource, settings: FitSettings)
 
     def run_epoch(epoch: int) -> dict:
         t0 = time.perf_counter()
-        step_fn = _cached_step(model._train_steps, be, layers, first)
-        total, steps, rows = be.zeros(()), 0, 0
+        total, steps, rows, weight, step_fn = be.zeros(()), 0, 0, 0.0, None
         # A generator's length is unknown (None): tqdm then shows a count without a total.
         with _progress(source.n_batches, f"epoch {epoch + 1}", settings.progress) as bar:
-            for i, pair in enumerate(source.epoch(settings.rng, settings.shuffle)):
-                xb, yb = source.to_device(pair, epoch, i)
-                onehot = one_hot(yb, model.n_outputs, dtype=be.dtype, xp=xp)
+            for i, batch in enumerate(source.epoch(settings.rng, settings.shuffle)):
+                xb, tb, wb, wsum = source.to_device(batch, epoch, i)
+                if step_fn is None:  # every batch has the first's structure (checked)
+                    loss = None if model._default_loss and wb is None else model.loss
+                    step_fn = _cached_step(model._train_steps, be, layers, first, loss,
+                                           settings.penalty, wb is not None)
                 idx = xp.arange(xb.shape[0], dtype=be.index_dtype, device=be.device)
-                total = total + step_fn(xb, onehot, idx)
+                total = total + (step_fn(xb, tb, idx) if wb is None else step_fn(xb, tb, idx, wb))
                 steps, rows = steps + 1, rows + xb.shape[0]
+                weight += xb.shape[0] if wsum is None else wsum
                 if settings.check_every and steps % settings.check_every == 0:
                     _guard(float(total), epoch, steps - 1, settings.check_every)
                 bar.update(1)
@@ -570,11 +752,9 @@ def batches_epoch_runner(model: Any, source: BatchSource, settings: FitSettings)
             )
         loss_sum = float(total)
         _guard(loss_sum, epoch, steps - 1, settings.check_every)
-        logs = {"epoch": epoch + 1, "loss": loss_sum / max(rows, 1),
+        logs = {"epoch": epoch + 1, "loss": loss_sum / (weight or 1.0),
                 "seconds": time.perf_counter() - t0}
-        if settings.validation_data is not None:
-            scores = model._scores(*settings.validation_data)
-            logs["val_loss"], logs["val_acc"] = scores["loss"], scores["accuracy"]
-        return logs
+        return _scored_logs(model, None, dataclasses.replace(settings, train_accuracy=False),
+                            logs)
 
     return run_epoch

@@ -192,7 +192,9 @@ class Backend:
         )
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Backend) and self._identity() == other._identity()
+        # ``is`` first: optimizers compare a parameter's backend at every update.
+        return other is self or (isinstance(other, Backend)
+                                 and self._identity() == other._identity())
 
     def __hash__(self) -> int:
         return hash(self._identity())
@@ -488,6 +490,36 @@ class Backend:
         velocity = velocity * momentum - u
         step = velocity * momentum - u if nesterov else velocity
         return param + step, velocity
+
+    def adam_step_(self, param: Array, exp_avg: Array, exp_avg_sq: Array, grad: Array, *,
+                   step_size: float | Array, beta1: float, beta2: float, eps: float,
+                   decay: float | Array | None = None) -> tuple[Array, Array, Array]:
+        """One Adam step, epsilon outside the bias correction; returns ``(param, m, v)``.
+
+        With ``g = grad + decay * param`` (no ``decay``: ``grad``)::
+
+            m     = beta1 * m + (1 - beta1) * g
+            v     = beta2 * v + (1 - beta2) * g**2
+            param = param - step_size * m / (sqrt(v) + eps)
+
+        scikit-learn's ``AdamOptimizer``, whose ``step_size`` (``lr * sqrt(1 -
+        beta2**t) / (1 - beta1**t)``, a float or a 0-d array) the caller
+        computes. ``grad`` is only read; library classes may work in place
+        (callers rebind all three results).
+
+        Examples
+        --------
+        >>> import numpy as np, xpnet
+        >>> be = xpnet.get_backend("numpy", dtype="float64")
+        >>> p, m, v = be.adam_step_(np.ones(1), np.zeros(1), np.zeros(1), np.full(1, 2.0),
+        ...                         step_size=0.5, beta1=0.5, beta2=0.75, eps=0.0)
+        >>> p.tolist(), m.tolist(), v.tolist()
+        ([0.5], [1.0], [1.0])
+        """
+        g = grad if decay is None else grad + param * decay
+        exp_avg = exp_avg * beta1 + g * (1.0 - beta1)
+        exp_avg_sq = exp_avg_sq * beta2 + (g * g) * (1.0 - beta2)
+        return param - (exp_avg * step_size) / (self.xp.sqrt(exp_avg_sq) + eps), exp_avg, exp_avg_sq
 
     def compile(self, fn: Callable) -> Callable:
         """A compiled equivalent of the pure function ``fn``; ``fn`` itself here.

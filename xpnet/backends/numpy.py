@@ -75,7 +75,7 @@ class NumpyBackend(Backend):
         # The twin's expression makes ten temporaries of the parameter's size; at
         # batch 32 allocating them cost more than the arithmetic. Here every pass
         # writes into param, velocity or one reused scratch buffer.
-        s = _scratch_like(param)
+        s = _scratch_like(param, 0)
         np.multiply(velocity, momentum, out=velocity)
         if decay is not None:
             lr_decay = lr * decay
@@ -93,11 +93,38 @@ class NumpyBackend(Backend):
         np.add(param, s, out=param)
         return param, velocity
 
+    def adam_step_(self, param: Array, exp_avg: Array, exp_avg_sq: Array, grad: Array, *,
+                   step_size: Any, beta1: float, beta2: float, eps: float,
+                   decay: Any = None) -> tuple[Array, Array, Array]:
+        # As momentum_step_: passes into the state and two scratch buffers, no temporaries.
+        g = grad
+        if decay is not None:
+            g = _scratch_like(param, 1)
+            np.multiply(param, decay, out=g)
+            np.add(g, grad, out=g)
+        t = _scratch_like(param, 0)
+        np.multiply(g, 1.0 - beta1, out=t)
+        np.multiply(exp_avg, beta1, out=exp_avg)
+        np.add(exp_avg, t, out=exp_avg)
+        np.multiply(g, g, out=t)
+        np.multiply(t, 1.0 - beta2, out=t)
+        np.multiply(exp_avg_sq, beta2, out=exp_avg_sq)
+        np.add(exp_avg_sq, t, out=exp_avg_sq)
+        np.sqrt(exp_avg_sq, out=t)
+        np.add(t, eps, out=t)
+        np.divide(exp_avg, t, out=t)
+        np.multiply(t, step_size, out=t)
+        np.subtract(param, t, out=param)
+        return param, exp_avg, exp_avg_sq
 
-def _scratch_like(x: np.ndarray) -> np.ndarray:
-    """An uninitialised array shaped like ``x``, reused by this thread's later calls."""
-    buffers = _scratch.__dict__.setdefault("by_dtype", {})
-    flat = buffers.get(x.dtype)
+
+def _scratch_like(x: np.ndarray, slot: int) -> np.ndarray:
+    """An uninitialised array shaped like ``x``, reused by this thread's later calls.
+
+    Distinct ``slot`` numbers are distinct buffers (a kernel needing two asks for 0 and 1).
+    """
+    buffers = _scratch.__dict__.setdefault("buffers", {})
+    flat = buffers.get((x.dtype, slot))
     if flat is None or flat.size < x.size:
-        flat = buffers[x.dtype] = np.empty(x.size, dtype=x.dtype)
+        flat = buffers[x.dtype, slot] = np.empty(x.size, dtype=x.dtype)
     return flat[:x.size].reshape(x.shape)

@@ -99,6 +99,19 @@ class TorchBackend(Backend):
             param.mul_(1.0 - lr * decay)
         return param.add_(grad, alpha=-lr).add_(velocity, alpha=momentum), velocity
 
+    def adam_step_(self, param: Array, exp_avg: Array, exp_avg_sq: Array, grad: Array, *,
+                   step_size: Any, beta1: float, beta2: float, eps: float,
+                   decay: Any = None) -> tuple[Array, Array, Array]:
+        # In place with torch's fused addcmul_/addcdiv_: one temporary (the denominator).
+        if not isinstance(step_size, (int, float)):
+            return super().adam_step_(param, exp_avg, exp_avg_sq, grad, step_size=step_size,
+                                      beta1=beta1, beta2=beta2, eps=eps, decay=decay)
+        g = grad if decay is None else grad + param * decay
+        exp_avg.mul_(beta1).add_(g, alpha=1.0 - beta1)
+        exp_avg_sq.mul_(beta2).addcmul_(g, g, value=1.0 - beta2)
+        denom = exp_avg_sq.sqrt().add_(eps)
+        return param.addcdiv_(exp_avg, denom, value=-step_size), exp_avg, exp_avg_sq
+
 
 def _parse_device(torch: Any, device: Any) -> Any:
     """``None`` -> cpu, an int -> that CUDA device, else whatever torch.device accepts."""
