@@ -111,7 +111,8 @@ def numpy_floor(X, epochs: int, seed: int = 0) -> float:
     Per batch of 32: the row gather, the step's eight matrix products and the
     in place momentum + L2 update of every weight (xpnet's NumPy kernel, no
     temporaries); no biases, activations, loss or Python layers. (The output
-    gradient is a fixed small matrix, so the numbers stay tame.) If this
+    gradient is that of a small squared norm of the outputs, so the numbers
+    stay tame.) If this
     exceeds half of scikit-learn's time, no NumPy implementation meets 0.5x
     on that machine.
     """
@@ -123,7 +124,6 @@ def numpy_floor(X, epochs: int, seed: int = 0) -> float:
     Ws = [rng.standard_normal((a, b), dtype=np.float32) * np.float32(a ** -0.5)
           for a, b in zip(sizes, sizes[1:])]
     Vs = [np.zeros_like(w) for w in Ws]
-    g_out = np.full((32, 10), 1e-4, dtype=np.float32)
     t0 = time.perf_counter()
     for _ in range(epochs):
         order = rng.permutation(X.shape[0])
@@ -131,7 +131,7 @@ def numpy_floor(X, epochs: int, seed: int = 0) -> float:
             acts = [X.take(order[lo:lo + 32], axis=0)]
             for w in Ws:
                 acts.append(acts[-1] @ w)
-            g = g_out
+            g = acts[-1] * np.float32(1e-4)
             for i in (2, 1, 0):
                 grad_w = acts[i].T @ g
                 if i:
