@@ -175,8 +175,10 @@ def speed_table(args) -> dict:
 
 
 def render(result) -> str:
-    lines = ["| dataset | metric | scikit-learn | xpnet | xpnet >= sklearn - 1 sd |",
-             "|---|---|---|---|---|"]
+    lines = []
+    if result.get("scores"):
+        lines += ["| dataset | metric | scikit-learn | xpnet | xpnet >= sklearn - 1 sd |",
+                  "|---|---|---|---|---|"]
     for r in result.get("scores", []):
         sk, xp = r["sklearn"], r["xpnet"]
         lines.append(f"| {r['dataset']} | {r['metric']} | {sk['mean']:.4f} +- {sk['std']:.4f} | "
