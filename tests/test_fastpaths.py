@@ -210,3 +210,18 @@ def test_adam_step_matches_portable_twin(backend, decay):
     np.testing.assert_array_equal(backend.to_numpy(args[3]), g.astype(backend.to_numpy(args[3]).dtype))
     if type(backend).adam_step_ is not Backend.adam_step_:
         assert all(f is a for f, a in zip(fast, args[:3]))  # in place
+
+
+def test_dense_sgd_step_matches_portable_twin(backend):
+    """The Dense layer's SGD step (torch: the rate as addmm_/sub_ alpha) against its twin."""
+    rng = np.random.default_rng(7)
+    w, b = rng.standard_normal((5, 3)), rng.standard_normal(3)
+    x, g = rng.standard_normal((4, 5)), rng.standard_normal((4, 3))
+    fast = backend.dense_sgd_step_(backend.asarray(w), backend.asarray(b), backend.asarray(x),
+                                   backend.asarray(g), 0.1)
+    twin = Backend.dense_sgd_step_(backend, backend.asarray(w), backend.asarray(b),
+                                   backend.asarray(x), backend.asarray(g), 0.1)
+    tol = rtol_for(backend)
+    for f, t, want in zip(fast, twin, (w - 0.1 * x.T @ g, b - 0.1 * g.sum(0))):
+        assert rel_err(backend.to_numpy(f), backend.to_numpy(t)) < tol
+        assert rel_err(backend.to_numpy(f), want) < tol

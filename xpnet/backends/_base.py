@@ -461,6 +461,17 @@ class Backend:
         """``w - a @ b``, in place when the backend allows; callers rebind the result."""
         return self.sub_(w, a @ b)
 
+    def dense_sgd_step_(self, w: Array, b: Array, x: Array, grad_out: Array,
+                        lr: float | Array) -> tuple[Array, Array]:
+        """The Dense layer's plain SGD step: ``w -= lr * x.T @ grad_out``, ``b -= lr * sum(grad_out)``.
+
+        Returns ``(w, b)``, updated in place where the backend allows (callers
+        rebind both). This twin scales the small ``(n, out)`` gradient once
+        instead of the ``(in, out)`` weight gradient: same step, fewer flops.
+        """
+        g = grad_out * lr
+        return self.sub_matmul_(w, x.T, g), self.sub_(b, self.xp.sum(g, axis=0))
+
     def momentum_step_(self, param: Array, velocity: Array, grad: Array, *, lr: float,
                        momentum: float, nesterov: bool,
                        decay: float | Array | None = None) -> tuple[Array, Array]:

@@ -83,6 +83,14 @@ class TorchBackend(Backend):
     def sub_matmul_(self, w: Array, a: Array, b: Array) -> Array:
         return w.addmm_(a, b, alpha=-1)
 
+    def dense_sgd_step_(self, w: Array, b: Array, x: Array, grad_out: Array,
+                        lr: Any) -> tuple[Array, Array]:
+        # The learning rate rides on addmm_'s alpha and sub_'s alpha: two
+        # dispatches fewer per layer than scaling the gradient first.
+        if not isinstance(lr, (int, float)):
+            return super().dense_sgd_step_(w, b, x, grad_out, lr)
+        return w.addmm_(x.T, grad_out, alpha=-lr), b.sub_(grad_out.sum(0), alpha=lr)
+
     def momentum_step_(self, param: Array, velocity: Array, grad: Array, *, lr: Any,
                        momentum: float, nesterov: bool, decay: Any = None) -> tuple[Array, Array]:
         # In place, with torch's fused scalar multiply-adds (add_(x, alpha=a)):

@@ -86,13 +86,9 @@ class Dense(Layer):
     def _backward(self, input: Array, grad_output: Array, need_input_grad: bool = True) -> Array:
         # d loss / d input uses the weights *before* the update, as in the seed.
         grad_input = grad_output @ self.weights.T if need_input_grad else None
-        if self.optimizer is None:
-            # Scale the small (n, out) gradient once instead of the (in, out)
-            # weight gradient: same step, fewer flops and temporaries.
-            g = grad_output * self.learning_rate
-            be = self.backend
-            self.weights = be.sub_matmul_(self.weights, input.T, g)  # W -= input^T g
-            self.biases = be.sub_(self.biases, self.xp.sum(g, axis=0))
+        if self.optimizer is None:  # the seed's SGD step, in place where the backend allows
+            self.weights, self.biases = self.backend.dense_sgd_step_(
+                self.weights, self.biases, input, grad_output, self.learning_rate)
         else:
             self._apply_update({"weights": input.T @ grad_output,
                                 "biases": self.xp.sum(grad_output, axis=0)})
