@@ -130,6 +130,31 @@ def test_alpha_is_scikit_learns_l2_penalty(backend64, rng):
     assert model.layers[0].optimizer is None  # the penalty is detached after fit
 
 
+def test_alpha_with_an_optimizer_of_its_own_update(rng):
+    """An Optimizer subclass overriding update(layer, grads) (the old two-argument form)
+    still gets the penalised gradient: the penalty passes decay= only to Optimizer.update."""
+    from xpnet.optimizers import SGD
+
+    class Logged(SGD):
+        def update(self, layer, grads):
+            self.seen = np.array(grads["weights"])
+            super().update(layer, grads)
+
+    be = xpnet.get_backend("numpy", dtype="float64")
+    Xh, Yh = _data(rng, n=10, d=3), rng.standard_normal((10, 2))
+    logged = Logged(0.1)
+    results = []
+    for opt in (logged, SGD(0.1)):
+        model = _model(be, [3, 2], loss="mse", lr=0.1)
+        W0, b0 = (be.to_numpy(p) for p in (model.layers[0].weights, model.layers[0].biases))
+        model.fit(be.asarray(Xh), be.asarray(Yh), epochs=1, batch_size=10, shuffle=False,
+                  alpha=0.3, optimizer=opt)
+        results.append(be.to_numpy(model.layers[0].weights))
+    g = Xh @ W0 + b0 - Yh  # d mean_j (z - t)^2 / dz for 2 outputs
+    np.testing.assert_allclose(logged.seen, (Xh.T @ g + 0.3 * W0) / 10, rtol=1e-12)
+    np.testing.assert_array_equal(results[0], results[1])  # the same penalised step
+
+
 @pytest.mark.parametrize("bad,error,pattern", [
     (dict(sample_weight=np.full(16, -1.0)), ValueError, r"sample_weight must be >= 0.*16 neg"),
     (dict(sample_weight=np.where(np.arange(16) == 2, np.nan, 1.0)), ValueError,

@@ -123,6 +123,7 @@ def test_compiled_epochs_match_the_step_by_step_epoch(backend64, solver, monkeyp
     params = dict(hidden_layer_sizes=(12,), batch_size=64, max_iter=3, random_state=0,
                   solver=solver, learning_rate_init=0.05, alpha=1e-3)
     kwargs = dict(backend=backend64.name, device=backend64.device_name, dtype="float64")
+    monkeypatch.setattr(xs, "MIN_COMPILED_STEPS", 9)  # 3 epochs of 3 full batches: compile
     compiled = _fit_quietly(MLPClassifier(**params, **kwargs), X, y)
     monkeypatch.setattr(xs, "compiles_epochs", lambda be, layers: False)
     stepwise = _fit_quietly(MLPClassifier(**params, **kwargs), X, y)
@@ -133,6 +134,31 @@ def test_compiled_epochs_match_the_step_by_step_epoch(backend64, solver, monkeyp
     np.testing.assert_allclose(compiled.loss_curve_, stepwise.loss_curve_, rtol=1e-12)
     for a, b in zip(compiled.coefs_ + compiled.intercepts_,
                     stepwise.coefs_ + stepwise.intercepts_):
+        np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-13)
+
+
+def test_compiled_epochs_follow_alpha_set_between_partial_fits(monkeypatch):
+    """alpha is baked into a compiled epoch: set_params(alpha=) before the next partial_fit
+    must give a new program (found in review), and tiny partial_fit calls stay one by one."""
+    pytest.importorskip("jax")
+    import xpnet.sklearn as xs
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((64, 3))
+    y = X.sum(axis=1)
+    fits = []
+    for min_steps in (1, 10**9):  # compiled, then step by step
+        monkeypatch.setattr(xs, "MIN_COMPILED_STEPS", min_steps)
+        reg = MLPRegressor((4,), solver="sgd", batch_size=16, alpha=0.0, shuffle=False,
+                           random_state=0, backend="jax", dtype="float64")
+        reg.partial_fit(X, y)
+        reg.set_params(alpha=100.0)
+        reg.partial_fit(X, y)
+        assert (getattr(reg, "_compiled", None) is not None) == (min_steps == 1)
+        fits.append(reg)
+    compiled, stepwise = fits
+    assert compiled.loss_ == pytest.approx(stepwise.loss_, rel=1e-12)
+    for a, b in zip(compiled.coefs_, stepwise.coefs_):
         np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-13)
 
 

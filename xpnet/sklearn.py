@@ -250,6 +250,11 @@ def _dense_layers(layers) -> list:
     return [layer for layer in layers if layer.param_names]
 
 
+#: Fewest full batches a call must train for its epochs to run as one compiled
+#: program (compiling costs about 0.3 s on JAX, a few hundred one-by-one steps).
+MIN_COMPILED_STEPS = 256
+
+
 # -- the estimators -------------------------------------------------------------------
 
 class _BaseMLP(BaseEstimator):
@@ -466,7 +471,8 @@ class _BaseMLP(BaseEstimator):
             for _ in range(self.max_iter):
                 if self.shuffle:  # reshuffles the previous order, as scikit-learn does
                     order = self._random_state.permutation(order)
-                self.loss_ = self._epoch(be, X, targets, weights, sw, order, batch_size)
+                self.loss_ = self._epoch(be, X, targets, weights, sw, order, batch_size,
+                                         epochs=1 if incremental else self.max_iter)
                 self.n_iter_ += 1
                 self.t_ += train_idx.shape[0]
                 self.loss_curve_.append(self.loss_)
@@ -516,18 +522,19 @@ class _BaseMLP(BaseEstimator):
         self._best_params = None
         return train_idx, val_idx  # in train_test_split's order, as scikit-learn trains
 
-    def _epoch(self, be, X, targets, weights, sw, order, batch_size: int) -> float:
+    def _epoch(self, be, X, targets, weights, sw, order, batch_size: int, epochs: int) -> float:
         """One pass over the rows ``order`` (the last batch may be smaller, as in scikit-learn).
 
         Returns scikit-learn's epoch loss: the batch losses (penalty included)
         weighted by batch size, over the rows. Without sample weights, a
-        backend that compiles loops runs the full batches as one program.
+        backend that compiles loops runs the full batches as one program when
+        this call's ``epochs`` will run enough of them to pay for compiling it.
         """
         order_d = be.asarray(order, dtype=be.index_dtype)
         n = order.shape[0]
         n_full = n // batch_size if weights is None else 0
         total = 0.0
-        if n_full and compiles_epochs(be, self._layers):
+        if n_full * epochs >= MIN_COMPILED_STEPS and compiles_epochs(be, self._layers):
             step = self._compiled_epochs(be, batch_size)
             total = step(X, targets, order_d, n_full, batch_size)[-1]
         else:
@@ -561,10 +568,16 @@ class _BaseMLP(BaseEstimator):
         return batch_loss * float(xb.shape[0])
 
     def _compiled_epochs(self, be, batch_size: int) -> CompiledEpoch:
-        """The full-batch steps of an epoch as one compiled loop, kept while the layers are."""
-        key = (self._layers, self._optimizer, batch_size)
+        """The full-batch steps of an epoch as one compiled loop, kept while the layers are.
+
+        The program bakes in what :meth:`_batch_step` reads as Python values
+        (the batch size and ``alpha``, which ``set_params`` may change between
+        ``partial_fit`` calls); learning rates are its arguments.
+        """
+        key = (self._layers, self._optimizer, batch_size, self._optimizer.alpha)
         cached = getattr(self, "_compiled", None)
-        if cached is None or any(a is not b for a, b in zip(cached[0], key)):
+        if cached is None or cached[0][0] is not key[0] or cached[0][1] is not key[1] \
+                or cached[0][2:] != key[2:]:
             def step(X, targets, idx):
                 return self._batch_step(be, X, targets, None, idx, float(batch_size))
 

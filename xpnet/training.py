@@ -301,9 +301,9 @@ class L2Penalty:
             inner = self._plain
         if "weights" not in grads:
             inner.update(layer, grads)
-        elif isinstance(inner, Optimizer):  # it adds coef * W itself (fused where it can)
+        elif type(inner).update is Optimizer.update:  # it adds coef * W (fused where it can)
             inner.update(layer, grads, decay={"weights": self.coef})
-        else:  # a duck-typed optimizer sees the penalised gradient
+        else:  # duck-typed, or an own update(layer, grads): it sees the penalised gradient
             inner.update(layer, {**grads, "weights": grads["weights"] + layer.weights * self.coef})
 
 

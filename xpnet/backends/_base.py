@@ -485,8 +485,9 @@ class Backend:
 
         scikit-learn's ``SGDOptimizer``; ``decay`` is its L2 term
         (``alpha / batch weight``, a float or a 0-d array). ``grad`` is only
-        read. Library classes may compute it in place (callers rebind both
-        results); this twin allocates.
+        read (and may not be ``param`` or ``velocity`` themselves: the fast
+        paths then fall back to this twin). Library classes may compute it in
+        place (callers rebind both results); this twin allocates.
 
         Examples
         --------

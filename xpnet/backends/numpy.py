@@ -75,6 +75,9 @@ class NumpyBackend(Backend):
         # The twin's expression makes ten temporaries of the parameter's size; at
         # batch 32 allocating them cost more than the arithmetic. Here every pass
         # writes into param, velocity or one reused scratch buffer.
+        if grad is param or grad is velocity:  # written before it is read: no aliasing here
+            return super().momentum_step_(param, velocity, grad, lr=lr, momentum=momentum,
+                                          nesterov=nesterov, decay=decay)
         s = _scratch_like(param, 0)
         np.multiply(velocity, momentum, out=velocity)
         if decay is not None:
@@ -97,6 +100,9 @@ class NumpyBackend(Backend):
                    step_size: Any, beta1: float, beta2: float, eps: float,
                    decay: Any = None) -> tuple[Array, Array, Array]:
         # As momentum_step_: passes into the state and two scratch buffers, no temporaries.
+        if any(grad is a for a in (param, exp_avg, exp_avg_sq)):
+            return super().adam_step_(param, exp_avg, exp_avg_sq, grad, step_size=step_size,
+                                      beta1=beta1, beta2=beta2, eps=eps, decay=decay)
         g = grad
         if decay is not None:
             g = _scratch_like(param, 1)
