@@ -241,9 +241,13 @@ class _SklearnSquaredError(MeanSquaredError):
 
 
 def _squared_norm(xp, w):
-    """``sum(w * w)`` as one dot product (no temporary of w's size)."""
+    """``sum(w * w)`` as one dot product (no temporary of w's size).
+
+    ``flat @ flat`` (the standard's 1-D inner product) rather than ``vecdot``,
+    whose generic array-api-compat version costs 107 us on torch against 6.5 us.
+    """
     flat = xp.reshape(w, (-1,))
-    return xp.vecdot(flat, flat)
+    return flat @ flat
 
 
 def _dense_layers(layers) -> list:
