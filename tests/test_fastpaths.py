@@ -225,3 +225,19 @@ def test_dense_sgd_step_matches_portable_twin(backend):
     for f, t, want in zip(fast, twin, (w - 0.1 * x.T @ g, b - 0.1 * g.sum(0))):
         assert rel_err(backend.to_numpy(f), backend.to_numpy(t)) < tol
         assert rel_err(backend.to_numpy(f), want) < tol
+
+
+def test_softmax_crossentropy_matches_portable_twin(backend):
+    """The training step's loss kernel (torch: log_softmax) against its twin and float64 math."""
+    rng = np.random.default_rng(8)
+    z = rng.standard_normal((6, 4)) * 5
+    onehot = np.eye(4)[rng.integers(0, 4, 6)]
+    fast = backend.softmax_crossentropy(backend.asarray(z), backend.asarray(onehot))
+    twin = Backend.softmax_crossentropy(backend, backend.asarray(z), backend.asarray(onehot))
+    log_p = z - z.max(axis=1, keepdims=True)
+    log_p -= np.log(np.exp(log_p).sum(axis=1, keepdims=True))
+    want = (-(log_p * onehot).sum(), (np.exp(log_p) - onehot) / 6)
+    tol = rtol_for(backend)
+    for f, t, w in zip(fast, twin, want):
+        assert rel_err(backend.to_numpy(f), backend.to_numpy(t)) < tol
+        assert rel_err(backend.to_numpy(f), w) < tol

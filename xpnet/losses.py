@@ -22,6 +22,7 @@ from __future__ import annotations
 import array_api_compat
 
 from ._typing import Array, DType, Namespace
+from .backends._base import softmax_crossentropy_sum_and_grad
 from .errors import DeviceMismatchError, DTypeError, ShapeError
 
 __all__ = [
@@ -170,20 +171,9 @@ def _xent_grad(xp, logits, onehot):
     return e * (scale / xp.sum(e, axis=1, keepdims=True)) - onehot * scale
 
 
-def _xent_sum_and_grad(xp, logits, onehot):
-    """Summed loss (0-d, stays on the device) and gradient of the mean loss.
-
-    Shares the max/exp/sum between loss and gradient::
-
-        loss_i = log(sum_j exp(z_ij - m_i)) + m_i - z_i[y_i]
-    """
-    m = xp.max(logits, axis=1, keepdims=True)
-    e = xp.exp(logits - m)
-    s = xp.sum(e, axis=1, keepdims=True)
-    scale = 1.0 / logits.shape[0]
-    grad = e * (scale / s) - onehot * scale
-    loss_sum = xp.sum(xp.log(s) + m) - xp.sum(logits * onehot)
-    return loss_sum, grad
+#: Summed loss (0-d, on the device) and gradient of the mean loss: the portable
+#: kernel, kept beside its fast paths as ``Backend.softmax_crossentropy``'s twin.
+_xent_sum_and_grad = softmax_crossentropy_sum_and_grad
 
 
 # -- loss objects: one interface for the training loop ------------------------

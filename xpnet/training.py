@@ -33,7 +33,7 @@ from ._validation import check_int
 from .backends import backend_of, get_backend
 from .callbacks import CallbackList, History
 from .errors import DivergenceError, ShapeError
-from .losses import _xent_sum_and_grad, one_hot
+from .losses import one_hot
 from .optimizers import SGD, Optimizer
 
 __all__ = ["iterate_minibatches", "FitSettings", "fit_loop", "train_step", "L2Penalty"]
@@ -95,7 +95,7 @@ def train_step(layers, xp, X, onehot, first_trainable: int = 0, *, loss=None,
     for layer in layers:
         activations.append(layer._forward(activations[-1]))
     if loss is None:
-        loss_sum, grad = _xent_sum_and_grad(xp, activations[-1], onehot)
+        loss_sum, grad = layers[-1].backend.softmax_crossentropy(activations[-1], onehot)
     else:
         loss_sum, grad = loss.sum_and_grad(xp, activations[-1], onehot, weights)
     if penalty is not None:

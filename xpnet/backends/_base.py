@@ -43,6 +43,25 @@ _NUMPY_EQUIVALENTS = ("float32", "float64", "int8", "int16", "int32", "int64",
 _INSTANCES: dict = {}
 
 
+def softmax_crossentropy_sum_and_grad(xp: Namespace, logits: Array,
+                                      onehot: Array) -> tuple[Array, Array]:
+    """Softmax cross-entropy: summed loss (0-d, on the device) and gradient of the mean loss.
+
+    The portable kernel (``onehot`` rows sum to 1), twin of every
+    :meth:`Backend.softmax_crossentropy`; it shares the max/exp/sum between
+    loss and gradient::
+
+        loss_i = log(sum_j exp(z_ij - m_i)) + m_i - z_i[y_i]
+    """
+    m = xp.max(logits, axis=1, keepdims=True)
+    e = xp.exp(logits - m)
+    s = xp.sum(e, axis=1, keepdims=True)
+    scale = 1.0 / logits.shape[0]
+    grad = e * (scale / s) - onehot * scale
+    loss_sum = xp.sum(xp.log(s) + m) - xp.sum(logits * onehot)
+    return loss_sum, grad
+
+
 class Backend:
     """An array namespace, a device and a floating dtype.
 
@@ -460,6 +479,20 @@ class Backend:
     def sub_matmul_(self, w: Array, a: Array, b: Array) -> Array:
         """``w - a @ b``, in place when the backend allows; callers rebind the result."""
         return self.sub_(w, a @ b)
+
+    def softmax_crossentropy(self, logits: Array, onehot: Array) -> tuple[Array, Array]:
+        """Summed softmax cross-entropy of ``logits`` against dense ``onehot`` rows (0-d, on
+        the device) and the gradient of its mean: :func:`softmax_crossentropy_sum_and_grad`.
+
+        Examples
+        --------
+        >>> import numpy as np, xpnet
+        >>> be = xpnet.get_backend("numpy", dtype="float64")
+        >>> loss, grad = be.softmax_crossentropy(np.zeros((2, 2)), np.eye(2))
+        >>> round(float(loss), 4), grad.tolist()
+        (1.3863, [[-0.25, 0.25], [0.25, -0.25]])
+        """
+        return softmax_crossentropy_sum_and_grad(self.xp, logits, onehot)
 
     def dense_sgd_step_(self, w: Array, b: Array, x: Array, grad_out: Array,
                         lr: float | Array) -> tuple[Array, Array]:
