@@ -207,7 +207,9 @@ def test_kinked_activations_in_a_trained_step_at_zero(backend64, name):
     gz = np.where(z > 0, gh, slope * gh)
     want_w1 = np.asarray([[1.0, -1.0, 0.0, 0.0]]) - 0.1 * (X.T @ gz)
     assert rel_err(be.to_numpy(dense1.weights), want_w1) < 1e-14
-    np.testing.assert_allclose(be.to_numpy(dense1.biases), -0.1 * gz.sum(0), rtol=1e-14, atol=1e-300)
+    # Per element, the bound of the float64 parity suite (torch's fused log_softmax and
+    # its rate-as-alpha update round differently from this reference: 1.1e-14 seen).
+    np.testing.assert_allclose(be.to_numpy(dense1.biases), -0.1 * gz.sum(0), rtol=1e-13, atol=1e-300)
 
 
 def _dense_with(be, w, b):
