@@ -1,0 +1,170 @@
+"""NumPy's bundled BLAS, called directly for ``w -= a @ b`` (``NumpyBackend.sub_matmul_``).
+
+The fast path hands raw pointers to BLAS, so every layout it accepts is checked
+against NumPy's own product, and every layout it must refuse (where BLAS would
+read or write the wrong memory) is checked to leave the arrays untouched and
+fall back to the portable twin.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+from _helpers import rel_err
+
+import xpnet
+from xpnet.backends import Backend
+from xpnet.backends import numpy as numpy_backend
+from xpnet.backends.numpy import BLAS_SWITCH, bundled_gemm
+
+RTOL = {np.float32: 1e-5, np.float64: 1e-13}
+
+
+def _numpy_blas_name() -> str:
+    try:
+        return np.show_config(mode="dicts")["Build Dependencies"]["blas"]["name"]
+    except Exception:  # noqa: BLE001 -- an older or unusual build: unknown
+        return "unknown"
+
+
+@pytest.fixture
+def gemm():
+    found = bundled_gemm()
+    if found is None:
+        pytest.skip(f"this NumPy's BLAS ({_numpy_blas_name()}) is not a bundled scipy-openblas")
+    return found
+
+
+def test_pypi_wheels_bundled_blas_is_found():
+    if _numpy_blas_name() != "scipy-openblas":
+        pytest.skip(f"NumPy was built against {_numpy_blas_name()}, not the wheels' scipy-openblas")
+    assert isinstance(bundled_gemm(), numpy_backend.BundledGemm)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("a_order", ["C", "F"])
+@pytest.mark.parametrize("b_order", ["C", "F"])
+@pytest.mark.parametrize("shape", [(7, 5, 3), (1, 4, 6), (6, 1, 4), (5, 4, 1), (64, 33, 17)])
+def test_every_accepted_layout_matches_numpy(gemm, dtype, a_order, b_order, shape):
+    m, k, n = shape
+    rng = np.random.default_rng(0)
+    a = np.asarray(rng.standard_normal((m, k)), dtype=dtype, order=a_order)
+    b = np.asarray(rng.standard_normal((k, n)), dtype=dtype, order=b_order)
+    c = rng.standard_normal((m, n)).astype(dtype)
+    want = c.astype(np.float64) - a.astype(np.float64) @ b.astype(np.float64)
+    address = c.ctypes.data
+    assert gemm.subtract_product_(c, a, b)
+    assert c.ctypes.data == address  # in place
+    assert rel_err(c, want) < RTOL[dtype]
+
+
+def _refused_cases():
+    rng = np.random.default_rng(1)
+
+    def f64(*shape):
+        return rng.standard_normal(shape)
+
+    c_big = f64(6, 4)
+    return {
+        "integer dtype": (np.ones((3, 2), dtype=np.int64), np.ones((3, 5), dtype=np.int64),
+                          np.ones((5, 2), dtype=np.int64)),
+        "mixed dtypes": (f64(3, 2), f64(3, 5).astype(np.float32), f64(5, 2)),
+        "float16": (f64(3, 2).astype(np.float16), f64(3, 5).astype(np.float16),
+                    f64(5, 2).astype(np.float16)),
+        "strided a": (f64(3, 2), f64(3, 10)[:, ::2], f64(5, 2)),
+        "strided b": (f64(3, 2), f64(3, 5), f64(10, 2)[::2]),
+        "F-ordered c": (np.asfortranarray(f64(3, 2)), f64(3, 5), f64(5, 2)),
+        "strided c": (f64(3, 4)[:, ::2], f64(3, 5), f64(5, 2)),
+        "read-only c": (_read_only(f64(3, 2)), f64(3, 5), f64(5, 2)),
+        "a overlaps c": (c_big[:3], c_big[1:4], f64(4, 4)),
+        "a is c": _aliased(f64(4, 4)),
+        "big-endian": (f64(3, 2), f64(3, 5).astype(">f8"), f64(5, 2)),
+        "3-d": (f64(2, 3, 2), f64(2, 3, 5), f64(2, 5, 2)),
+        "shape mismatch": (f64(3, 2), f64(3, 5), f64(4, 2)),
+        "output shape": (f64(3, 3), f64(3, 5), f64(5, 2)),
+        "empty k": (f64(3, 2), f64(3, 0), f64(0, 2)),
+        "empty m": (f64(0, 2), f64(0, 5), f64(5, 2)),
+    }
+
+
+def _read_only(x):
+    x.flags.writeable = False
+    return x
+
+
+def _aliased(c):
+    return c, c, np.eye(4)
+
+
+@pytest.mark.parametrize("case", sorted(_refused_cases()))
+def test_refused_layouts_are_left_untouched(gemm, case):
+    c, a, b = _refused_cases()[case]
+    before = c.copy()
+    assert not gemm.subtract_product_(c, a, b)
+    np.testing.assert_array_equal(c, before)
+
+
+@pytest.mark.parametrize("case", ["strided a", "strided b", "strided c", "a is c", "mixed dtypes",
+                                  "F-ordered c", "big-endian"])
+def test_backend_falls_back_to_the_twin_where_blas_cannot(case):
+    """Whatever the layout, NumpyBackend.sub_matmul_ gives the twin's answer."""
+    be = xpnet.get_backend("numpy", dtype="float64")
+    c, a, b = _refused_cases()[case]
+    twin = Backend.sub_matmul_(be, c.copy(), a.copy() if a is c else a, b)
+    got = be.sub_matmul_(c, a, b)
+    np.testing.assert_allclose(got, twin, rtol=1e-6)
+
+
+def test_switch_turns_the_blas_path_off(monkeypatch):
+    monkeypatch.setenv(BLAS_SWITCH, "0")
+    bundled_gemm.cache_clear()
+    try:
+        assert bundled_gemm() is None
+        be = xpnet.get_backend("numpy", dtype="float64")
+        w, x, g = np.ones((4, 3)), np.ones((2, 4)), np.ones((2, 3))
+        np.testing.assert_array_equal(be.sub_matmul_(w, x.T, g), np.full((4, 3), -1.0))
+    finally:
+        monkeypatch.delenv(BLAS_SWITCH)
+        bundled_gemm.cache_clear()
+
+
+def test_threads_calling_at_once_get_their_own_answers(gemm):
+    rng = np.random.default_rng(2)
+    jobs = [(rng.standard_normal((50, 40)), rng.standard_normal((40, 30))) for _ in range(4)]
+    wants = [1.0 - a @ b for a, b in jobs]
+    errors = []
+
+    def work(i):
+        a, b = jobs[i]
+        for _ in range(200):
+            c = np.ones((50, 30))
+            gemm.subtract_product_(c, a, b)
+            if rel_err(c, wants[i]) > 1e-13:
+                errors.append(i)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not errors
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_training_with_blas_equals_training_with_the_twin(gemm, dtype, monkeypatch):
+    """Two epochs of the seed MLP: the BLAS update and the twin's agree to rounding."""
+    rng = np.random.default_rng(3)
+    X = rng.random((256, 20)).astype(dtype)
+    y = rng.integers(0, 5, 256)
+    results = []
+    for use_blas in (True, False):
+        if not use_blas:
+            monkeypatch.setattr(numpy_backend.NumpyBackend, "sub_matmul_", Backend.sub_matmul_)
+        be = xpnet.get_backend("numpy", dtype=dtype)
+        model = xpnet.Sequential.mlp([20, 16, 8, 5], seed=0, backend=be)
+        model.fit(X, y, epochs=2, batch_size=32, seed=1, train_accuracy=False)
+        results.append([p.copy() for layer in model for p in layer.params.values()])
+    for fast, twin in zip(*results):
+        assert rel_err(fast, twin) < (1e-12 if dtype == "float64" else 1e-5)
