@@ -8,7 +8,7 @@
   ``optim.SGD`` on the same device (:mod:`benchmarks.torch_idiomatic`);
 * :class:`GemmOnly`: just the eight matrix products a training step needs,
   into preallocated outputs: what no Python implementation on this BLAS can
-  beat (the "floor");
+  beat (the "floor"); :class:`TorchGemmOnly`: the same with torch's BLAS;
 * :func:`matmul_ceiling`: the best GFLOP/s of a large square product per
   library and dtype (the "ceiling").
 
@@ -143,26 +143,38 @@ class HandwrittenNumpy(Contender):
 
 
 class GemmOnly(Contender):
-    """The eight matrix products of a training step, nothing else (a floor)."""
+    """The eight matrix products of a training step, nothing else (a floor).
+
+    On NumPy by default; :class:`TorchGemmOnly` runs the same products with
+    torch's BLAS, the floor of the torch contenders.
+    """
 
     kind = "gemm"
 
+    def _weights(self):
+        rng = np.random.default_rng(0)
+        return [(rng.standard_normal((a, c)) * 0.01).astype(self.dtype)
+                for a, c in zip(SIZES[:-1], SIZES[1:])]
+
+    def _empty(self, shape):
+        return np.empty(shape, dtype=self.dtype)
+
+    def _matmul(self):
+        return np.matmul
+
     def reset(self, batch_size):
         self.batch_size = b = batch_size
-        dt = self.dtype
-        rng = np.random.default_rng(0)
-        self.W = [(rng.standard_normal((a, c)) * 0.01).astype(dt)
-                  for a, c in zip(SIZES[:-1], SIZES[1:])]
-        self.H = [np.empty((b, c), dtype=dt) for c in SIZES[1:]]      # activations
-        self.G = [np.empty((b, c), dtype=dt) for c in SIZES[1:-1]]    # input grads
-        self.GW = [np.empty_like(w) for w in self.W]                  # weight grads
+        self.W = self._weights()
+        self.H = [self._empty((b, c)) for c in SIZES[1:]]       # activations
+        self.G = [self._empty((b, c)) for c in SIZES[1:-1]]     # input grads
+        self.GW = [self._empty(tuple(w.shape)) for w in self.W]  # weight grads
         self.losses = []
 
     def epoch(self):
         X, _ = self.data
         b = self.batch_size
         W, H, G, GW = self.W, self.H, self.G, self.GW
-        mm = np.matmul
+        mm = self._matmul()
         t0 = time.perf_counter()
         for lo in range(0, X.shape[0] - b + 1, b):
             xb = X[lo:lo + b]
@@ -174,6 +186,7 @@ class GemmOnly(Contender):
             mm(H[0].T, G[1], out=GW[1])
             mm(G[1], W[1].T, out=G[0])
             mm(xb.T, G[0], out=GW[0])
+        _block(self.lib, device=self.device)
         return time.perf_counter() - t0
 
     def predict(self):
@@ -182,7 +195,29 @@ class GemmOnly(Contender):
         h = X
         for w in self.W:
             h = h @ w
+        _block(self.lib, device=self.device)
         return time.perf_counter() - t0
+
+
+class TorchGemmOnly(GemmOnly):
+    """:class:`GemmOnly` with torch tensors: what torch's own BLAS needs for a step."""
+
+    lib = "torch"
+
+    def _weights(self):
+        import torch
+
+        return [torch.as_tensor(w, device=self.device) for w in super()._weights()]
+
+    def _empty(self, shape):
+        import torch
+
+        return torch.empty(shape, dtype=getattr(torch, self.dtype), device=self.device)
+
+    def _matmul(self):
+        import torch
+
+        return torch.mm
 
 
 class XpnetContender(Contender):
@@ -308,4 +343,7 @@ def build_contenders(args, host) -> tuple[list, list]:
                 notes.append(f"torch idiomatic {dt}: skipped ({str(exc).splitlines()[0][:160]})")
                 continue
             out.append(TorchIdiomatic("torch idiomatic", dt, be.device_name, (Xd, yd), args.epochs))
+            if not args.no_gemm:
+                out.append(TorchGemmOnly("torch GEMMs only", dt, be.device_name, (Xd, yd),
+                                         args.epochs))
     return out, notes

@@ -5,8 +5,8 @@ times, interleaved so that drift of a busy machine hits every contender alike:
 
 * one training epoch (median of ``--epochs`` epochs after one warm-up) at each
   batch size, for xpnet on every available backend and dtype, the hand-written
-  NumPy reference, idiomatic PyTorch on the same device, and a "GEMMs only"
-  NumPy loop (:mod:`benchmarks.contenders`);
+  NumPy reference, idiomatic PyTorch on the same device, and "GEMMs only"
+  NumPy and torch loops (:mod:`benchmarks.contenders`);
 * prediction over the whole training set;
 * a matmul ceiling (a large square product) per library and dtype;
 

@@ -74,7 +74,7 @@ def test_quick_reports_every_contender_with_positive_times(quick_run):
     backends, stdout, result = quick_run
     labels = {"numpy hand-written", "numpy GEMMs only"} | {f"xpnet {b}" for b in backends}
     if HAVE_TORCH:
-        labels.add("torch idiomatic")
+        labels |= {"torch idiomatic", "torch GEMMs only"}
     for section, per_batch in (("train", (32, 256)), ("predict", (None,))):
         rows = result[section]
         for label in labels:
