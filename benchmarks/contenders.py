@@ -9,6 +9,8 @@
 * :class:`GemmOnly`: just the eight matrix products a training step needs,
   into preallocated outputs: what no Python implementation on this BLAS can
   beat (the "floor"); :class:`TorchGemmOnly`: the same with torch's BLAS;
+* :class:`JaxByHand`: the epoch written directly in JAX, one compiled
+  ``lax.scan`` (:mod:`benchmarks.jax_by_hand`), the floor of ``xpnet jax``;
 * :func:`matmul_ceiling`: the best GFLOP/s of a large square product per
   library and dtype (the "ceiling").
 
@@ -269,6 +271,55 @@ class XpnetContender(Contender):
         return time.perf_counter() - t0
 
 
+class JaxByHand(Contender):
+    """The epoch written directly in JAX (:mod:`benchmarks.jax_by_hand`): xpnet-jax's floor."""
+
+    kind = "jax-hand"
+    lib = "jax"
+
+    def reset(self, batch_size):
+        import jax
+
+        from . import jax_by_hand
+
+        self.batch_size = batch_size
+        X, y = self.data
+        dev = X.devices().pop() if hasattr(X, "devices") else None
+        self.params = jax.device_put(jax_by_hand.initial_params(SIZES, self.dtype), dev)
+        self.onehot = jax.nn.one_hot(y, SIZES[-1], dtype=X.dtype)
+        self.epoch_fn = jax_by_hand.make_epoch(jax)
+        self.rng = np.random.default_rng(0)
+        self.losses = []
+
+    def epoch(self):
+        import jax
+
+        X, _ = self.data
+        n, b = X.shape[0], self.batch_size
+        t0 = time.perf_counter()
+        steps = n // b
+        rows = jax.device_put(self.rng.permutation(n)[:steps * b].reshape(steps, b),
+                              X.devices().pop())
+        self.params, total = self.epoch_fn(self.params, X, self.onehot, rows)
+        loss = float(total) / (steps * b)  # waits for the program, as fit's read-back does
+        dt = time.perf_counter() - t0
+        self.losses.append(loss)
+        return dt
+
+    def predict(self):
+        import jax
+
+        X, _ = self.data
+        t0 = time.perf_counter()
+        h = X
+        for k, (w, b) in enumerate(self.params):
+            h = h @ w + b
+            if k < len(self.params) - 1:
+                h = jax.numpy.maximum(h, 0)
+        _block("jax", h)
+        return time.perf_counter() - t0
+
+
 class TorchIdiomatic(Contender):
     """Idiomatic PyTorch (``nn.Sequential``, ``optim.SGD``) on the same device."""
 
@@ -333,6 +384,8 @@ def build_contenders(args, host) -> tuple[list, list]:
                 continue
             epochs = args.jax_epochs if (name == "jax" and args.jax_epochs) else args.epochs
             out.append(XpnetContender(f"xpnet {name}", dt, be.device_name, (Xd, yd), epochs, be))
+            if name == "jax" and not args.no_gemm:
+                out.append(JaxByHand("jax by hand", dt, be.device_name, (Xd, yd), epochs))
         if not args.no_torch:
             if not installed("torch"):
                 notes.append("torch idiomatic: skipped (torch is not installed)")

@@ -271,7 +271,7 @@ def parse_args(argv=None):
     p.add_argument("--wait-idle", type=float, default=0, metavar="SECONDS",
                    help="first wait up to SECONDS for other processes to leave the CPUs idle")
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch idiomatic contender")
-    p.add_argument("--no-gemm", action="store_true", help="skip the GEMMs-only floor")
+    p.add_argument("--no-gemm", action="store_true", help="skip the floors (GEMMs only, jax by hand)")
     args = p.parse_args(argv)
     args.backends = ([b.strip() for b in args.backends.split(",") if b.strip()]
                      if args.backends else _default_backends(args.device))

@@ -28,7 +28,7 @@ if str(ROOT) not in sys.path:
 import xpnet  # noqa: E402
 from benchmarks import handwritten_numpy as hw  # noqa: E402
 from benchmarks import mlp as bench  # noqa: E402
-from benchmarks.contenders import HandwrittenNumpy, XpnetContender  # noqa: E402
+from benchmarks.contenders import HandwrittenNumpy, JaxByHand, XpnetContender  # noqa: E402
 from benchmarks.report import render  # noqa: E402
 from benchmarks.targets import evaluate_targets  # noqa: E402
 from benchmarks.workload import epoch_flops, predict_flops  # noqa: E402
@@ -231,3 +231,23 @@ def test_torch_idiomatic_matches_handwritten_float64():
         np.testing.assert_allclose(w, layer.weights, rtol=1e-10, atol=1e-14)
         np.testing.assert_allclose(b, layer.biases, rtol=1e-10, atol=1e-14)
     np.testing.assert_array_equal(mlp.predict(mlp.tensor(X)).numpy(), hw.predict(net, X))
+
+
+def test_jax_by_hand_trains_exactly_as_xpnet_jax():
+    """The JAX floor contender: same init, batch order and arithmetic as xpnet's compiled epoch."""
+    pytest.importorskip("jax")
+    from _helpers import rel_err
+
+    X, y = _data()
+    be = xpnet.get_backend("jax", dtype="float64")
+    data = (be.asarray(X), be.asarray(y, dtype=be.index_dtype))
+    hand, ours = JaxByHand("h", "float64", "cpu", data, 2), XpnetContender("x", "float64", "cpu",
+                                                                              data, 2, be)
+    for c in (hand, ours):
+        c.reset(32)
+        assert all(c.epoch() > 0 for _ in range(2))
+    assert hand.losses == pytest.approx(ours.losses, rel=1e-12)
+    for (w, b), layer in zip(hand.params, [m for m in ours.model.layers if "weights" in m.param_names]):
+        assert rel_err(np.asarray(w), be.to_numpy(layer.weights)) < 1e-12
+        assert rel_err(np.asarray(b), be.to_numpy(layer.biases)) < 1e-12
+    assert hand.predict() > 0
