@@ -251,3 +251,24 @@ def test_jax_by_hand_trains_exactly_as_xpnet_jax():
         assert rel_err(np.asarray(w), be.to_numpy(layer.weights)) < 1e-12
         assert rel_err(np.asarray(b), be.to_numpy(layer.biases)) < 1e-12
     assert hand.predict() > 0
+
+
+def test_numpy_blas_benchmark_compares_blas_with_its_twin(monkeypatch):
+    """benchmarks.numpy_blas: the twin model never calls BLAS directly; both train alike."""
+    from benchmarks import numpy_blas
+
+    from xpnet.backends.numpy import BundledGemm
+
+    def refuse(*args):
+        raise AssertionError("the twin backend called the BLAS fast path")
+
+    twin = numpy_blas.twin_backend("float64")
+    monkeypatch.setattr(BundledGemm, "subtract_product_", refuse)
+    w = np.ones((4, 3))
+    np.testing.assert_array_equal(twin.sub_matmul_(w, np.ones((4, 2)), np.ones((2, 3))),
+                                  np.full((4, 3), -1.0))
+    monkeypatch.undo()
+    X, y = _data(n=256)
+    r = numpy_blas.run(X, y, "float64", 32, epochs=2)
+    assert all(len(v) == 2 and min(v) > 0 for v in r["times"].values())
+    assert r["max_weight_diff"] < 1e-12
