@@ -256,7 +256,6 @@ def test_jax_by_hand_trains_exactly_as_xpnet_jax():
 def test_numpy_blas_benchmark_compares_blas_with_its_twin(monkeypatch):
     """benchmarks.numpy_blas: the twin model never calls BLAS directly; both train alike."""
     from benchmarks import numpy_blas
-
     from xpnet.backends.numpy import BundledGemm
 
     def refuse(*args):

@@ -81,6 +81,7 @@ def _refused_cases():
         "a overlaps c": (c_big[:3], c_big[1:4], f64(4, 4)),
         "a is c": _aliased(f64(4, 4)),
         "big-endian": (f64(3, 2), f64(3, 5).astype(">f8"), f64(5, 2)),
+        "big-endian c": (f64(3, 2).astype(">f8"), f64(3, 5), f64(5, 2)),
         "3-d": (f64(2, 3, 2), f64(2, 3, 5), f64(2, 5, 2)),
         "shape mismatch": (f64(3, 2), f64(3, 5), f64(4, 2)),
         "output shape": (f64(3, 3), f64(3, 5), f64(5, 2)),
@@ -115,6 +116,17 @@ def test_backend_falls_back_to_the_twin_where_blas_cannot(case):
     twin = Backend.sub_matmul_(be, c.copy(), a.copy() if a is c else a, b)
     got = be.sub_matmul_(c, a, b)
     np.testing.assert_allclose(got, twin, rtol=1e-6)
+
+
+def test_dimensions_beyond_the_librarys_integers_are_refused(gemm, monkeypatch):
+    """An LP64 library takes 32-bit dimensions; ctypes would wrap larger ones silently."""
+    c, a, b = np.ones((3, 2)), np.ones((3, 5)), np.ones((5, 2))
+    monkeypatch.setattr(gemm, "_max_dim", 4)
+    assert not gemm.subtract_product_(c, a, b)
+    np.testing.assert_array_equal(c, 1.0)
+    monkeypatch.setattr(gemm, "_max_dim", 5)
+    assert gemm.subtract_product_(c, a, b)
+    np.testing.assert_array_equal(c, -4.0)
 
 
 def test_switch_turns_the_blas_path_off(monkeypatch):

@@ -166,10 +166,14 @@ class BundledGemm:
     ----------
     gemms : dict
         ``{numpy.dtype: ctypes function}`` for float32 and float64.
+    max_dim : int
+        The largest dimension the library's integer type holds (ctypes would
+        wrap a larger one silently).
     """
 
-    def __init__(self, gemms: dict[np.dtype, Callable[..., None]]) -> None:
+    def __init__(self, gemms: dict[np.dtype, Callable[..., None]], max_dim: int) -> None:
         self._gemms = gemms
+        self._max_dim = max_dim
 
     def subtract_product_(self, c: np.ndarray, a: np.ndarray, b: np.ndarray) -> bool:
         """``c -= a @ b`` in place in one BLAS call; ``False`` (nothing done) if BLAS can't.
@@ -185,7 +189,7 @@ class BundledGemm:
         if c.ndim != 2 or a.ndim != 2 or b.ndim != 2 or 0 in a.shape or 0 in b.shape:
             return False
         (m, k), n = a.shape, b.shape[1]
-        if b.shape[0] != k or c.shape != (m, n):
+        if b.shape[0] != k or c.shape != (m, n) or max(m, n, k) > self._max_dim:
             return False
         flags = c.flags
         if not (flags.c_contiguous and flags.aligned and flags.writeable):
@@ -248,7 +252,8 @@ def _bundled_blas_paths() -> list[str]:
 
 def _gemm_from(lib: ctypes.CDLL) -> BundledGemm | None:
     """The library's ``?gemm`` with the argument types its symbol names promise."""
-    for suffix, index_t in (("64_", ctypes.c_int64), ("", ctypes.c_int)):
+    for suffix, index_t, max_dim in (("64_", ctypes.c_int64, 2**63 - 1),
+                                     ("", ctypes.c_int32, 2**31 - 1)):
         gemms = {}
         for dtype, prefix, scalar in ((np.dtype(np.float32), "s", ctypes.c_float),
                                       (np.dtype(np.float64), "d", ctypes.c_double)):
@@ -261,7 +266,7 @@ def _gemm_from(lib: ctypes.CDLL) -> BundledGemm | None:
             fn.restype = None
             gemms[dtype] = fn
         if len(gemms) == 2:
-            return BundledGemm(gemms)
+            return BundledGemm(gemms, max_dim)
     return None
 
 
