@@ -28,7 +28,7 @@ from xpnet.errors import XpnetError
 
 from . import handwritten_numpy as hw
 from .machine import installed
-from .workload import SIZES
+from .workload import SIZES, initial_params
 
 
 def _block(lib: str, obj=None, device=None):
@@ -285,7 +285,7 @@ class JaxByHand(Contender):
         self.batch_size = batch_size
         X, y = self.data
         dev = X.devices().pop() if hasattr(X, "devices") else None
-        self.params = jax.device_put(jax_by_hand.initial_params(SIZES, self.dtype), dev)
+        self.params = jax.device_put(initial_params(SIZES, self.dtype), dev)
         self.onehot = jax.nn.one_hot(y, SIZES[-1], dtype=X.dtype)
         self.epoch_fn = jax_by_hand.make_epoch(jax)
         self.rng = np.random.default_rng(0)

@@ -12,19 +12,7 @@ overhead on JAX, and the gap to NumPy is XLA's.
 
 from __future__ import annotations
 
-import numpy as np
-
-import xpnet
-
-LEARNING_RATE = 0.1  # the seed Dense layers' default
-
-
-def initial_params(sizes, dtype: str) -> list[tuple[np.ndarray, np.ndarray]]:
-    """``(weights, biases)`` per Dense layer, as ``xpnet.Sequential.mlp(sizes, seed=0)`` draws them."""
-    be = xpnet.get_backend("numpy", dtype=dtype)
-    model = xpnet.Sequential.mlp(list(sizes), seed=0, backend=be)
-    return [(layer.weights.copy(), layer.biases.copy())
-            for layer in model.layers if "weights" in layer.param_names]
+from .workload import LEARNING_RATE
 
 
 def make_epoch(jax):

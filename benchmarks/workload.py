@@ -23,6 +23,7 @@ import numpy as np
 from xpnet.datasets import load_mnist
 
 SIZES = (784, 100, 200, 10)
+LEARNING_RATE = 0.1  # the seed Dense layers' default
 MACS_PER_ROW = sum(a * b for a, b in zip(SIZES[:-1], SIZES[1:]))  # 100,400
 N_TRAIN = 50_000
 QUICK_ROWS = 2048
@@ -83,3 +84,13 @@ def load_data(data: str = "auto", *, quick: bool = False, with_validation: bool 
         out["X_val"], out["y_val"] = np.ascontiguousarray(Xv), np.ascontiguousarray(yv)
     return out
 
+
+
+def initial_params(sizes, dtype: str) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``(weights, biases)`` per Dense layer, as ``xpnet.Sequential.mlp(sizes, seed=0)`` draws them."""
+    import xpnet
+
+    be = xpnet.get_backend("numpy", dtype=dtype)
+    model = xpnet.Sequential.mlp(list(sizes), seed=0, backend=be)
+    return [(layer.weights.copy(), layer.biases.copy())
+            for layer in model.layers if "weights" in layer.param_names]

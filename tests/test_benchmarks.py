@@ -271,3 +271,39 @@ def test_numpy_blas_benchmark_compares_blas_with_its_twin(monkeypatch):
     r = numpy_blas.run(X, y, "float64", 32, epochs=2)
     assert all(len(v) == 2 and min(v) > 0 for v in r["times"].values())
     assert r["max_weight_diff"] < 1e-12
+
+
+def test_torch_step_by_hand_computes_xpnets_step():
+    """benchmarks.torch_step: the hand-written torch step is xpnet's step, operation for operation."""
+    torch = pytest.importorskip("torch")
+    from _helpers import rel_err
+
+    from benchmarks.torch_step import hand_step
+    from benchmarks.workload import initial_params
+    from xpnet.training import loss_layers, portable_train_step
+
+    X, y = _data(n=128)
+    be = xpnet.get_backend("torch", device="cpu", dtype="float64")
+    Xt, onehot = torch.tensor(X), torch.eye(SIZES[-1], dtype=torch.float64)[torch.tensor(y)]
+    params = [(torch.tensor(w), torch.tensor(b)) for w, b in initial_params(SIZES, "float64")]
+    model = xpnet.Sequential.mlp(SIZES, seed=0, backend=be)
+    ours, theirs = portable_train_step(be, loss_layers(model.layers), 0), hand_step(torch)
+    for lo in range(0, 128, 32):
+        idx = torch.arange(lo, lo + 32)
+        assert float(theirs(params, Xt, onehot, idx)) == pytest.approx(
+            float(ours(Xt, onehot, idx)), rel=1e-12)
+    dense = [layer for layer in model.layers if "weights" in layer.param_names]
+    for (w, b), layer in zip(params, dense):
+        assert rel_err(w.numpy(), layer.weights.numpy()) < 1e-12
+        assert rel_err(b.numpy(), layer.biases.numpy()) < 1e-12
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch.compile's own use of torch.jit
+def test_torch_step_benchmark_runs(capsys):
+    pytest.importorskip("torch")
+    from benchmarks import torch_step
+
+    torch_step.main(["--quick", "--epochs", "1", "--batch-sizes", "256"])
+    out = capsys.readouterr().out
+    assert "| 256 | xpnet |" in out and "| 256 | by hand |" in out
+    assert "| 256 | compiled |" in out or "torch.compile failed" in out
