@@ -31,6 +31,7 @@ import os
 import statistics
 import subprocess
 import sys
+import time
 
 from .contenders import build_contenders, matmul_ceiling
 from .machine import CpuShare, installed, log, machine_report, wait_for_idle
@@ -42,11 +43,15 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MEMORY_RUN_TIMEOUT_S = 3600  # one --memory child: 25 MNIST epochs take minutes, never an hour
 
 
-def _interleaved(contenders, reps_of, call, phase, share):
+def _interleaved(contenders, reps_of, call, phase, share, pause: float = 0.0):
     """Run ``call(c)`` once per contender per repetition (rotating the order).
 
     Repetition 0 is the warm-up and is not kept; contender ``c`` takes part in
-    repetitions ``0 .. reps_of(c)``. Returns ``{key: [seconds, ...]}``.
+    repetitions ``0 .. reps_of(c)``. Before each call the harness sleeps
+    ``pause`` seconds (untimed): OpenBLAS's and OpenMP's worker threads spin
+    for a while after their last job, and on a small machine those left by
+    one library's contender would slow the next one down (torch after NumPy:
+    ~15% at batch 32 on 2 cores). Returns ``{key: [seconds, ...]}``.
     """
     times = {c.key: [] for c in contenders}
     total = 1 + max(reps_of(c) for c in contenders)
@@ -56,6 +61,7 @@ def _interleaved(contenders, reps_of, call, phase, share):
         for c in contenders[k:] + contenders[:k]:
             if rep > reps_of(c):
                 continue
+            time.sleep(pause)
             if rep:
                 with share:
                     dt = call(c)
@@ -89,7 +95,7 @@ def measure_ceilings(pairs, n: int, reps: int) -> dict:
     return out
 
 
-def time_training(contenders, batch_sizes, n: int, notes: list, share) -> list:
+def time_training(contenders, batch_sizes, n: int, notes: list, share, pause: float = 0.0) -> list:
     """One record per contender and batch size: epoch times and losses."""
     train = []
     for bs in batch_sizes:
@@ -100,7 +106,7 @@ def time_training(contenders, batch_sizes, n: int, notes: list, share) -> list:
         for c in contenders:
             c.reset(bs)
         times = _interleaved(contenders, lambda c: c.epochs, lambda c: c.epoch(), f"bs {bs}",
-                             share)
+                             share, pause)
         flops = epoch_flops(n, bs)
         for c in contenders:
             rec = {"contender": c.label, "kind": c.kind, "lib": c.lib, "dtype": c.dtype,
@@ -115,11 +121,11 @@ def time_training(contenders, batch_sizes, n: int, notes: list, share) -> list:
     return train
 
 
-def time_prediction(contenders, n: int, share) -> list:
+def time_prediction(contenders, n: int, share, pause: float = 0.0) -> list:
     """One record per contender: times of predicting all ``n`` rows."""
     log("prediction over the whole training set:")
     ptimes = _interleaved(contenders, lambda c: c.epochs if c.lib != "jax" else max(c.epochs, 3),
-                          lambda c: c.predict(), "predict", share)
+                          lambda c: c.predict(), "predict", share, pause)
     return [{"contender": c.label, "kind": c.kind, "lib": c.lib, "dtype": c.dtype,
              "device": str(c.device), "n": n, "flop": predict_flops(n)} | _stats(ptimes[c.key])
             for c in contenders]
@@ -140,7 +146,7 @@ def run_all(args) -> dict:
     for note in notes:
         log(note)
     meta = machine_report(args, sorted({c.lib for c in contenders} | {"numpy"}))
-    meta |= {"data": host["source"], "n_train": n, "notes": notes}
+    meta |= {"data": host["source"], "n_train": n, "notes": notes, "pause_s": args.pause}
 
     # Matmul ceilings, before and after (the best of both is kept).
     ceil_n = 256 if args.quick else (8192 if args.device == "cuda" else 2048)
@@ -149,8 +155,8 @@ def run_all(args) -> dict:
     log(f"matmul ceiling ({ceil_n}x{ceil_n}, best of {ceil_reps}) ...")
     ceilings = measure_ceilings(pairs, ceil_n, ceil_reps)
     share = CpuShare()
-    train = time_training(contenders, args.batch_sizes, n, notes, share)
-    predict = time_prediction(contenders, n, share)
+    train = time_training(contenders, args.batch_sizes, n, notes, share, args.pause)
+    predict = time_prediction(contenders, n, share, args.pause)
     log("matmul ceiling again ...")
     for k, v in measure_ceilings(pairs, ceil_n, ceil_reps).items():
         ceilings[k] = max(v, ceilings.get(k, 0.0))
@@ -270,9 +276,14 @@ def parse_args(argv=None):
                    help="limit BLAS/OpenMP pools (threadpoolctl) and torch to N threads")
     p.add_argument("--wait-idle", type=float, default=0, metavar="SECONDS",
                    help="first wait up to SECONDS for other processes to leave the CPUs idle")
+    p.add_argument("--pause", type=float, default=0.3, metavar="SECONDS",
+                   help="untimed sleep before each timed call, so that the worker threads another "
+                        "library left spinning are idle (default 0.3; 0 with --quick)")
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch idiomatic contender")
     p.add_argument("--no-gemm", action="store_true", help="skip the floors (GEMMs only, jax by hand)")
     args = p.parse_args(argv)
+    if args.quick and "--pause" not in (argv if argv is not None else sys.argv):
+        args.pause = 0.0  # a smoke run measures nothing
     args.backends = ([b.strip() for b in args.backends.split(",") if b.strip()]
                      if args.backends else _default_backends(args.device))
     args.dtypes = [d.strip() for d in args.dtypes.split(",") if d.strip()]

@@ -66,6 +66,7 @@ def _machine_section(meta, markdown, h) -> list:
              ("contention", f"other processes used {meta.get('other_processes_cores', 0):.2f} "
                             "cores on average during the timed calls; hypervisor steal "
                             f"{meta.get('steal_cores', 0):.2f} cores"),
+             ("pause", f"{meta.get('pause_s', 0):g} s untimed before each timed call (--pause)"),
              ("python / numpy", f"{meta['python']} / {meta['numpy']}"),
              ("xpnet", meta.get("xpnet"))]
     items += _library_items(meta)

@@ -98,6 +98,7 @@ def test_quick_reports_every_contender_with_positive_times(quick_run):
     assert meta["cpu"] and meta["numpy"] == np.__version__ and meta["date"]
     assert isinstance(meta["threadpools"], list)
     assert "OPENBLAS_CORETYPE" in meta["env"]  # reported, set or not
+    assert meta["pause_s"] == 0.0  # --quick measures nothing, so it does not pause
     assert {t["target"] for t in result["targets"]}
 
 
