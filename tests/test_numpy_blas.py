@@ -9,6 +9,7 @@ fall back to the portable twin.
 from __future__ import annotations
 
 import threading
+import warnings
 
 import numpy as np
 import pytest
@@ -87,7 +88,17 @@ def _refused_cases():
         "output shape": (f64(3, 3), f64(3, 5), f64(5, 2)),
         "empty k": (f64(3, 2), f64(3, 0), f64(0, 2)),
         "empty m": (f64(0, 2), f64(0, 5), f64(5, 2)),
+        "masked a": (f64(3, 2), np.ma.masked_array(f64(3, 5), mask=np.eye(3, 5, dtype=bool)),
+                     f64(5, 2)),
+        "matrix c": (_matrix(f64(3, 2)), f64(3, 5), f64(5, 2)),
+        "list a": (f64(3, 2), f64(3, 5).tolist(), f64(5, 2)),
     }
+
+
+def _matrix(x):
+    with warnings.catch_warnings():  # np.matrix is pending deprecation: still refused here
+        warnings.simplefilter("ignore", PendingDeprecationWarning)
+        return np.asmatrix(x)
 
 
 def _read_only(x):
@@ -102,7 +113,7 @@ def _aliased(c):
 @pytest.mark.parametrize("case", sorted(_refused_cases()))
 def test_refused_layouts_are_left_untouched(gemm, case):
     c, a, b = _refused_cases()[case]
-    before = c.copy()
+    before = np.array(c, copy=True)
     assert not gemm.subtract_product_(c, a, b)
     np.testing.assert_array_equal(c, before)
 
@@ -116,6 +127,19 @@ def test_backend_falls_back_to_the_twin_where_blas_cannot(case):
     twin = Backend.sub_matmul_(be, c.copy(), a.copy() if a is c else a, b)
     got = be.sub_matmul_(c, a, b)
     np.testing.assert_allclose(got, twin, rtol=1e-6)
+
+
+def test_memmapped_weights_are_updated_in_place(gemm, tmp_path):
+    """Weights from np.load(..., mmap_mode="r+") are plain memory to BLAS."""
+    rng = np.random.default_rng(4)
+    path = tmp_path / "w.npy"
+    np.save(path, rng.standard_normal((6, 3)))
+    w = np.load(path, mmap_mode="r+")
+    a, b = rng.standard_normal((6, 4)), rng.standard_normal((4, 3))
+    want = np.array(w) - a @ b
+    assert gemm.subtract_product_(w, a, b)
+    w.flush()
+    assert rel_err(np.load(path), want) < 1e-13
 
 
 def test_dimensions_beyond_the_librarys_integers_are_refused(gemm, monkeypatch):

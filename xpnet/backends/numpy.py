@@ -168,6 +168,7 @@ def _scratch_like(x: np.ndarray, slot: int) -> np.ndarray:
 #: ``XPNET_NUMPY_BLAS=0`` turns the direct BLAS calls off (every call takes its twin).
 BLAS_SWITCH = "XPNET_NUMPY_BLAS"
 _CBLAS_ROW_MAJOR, _CBLAS_NO_TRANS, _CBLAS_TRANS = 101, 111, 112
+_PLAIN_ARRAYS = (np.ndarray, np.memmap)
 
 
 class BundledGemm:
@@ -192,11 +193,15 @@ class BundledGemm:
     def subtract_product_(self, c: np.ndarray, a: np.ndarray, b: np.ndarray) -> bool:
         """``c -= a @ b`` in place in one BLAS call; ``False`` (nothing done) if BLAS can't.
 
-        BLAS can when the three are 2-D, non-empty, of one float dtype, ``c``
-        is C-contiguous, aligned and writable and shares no memory with ``a``
-        or ``b``, and ``a`` and ``b`` are each C- or F-contiguous (a transposed
-        view is F-contiguous).
+        BLAS can when the three are plain arrays (or memmaps; not masked arrays
+        or other subclasses whose ``@`` means more), 2-D, non-empty, of one
+        float dtype, ``c`` is C-contiguous, aligned and writable and shares no
+        memory with ``a`` or ``b``, and ``a`` and ``b`` are each C- or
+        F-contiguous (a transposed view is F-contiguous).
         """
+        if not (type(c) in _PLAIN_ARRAYS and type(a) in _PLAIN_ARRAYS
+                and type(b) in _PLAIN_ARRAYS):
+            return False
         gemm = self._gemms.get(c.dtype)
         if gemm is None or a.dtype != c.dtype or b.dtype != c.dtype:
             return False
