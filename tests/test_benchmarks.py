@@ -255,7 +255,7 @@ def test_jax_by_hand_trains_exactly_as_xpnet_jax():
 
 
 def test_numpy_blas_benchmark_compares_blas_with_its_twin(monkeypatch):
-    """benchmarks.numpy_blas: the twin model never calls BLAS directly; both train alike."""
+    """benchmarks.numpy_blas: the twin model never calls the fast paths; both train alike."""
     from benchmarks import numpy_blas
     from xpnet.backends.numpy import BundledGemm
 
@@ -263,15 +263,21 @@ def test_numpy_blas_benchmark_compares_blas_with_its_twin(monkeypatch):
         raise AssertionError("the twin backend called the BLAS fast path")
 
     twin = numpy_blas.twin_backend("float64")
+    loss_twin = numpy_blas.twin_backend("float64", ("softmax_crossentropy",))
+    z, onehot = np.array([[1.0, 2.0, 4.0]]), np.array([[0.0, 0.0, 1.0]])
+    monkeypatch.setattr(xpnet.backends.numpy.NumpyBackend, "softmax_crossentropy", refuse)
+    loss, _ = loss_twin.softmax_crossentropy(z, onehot)  # the twin, not the patched fast path
+    assert float(loss) == pytest.approx(np.log(np.exp(z).sum()) - 4.0, rel=1e-12)
     monkeypatch.setattr(BundledGemm, "subtract_product_", refuse)
     w = np.ones((4, 3))
     np.testing.assert_array_equal(twin.sub_matmul_(w, np.ones((4, 2)), np.ones((2, 3))),
                                   np.full((4, 3), -1.0))
     monkeypatch.undo()
     X, y = _data(n=256)
-    r = numpy_blas.run(X, y, "float64", 32, epochs=2)
-    assert all(len(v) == 2 and min(v) > 0 for v in r["times"].values())
-    assert r["max_weight_diff"] < 1e-12
+    for hooks in (("sub_matmul_",), ("softmax_crossentropy",)):
+        r = numpy_blas.run(X, y, "float64", 32, epochs=2, hooks=hooks)
+        assert all(len(v) == 2 and min(v) > 0 for v in r["times"].values())
+        assert r["max_weight_diff"] < 1e-12
 
 
 def test_torch_step_by_hand_computes_xpnets_step():
