@@ -117,6 +117,14 @@ class Contender:
     def predict(self) -> float:
         raise NotImplementedError
 
+    def _timed_epoch(self, train) -> float:
+        """Seconds ``train()`` takes; the mean loss it returns is recorded in ``losses``."""
+        t0 = time.perf_counter()
+        loss = train()
+        dt = time.perf_counter() - t0
+        self.losses.append(loss)
+        return dt
+
 
 class HandwrittenNumpy(Contender):
     """The hand-written NumPy reference: the baseline of every ratio."""
@@ -131,11 +139,7 @@ class HandwrittenNumpy(Contender):
 
     def epoch(self):
         X, y = self.data
-        t0 = time.perf_counter()
-        loss = hw.train_epoch(self.net, X, y, self.batch_size, self.rng)
-        dt = time.perf_counter() - t0
-        self.losses.append(loss)
-        return dt
+        return self._timed_epoch(lambda: hw.train_epoch(self.net, X, y, self.batch_size, self.rng))
 
     def predict(self):
         X, _ = self.data
@@ -292,19 +296,18 @@ class JaxByHand(Contender):
         self.losses = []
 
     def epoch(self):
+        return self._timed_epoch(self._train_epoch)
+
+    def _train_epoch(self) -> float:
         import jax
 
         X, _ = self.data
         n, b = X.shape[0], self.batch_size
-        t0 = time.perf_counter()
         steps = n // b
         rows = jax.device_put(self.rng.permutation(n)[:steps * b].reshape(steps, b),
                               X.devices().pop())
         self.params, total = self.epoch_fn(self.params, X, self.onehot, rows)
-        loss = float(total) / (steps * b)  # waits for the program, as fit's read-back does
-        dt = time.perf_counter() - t0
-        self.losses.append(loss)
-        return dt
+        return float(total) / (steps * b)  # waits for the program, as fit's read-back does
 
     def predict(self):
         import jax
@@ -336,12 +339,13 @@ class TorchIdiomatic(Contender):
 
     def epoch(self):
         X, y = self.data
-        t0 = time.perf_counter()
-        loss = self.mlp.train_epoch(X, y, self.batch_size, self.rng)
-        self.mlp.synchronize()
-        dt = time.perf_counter() - t0
-        self.losses.append(loss)
-        return dt
+
+        def train():
+            loss = self.mlp.train_epoch(X, y, self.batch_size, self.rng)
+            self.mlp.synchronize()
+            return loss
+
+        return self._timed_epoch(train)
 
     def predict(self):
         X, _ = self.data

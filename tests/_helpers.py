@@ -137,3 +137,15 @@ def assert_ranks_ok(proc, n: int) -> None:
     assert proc.returncode == 0, out[-4000:]
     # Ranks' lines may interleave in the launcher's output: count markers, not lines.
     assert sorted(map(int, re.findall(r"OK (\d+)", proc.stdout))) == list(range(n)), out[-4000:]
+
+
+def run_in_threads(work, n: int, timeout: float = 60.0) -> None:
+    """``work(i)`` for ``i`` in ``range(n)``, each in its own thread, all at once; waits for them."""
+    import threading
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=timeout)
+    assert not any(t.is_alive() for t in threads), "a thread is still running"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from _helpers import rel_err, rtol_for
+from _helpers import rel_err, rtol_for, run_in_threads
 
 import xpnet
 from xpnet.backends import Backend
@@ -160,8 +160,6 @@ def test_momentum_step_matches_portable_twin(backend, nesterov, decay):
 def test_momentum_step_scratch_is_per_thread_and_bounded():
     """Two threads stepping at once never share the NumPy kernel's scratch buffer, and the
     buffer grows to the largest parameter only."""
-    import threading
-
     be = xpnet.get_backend("numpy", dtype="float64")
     from xpnet.backends import numpy as numpy_backend
 
@@ -179,11 +177,7 @@ def test_momentum_step_scratch_is_per_thread_and_bounded():
                     errors.append(seed)
         sizes[seed] = numpy_backend._scratch.buffers[np.dtype(np.float64), 0].size
 
-    threads = [threading.Thread(target=work, args=(s,)) for s in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
+    run_in_threads(work, 4)
     assert not errors
     assert sizes == {s: 12000 for s in range(4)}
 

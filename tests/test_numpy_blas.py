@@ -8,12 +8,11 @@ fall back to the portable twin.
 
 from __future__ import annotations
 
-import threading
 import warnings
 
 import numpy as np
 import pytest
-from _helpers import rel_err
+from _helpers import rel_err, run_in_threads
 
 import xpnet
 from xpnet.backends import Backend
@@ -180,11 +179,7 @@ def test_threads_calling_at_once_get_their_own_answers(gemm):
             if rel_err(c, wants[i]) > 1e-13:
                 errors.append(i)
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
+    run_in_threads(work, 4)
     assert not errors
 
 
