@@ -66,7 +66,7 @@ def _refused_cases():
     def f64(*shape):
         return rng.standard_normal(shape)
 
-    c_big = f64(6, 4)
+    c_big, c_flat = f64(6, 4), f64(8, 2)
     return {
         "integer dtype": (np.ones((3, 2), dtype=np.int64), np.ones((3, 5), dtype=np.int64),
                           np.ones((5, 2), dtype=np.int64)),
@@ -87,11 +87,25 @@ def _refused_cases():
         "output shape": (f64(3, 3), f64(3, 5), f64(5, 2)),
         "empty k": (f64(3, 2), f64(3, 0), f64(0, 2)),
         "empty m": (f64(0, 2), f64(0, 5), f64(5, 2)),
+        "unaligned c": (_unaligned((3, 2)), f64(3, 5), f64(5, 2)),
+        "unaligned a": (f64(3, 2), _unaligned((3, 5)), f64(5, 2)),
+        "b overlaps c": (c_flat[:4], f64(4, 2), c_flat[3:5]),
+        "negative strides a": (f64(3, 2), f64(3, 5)[::-1], f64(5, 2)),
+        "memmap-like subclass": (f64(3, 2).view(np.memmap), f64(3, 5), f64(5, 2)),
         "masked a": (f64(3, 2), np.ma.masked_array(f64(3, 5), mask=np.eye(3, 5, dtype=bool)),
                      f64(5, 2)),
         "matrix c": (_matrix(f64(3, 2)), f64(3, 5), f64(5, 2)),
         "list a": (f64(3, 2), f64(3, 5).tolist(), f64(5, 2)),
     }
+
+
+def _unaligned(shape):
+    """A float64 array at an odd byte offset (BLAS may assume element alignment)."""
+    n = int(np.prod(shape))
+    buf = np.zeros(n * 8 + 1, dtype=np.uint8)
+    x = np.frombuffer(buf.data, dtype=np.float64, count=n, offset=1).reshape(shape)
+    assert not x.flags.aligned
+    return x
 
 
 def _matrix(x):
@@ -118,7 +132,7 @@ def test_refused_layouts_are_left_untouched(gemm, case):
 
 
 @pytest.mark.parametrize("case", ["strided a", "strided b", "strided c", "a is c", "mixed dtypes",
-                                  "F-ordered c", "big-endian"])
+                                  "F-ordered c", "big-endian", "a overlaps c", "b overlaps c"])
 def test_backend_falls_back_to_the_twin_where_blas_cannot(case):
     """Whatever the layout, NumpyBackend.sub_matmul_ gives the twin's answer."""
     be = xpnet.get_backend("numpy", dtype="float64")
@@ -128,17 +142,57 @@ def test_backend_falls_back_to_the_twin_where_blas_cannot(case):
     np.testing.assert_allclose(got, twin, rtol=1e-6)
 
 
-def test_memmapped_weights_are_updated_in_place(gemm, tmp_path):
-    """Weights from np.load(..., mmap_mode="r+") are plain memory to BLAS."""
+def test_memmapped_weights_take_the_twin_and_are_updated_in_place(gemm, tmp_path):
+    """np.load(..., mmap_mode="r+") weights: two mappings of one file overlap where their
+    addresses do not, so BLAS is not trusted with them; the twin updates the file."""
     rng = np.random.default_rng(4)
     path = tmp_path / "w.npy"
     np.save(path, rng.standard_normal((6, 3)))
     w = np.load(path, mmap_mode="r+")
     a, b = rng.standard_normal((6, 4)), rng.standard_normal((4, 3))
     want = np.array(w) - a @ b
-    assert gemm.subtract_product_(w, a, b)
+    assert not gemm.subtract_product_(w, a, b)
+    be = xpnet.get_backend("numpy", dtype="float64")
+    assert be.sub_matmul_(w, a, b) is w
     w.flush()
     assert rel_err(np.load(path), want) < 1e-13
+
+
+def test_file_mapped_twice_gets_the_twins_answer(tmp_path):
+    """The reviewer's case: the output and an input are two memmaps of one file."""
+    rng = np.random.default_rng(5)
+    path = tmp_path / "x.bin"
+    rng.standard_normal((40, 40)).tofile(path)
+    c = np.memmap(path, np.float64, "r+", shape=(40, 40))
+    a = np.memmap(path, np.float64, "r", shape=(40, 40))
+    b = rng.standard_normal((40, 40))
+    want = np.array(c) - np.array(a) @ b
+    got = xpnet.get_backend("numpy", dtype="float64").sub_matmul_(c, a, b)
+    assert rel_err(np.array(got), want) < 1e-13
+
+
+@pytest.mark.parametrize("case", ["row slice c", "transposed slice a", "odd-strided size-1 b"])
+def test_views_that_blas_takes_give_numpys_answer(gemm, case):
+    rng = np.random.default_rng(6)
+    big = rng.standard_normal((9, 7))
+    c, a, b = big[2:5].copy(), rng.standard_normal((3, 4)), rng.standard_normal((4, 7))
+    if case == "row slice c":
+        c = big[2:5]  # C-contiguous, starts mid-buffer
+    elif case == "transposed slice a":
+        a = rng.standard_normal((9, 3))[2:6].T  # F-contiguous, offset
+    else:  # a (4, 1) column whose unused stride is odd: still contiguous
+        col = rng.standard_normal(4)
+        b = np.lib.stride_tricks.as_strided(col, shape=(4, 1), strides=(8, 12345 * 8))
+        c = c[:, :1].copy()
+    want = np.array(c) - a @ b
+    before = big.copy()
+    assert gemm.subtract_product_(c, a, b)
+    assert rel_err(c, want) < 1e-13
+    if case != "row slice c":
+        np.testing.assert_array_equal(big, before)
+    else:  # only rows 2-4 of the buffer were written
+        np.testing.assert_array_equal(big[:2], before[:2])
+        np.testing.assert_array_equal(big[5:], before[5:])
 
 
 def test_dimensions_beyond_the_librarys_integers_are_refused(gemm, monkeypatch):

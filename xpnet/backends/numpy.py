@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes
 import functools
 import glob
 import os
@@ -166,9 +165,9 @@ def _scratch_like(x: np.ndarray, slot: int) -> np.ndarray:
 
 # -- NumPy's own BLAS ----------------------------------------------------------------
 #: ``XPNET_NUMPY_BLAS=0`` turns the direct BLAS calls off (every call takes its twin).
+#: Read once, at the first weight update of the process.
 BLAS_SWITCH = "XPNET_NUMPY_BLAS"
 _CBLAS_ROW_MAJOR, _CBLAS_NO_TRANS, _CBLAS_TRANS = 101, 111, 112
-_PLAIN_ARRAYS = (np.ndarray, np.memmap)
 
 
 class BundledGemm:
@@ -193,14 +192,18 @@ class BundledGemm:
     def subtract_product_(self, c: np.ndarray, a: np.ndarray, b: np.ndarray) -> bool:
         """``c -= a @ b`` in place in one BLAS call; ``False`` (nothing done) if BLAS can't.
 
-        BLAS can when the three are plain arrays (or memmaps; not masked arrays
-        or other subclasses whose ``@`` means more), 2-D, non-empty, of one
-        float dtype, ``c`` is C-contiguous, aligned and writable and shares no
-        memory with ``a`` or ``b``, and ``a`` and ``b`` are each C- or
-        F-contiguous (a transposed view is F-contiguous).
+        BLAS can when the three are plain ``numpy.ndarray`` objects (not masked
+        arrays or other subclasses whose ``@`` means more, nor memmaps: two
+        mappings of one file overlap where their addresses do not), 2-D,
+        non-empty, of one float dtype, ``c`` is C-contiguous, aligned and
+        writable and shares no memory with ``a`` or ``b``, and ``a`` and ``b``
+        are each C- or F-contiguous (a transposed view is F-contiguous).
+
+        Overlap is judged by address, as NumPy's own ``out=`` does: arrays that
+        view one buffer mapped twice (``np.frombuffer`` on two ``mmap`` objects of
+        one file) are beyond it.
         """
-        if not (type(c) in _PLAIN_ARRAYS and type(a) in _PLAIN_ARRAYS
-                and type(b) in _PLAIN_ARRAYS):
+        if not (type(c) is np.ndarray and type(a) is np.ndarray and type(b) is np.ndarray):
             return False
         gemm = self._gemms.get(c.dtype)
         if gemm is None or a.dtype != c.dtype or b.dtype != c.dtype:
@@ -225,7 +228,7 @@ class BundledGemm:
 
 def _blas_operand(x: np.ndarray) -> tuple[int, int] | None:
     """``(transpose flag, leading dimension)`` of a row-major BLAS operand, or None."""
-    if not (x.flags.aligned and x.dtype.isnative):
+    if not x.flags.aligned:
         return None
     if x.flags.c_contiguous:
         return _CBLAS_NO_TRANS, x.shape[1]
@@ -251,6 +254,10 @@ def bundled_gemm() -> BundledGemm | None:
     """
     if os.environ.get(BLAS_SWITCH, "1").strip() == "0":
         return None
+    try:
+        import ctypes  # absent from some minimal Python builds: then the twin it is
+    except ImportError:
+        return None
     for path in _bundled_blas_paths():
         try:
             gemm = _gemm_from(ctypes.CDLL(path))
@@ -269,8 +276,10 @@ def _bundled_blas_paths() -> list[str]:
     return sorted(p for pattern in patterns for p in glob.glob(pattern))
 
 
-def _gemm_from(lib: ctypes.CDLL) -> BundledGemm | None:
-    """The library's ``?gemm`` with the argument types its symbol names promise."""
+def _gemm_from(lib: Any) -> BundledGemm | None:
+    """The library's (a ``ctypes.CDLL``) ``?gemm`` with the argument types its names promise."""
+    import ctypes
+
     for suffix, index_t, max_dim in (("64_", ctypes.c_int64, 2**63 - 1),
                                      ("", ctypes.c_int32, 2**31 - 1)):
         gemms = {}
