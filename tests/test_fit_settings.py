@@ -29,9 +29,10 @@ def test_fit_hands_one_frozen_settings_object_to_the_loop(backend, monkeypatch):
     seen = {}
     real_loop = training.fit_loop
 
-    def spy(model_, X_, y_, settings, callbacks, history):
-        seen.update(settings=settings, callbacks=callbacks, history=history)
-        return real_loop(model_, X_, y_, settings, callbacks, history)
+    def spy(model_, feed, validation, stepper, settings, callbacks, history):
+        seen.update(settings=settings, callbacks=callbacks, history=history, feed=feed,
+                    validation=validation, stepper=stepper)
+        return real_loop(model_, feed, validation, stepper, settings, callbacks, history)
 
     monkeypatch.setattr(xpnet.network, "fit_loop", spy)
     gen = np.random.default_rng(7)
@@ -41,7 +42,8 @@ def test_fit_hands_one_frozen_settings_object_to_the_loop(backend, monkeypatch):
     assert isinstance(s, training.FitSettings)
     assert (s.epochs, s.batch_size, s.shuffle, s.check_every, s.train_accuracy, s.progress,
             s.start_epoch) == (2, 8, False, 3, False, False, 0)
-    assert s.rng is gen and s.validation_data[0] is X
+    assert s.rng is gen and seen["validation"].X is X and seen["feed"].X is X
+    assert isinstance(seen["stepper"], training.LocalStepper)
     assert isinstance(seen["callbacks"], CallbackList) and seen["history"] is history
     with pytest.raises(dataclasses.FrozenInstanceError):
         s.epochs = 5

@@ -18,7 +18,8 @@ import numpy as np
 import pytest
 
 import xpnet
-from xpnet import distributed, streaming
+from xpnet import distributed
+from xpnet.feeds import host as streaming
 from xpnet.errors import DTypeError, ShapeError
 
 N, D, C = 300, 12, 4
@@ -134,8 +135,8 @@ def test_in_memory_numpy_array_keeps_the_in_memory_path(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("an in-memory NumPy array must not be streamed on NumPy")
 
-    monkeypatch.setattr(streaming, "host_epoch_runner", refuse)
-    monkeypatch.setattr(streaming, "host_predict", refuse)
+    monkeypatch.setattr(streaming.HostFeed, "epoch_blocks", refuse)
+    monkeypatch.setattr(streaming.HostFeed, "logit_blocks", refuse)
     model = _model(be)
     model.fit(X, y, batch_size=32)
     assert model.predict(X).shape == (N,)

@@ -1,9 +1,9 @@
 """Data-parallel ``fit``, ``predict`` and ``evaluate`` over an :mod:`xpnet.distributed` communicator.
 
 :meth:`Sequential.fit(..., distributed=comm) <xpnet.Sequential.fit>` runs the
-epochs of :func:`distributed_epoch_runner` instead of the single-process ones;
-``predict`` and ``evaluate`` with ``distributed=comm`` call
-:func:`sharded_predict` and :func:`sharded_scores`. With ``distributed=None``
+shared epoch loop (:func:`xpnet.training.run_epoch`) with the sharded feed
+(:mod:`xpnet.feeds.sharded`, which shares the rows and reduces the sums) and
+the :class:`DistributedStepper` defined here. With ``distributed=None``
 nothing here runs, so one process keeps its fused, compiled step.
 
 Synchronous data parallelism, as in PyTorch's DDP:
@@ -39,26 +39,15 @@ run eagerly between two calls of it.
 
 from __future__ import annotations
 
-import hashlib
-import math
-import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._typing import Array
-from ._weights import loss_sums, scores_from_sums
 from .distributed import Communicator, DistributedError
 from .errors import StateError
-from .losses import _xent_sum_and_grad, one_hot
+from .layers.base import loss_layers
 from .optimizers import SGD, KeepGrads
-from .training import (
-    FitSettings,
-    _guard,
-    _progress,
-    first_trainable_index,
-    loss_layers,
-    train_step,
-)
+from .training import first_trainable_index, train_step
 
 if TYPE_CHECKING:
     from .backends import Backend
@@ -66,12 +55,7 @@ if TYPE_CHECKING:
 
 _T = TypeVar("_T")
 
-__all__ = ["check_fit_agreement", "distributed_epoch_runner", "sharded_predict",
-           "sharded_scores", "check_inputs_agree", "shard_rows", "on_every_rank",
-           "check_same_weights"]
-
-#: Rows of X whose bytes enter the data fingerprint (with every label).
-FINGERPRINT_ROWS = 16
+__all__ = ["check_fit_agreement", "DistributedStepper", "check_inputs_agree", "on_every_rank"]
 
 
 def _shape_of(x: Any) -> tuple | None:
@@ -96,7 +80,7 @@ def check_fit_agreement(comm: Communicator, model: Any, X: Any, y: Any, *, epoch
 
     Only shapes, dtypes and settings are compared here (nothing is read back),
     so it can run before the data are validated; the values are compared by
-    :func:`distributed_epoch_runner` once they are. A global batch that the
+    the sharded feed once they are. A global batch that the
     number of ranks does not divide is refused too. ``options``: fit's
     ``sample_weight`` (its shape and dtype are compared), ``class_weight``,
     ``validation_split`` and ``alpha``; the model's loss is compared too.
@@ -123,18 +107,6 @@ def check_fit_agreement(comm: Communicator, model: Any, X: Any, y: Any, *, epoch
         "settings or models")
     if isinstance(batch_size, int) and not isinstance(batch_size, bool) and batch_size >= 1:
         comm.check_global_batch(batch_size)
-
-
-def _data_fingerprint(be: Backend, X: Array, y: Array) -> str:
-    """A digest of every label and of ``FINGERPRINT_ROWS`` evenly spaced rows of X (exact bytes)."""
-    xp = be.xp
-    n = X.shape[0]
-    rows = sorted({(i * (n - 1)) // max(FINGERPRINT_ROWS - 1, 1) for i in range(FINGERPRINT_ROWS)})
-    sample = xp.take(X, be.asarray(rows, dtype=be.index_dtype), axis=0) if n else X
-    digest = hashlib.blake2b(digest_size=16)
-    digest.update(be.to_numpy(sample).tobytes())
-    digest.update(be.to_numpy(y).tobytes())
-    return digest.hexdigest()
 
 
 def _parameters(layers: Sequence[Layer]) -> list[Array]:
@@ -308,114 +280,41 @@ def _divided_by_weight(xp: Any, reduced: list[Array], size: int) -> tuple[list[A
     return [g / denom for g in reduced[:-1]], mean_weight * size
 
 
-def distributed_epoch_runner(model: Any, X: Array, y: Array,
-                             settings: FitSettings) -> Callable[[int], dict]:
-    """The distributed twin of ``training._epoch_runner``: ``epoch -> logs``, equal on every rank.
+class DistributedStepper:
+    """The data-parallel steps: backward, one fused allreduce, the optimizer step (equal on every rank).
 
     The loss, targets, sample weights (class weights folded in) and L2
-    penalty are the ones ``fit`` put in ``settings``, as in one process.
+    penalty are the ones ``fit`` gave the feed and the stepper, as in one
+    process.
     """
-    comm = settings.distributed
-    be = model.backend
-    layers = loss_layers(model.layers)
-    _refuse_host_randomness(layers)
-    _check_training_data_agrees(comm, be, X, y, settings.host_weight)
-    _sync_parameters(comm, model.layers, be)
-    batch_size = settings.batch_size
-    local = comm.check_global_batch(batch_size)
-    targets = settings.targets  # the loss's dense targets, made once per fit
-    if targets is None:
-        targets = one_hot(y, model.n_outputs, dtype=be.dtype, xp=be.xp)
-    n = X.shape[0]
-    n_steps = n // batch_size
-    check_every, weights = settings.check_every, settings.sample_weight
-    step_fn = split_train_step(be, layers, first_trainable_index(layers), comm,
-                               loss=settings.loss, penalty=settings.penalty)
 
-    def run_epoch(epoch: int) -> dict:
-        t0 = time.perf_counter()
-        host_order = comm.local_order(n, batch_size, settings.rng, shuffle=settings.shuffle)
-        order = be.asarray(host_order, dtype=be.index_dtype)
-        total = be.zeros(())
-        with _progress(n_steps, f"epoch {epoch + 1}", settings.progress and comm.is_root) as bar:
-            for step in range(n_steps):
-                total = total + step_fn(X, targets, order[step * local:(step + 1) * local],
-                                        weights)
-                if check_every and (step + 1) % check_every == 0:
-                    # A sum spreads a NaN of any rank to all: every rank stops together.
-                    _guard(comm.allreduce_scalar(float(total), "sum"), epoch, step, check_every)
-                bar.update(1)
-        loss_sum = comm.allreduce_scalar(float(total), "sum")
-        _guard(loss_sum, epoch, n_steps - 1, check_every)
-        comm.check_equal(_parameters(layers), be, "parameters after an epoch")
-        trained = _trained_weight(comm, settings.host_weight, host_order, n_steps * batch_size)
-        logs = {"epoch": epoch + 1, "loss": loss_sum / trained,
-                "seconds": time.perf_counter() - t0}
-        logs.update(_epoch_scores(model, X, y, settings, comm))
-        return logs
+    def __init__(self, model: Any, comm: Communicator, penalty: Any = None) -> None:
+        self.model, self.comm, self.penalty = model, comm, penalty
+        self.layers = loss_layers(model.layers)
+        self.steps: dict = {}
 
-    return run_epoch
+    def start(self, feed: Any) -> None:
+        """Check the layers and the data, then give every rank rank 0's parameters."""
+        _refuse_host_randomness(self.layers)
+        feed.start()
+        _sync_parameters(self.comm, self.model.layers, self.model.backend)
 
+    def step_fn(self, weighted: bool) -> Callable[..., Array]:
+        """One split step per fit (learning rates are read at every step)."""
+        if weighted not in self.steps:
+            model = self.model
+            loss = None if model.uses_default_loss and not weighted else model.loss
+            self.steps[weighted] = split_train_step(
+                model.backend, self.layers, first_trainable_index(self.layers), self.comm,
+                loss=loss, penalty=self.penalty)
+        return self.steps[weighted]
 
-def _check_training_data_agrees(comm: Communicator, be: Backend, X: Array, y: Array,
-                                host_weight: Any) -> None:
-    """A DistributedError on every rank unless the ranks hold the same data and weights."""
-    comm.check_same(_data_fingerprint(be, X, y),
-                    "training data (a fingerprint of the labels and of 16 rows of X)")
-    if host_weight is not None:
-        check_same_weights(comm, host_weight)
+    def epoch_fn(self, weighted: bool) -> None:
+        return None  # communication cannot run inside a compiled epoch
 
-
-def check_same_weights(comm: Communicator, host_weight: Any) -> None:
-    """A DistributedError on every rank unless the host weights are bitwise equal on all ranks."""
-    digest = hashlib.blake2b(host_weight.tobytes(), digest_size=16).hexdigest()
-    comm.check_same(digest, "sample weights (a fingerprint of their values)")
-
-
-def _trained_weight(comm: Communicator, host_weight: Any, host_order: Any, n_used: int) -> float:
-    """The total weight of the rows all ranks trained on in an epoch (the mean loss's denominator)."""
-    if host_weight is None:
-        return float(max(n_used, 1))
-    total = comm.allreduce_scalar(float(host_weight[host_order].sum()), "sum")
-    return total if total > 0 else 1.0
-
-
-def _epoch_scores(model: Any, X: Array, y: Array, settings: FitSettings,
-                  comm: Communicator) -> dict:
-    """``train_acc``, ``val_loss`` and ``val_acc`` of an epoch, reduced over ranks (as one process logs them)."""
-    logs = {}
-    if settings.train_accuracy:
-        accuracy = _reduced_scores(model, X, y, comm, with_loss=False).get("accuracy")
-        if accuracy is not None:  # regression has none
-            logs["train_acc"] = accuracy
-    if settings.validation_data is not None:
-        X_val, y_val = settings.validation_data  # a pair, checked by fit
-        scores = _reduced_scores(model, X_val, y_val, comm)
-        logs["val_loss"] = scores["loss"]
-        if "accuracy" in scores:
-            logs["val_acc"] = scores["accuracy"]
-    return logs
-
-
-# --------------------------------------------------------------------------
-# Sharded inference
-# --------------------------------------------------------------------------
-
-def shard_rows(n: int, block: int, rank: int, size: int) -> tuple:
-    """This rank's contiguous rows ``[lo, hi)`` of ``n``, cut at multiples of ``block``.
-
-    Whole blocks are dealt out, so each rank computes exactly the blocks one
-    process would (bitwise the same logits).
-
-    Examples
-    --------
-    >>> from xpnet._distributed_fit import shard_rows
-    >>> [shard_rows(2500, 1024, r, 2) for r in range(2)]
-    [(0, 1024), (1024, 2500)]
-    """
-    n_blocks = -(-n // block)
-    return (min(rank * n_blocks // size * block, n),
-            min((rank + 1) * n_blocks // size * block, n))
+    def end_epoch(self) -> None:
+        self.comm.check_equal(_parameters(self.layers), self.model.backend,
+                              "parameters after an epoch")
 
 
 def check_inputs_agree(comm: Communicator, X: Any, y: Any = None, *, batch_size: Any = None,
@@ -447,60 +346,3 @@ def _on_every_rank(comm: Communicator, what: str, fn: Callable[[], _T]) -> _T:
     return result
 
 
-def sharded_predict(model: Any, X: Array, batch_size: int, comm: Communicator) -> Array:
-    """``model.predict(X)`` computed by all ranks, each on its blocks; the whole result on every rank."""
-    lo, hi = shard_rows(X.shape[0], batch_size, comm.rank, comm.size)
-    local = _on_every_rank(comm, "predicting",
-                           lambda: model.predict(X[lo:hi, ...], batch_size=batch_size))
-    return comm.allgather(local, model.backend)
-
-
-def _local_sums(model: Any, X: Array, y: Array, batch_size: int,
-                with_loss: bool) -> tuple[float, float]:
-    """Summed loss (0.0 unless ``with_loss``) and number of hits on ``(X, y)``."""
-    if X.shape[0] == 0:
-        return 0.0, 0.0
-    be = model.backend
-    xp = be.xp
-    logits = model.predict_logits(X, batch_size=batch_size)  # raises on NaN/inf
-    hits = float(xp.sum(xp.astype(xp.argmax(logits, axis=1) == y, be.dtype)))
-    if not with_loss:
-        return 0.0, hits
-    loss_sum, _ = _xent_sum_and_grad(xp, logits, one_hot(y, logits.shape[1], dtype=be.dtype,
-                                                          xp=xp))
-    return float(loss_sum), hits
-
-
-def _reduced_scores(model: Any, X: Array, y: Array, comm: Communicator, batch_size: int = 1024, *,
-                    with_loss: bool = True, weights: Array | None = None) -> dict:
-    if not model._default_loss or weights is not None:
-        return _reduced_loss_scores(model, X, y, comm, batch_size, weights)
-    n = X.shape[0]
-    lo, hi = shard_rows(n, batch_size, comm.rank, comm.size)
-    loss, hits = _on_every_rank(
-        comm, "scoring", lambda: _local_sums(model, X[lo:hi, ...], y[lo:hi], batch_size, with_loss))
-    n = max(n, 1)
-    return {"loss": comm.allreduce_scalar(loss, "sum") / n if with_loss else math.nan,
-            "accuracy": comm.allreduce_scalar(hits, "sum") / n}
-
-
-def _reduced_loss_scores(model: Any, X: Array, y: Array, comm: Communicator, batch_size: int,
-                         weights: Array | None) -> dict:
-    """:func:`~xpnet._weights.loss_scores` over the ranks: weighted sums and weights added up."""
-    lo, hi = shard_rows(X.shape[0], batch_size, comm.rank, comm.size)
-    local_weights = None if weights is None else weights[lo:hi]
-    sums = _on_every_rank(comm, "scoring", lambda: (0.0, 0.0, 0.0) if hi == lo else loss_sums(
-        model, X[lo:hi, ...], y[lo:hi, ...], batch_size, local_weights))
-    total, hits, weight = (comm.allreduce_scalar(value, "sum") for value in sums)
-    return scores_from_sums(model.loss, total, hits, weight)
-
-
-def sharded_scores(model: Any, X: Array, y: Array, batch_size: int, comm: Communicator,
-                   weights: Array | None = None) -> dict:
-    """``model.evaluate(X, y)`` with the rows dealt out to the ranks; the same dict on every rank.
-
-    The accuracy equals one process's exactly (with another loss or
-    ``weights``: to rounding); the loss up to rounding (the per-rank sums
-    are added in float64). ``weights``: per-sample weights on the device.
-    """
-    return _reduced_scores(model, X, y, comm, batch_size, weights=weights)

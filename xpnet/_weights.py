@@ -17,14 +17,15 @@ there (finite, >= 0, not all zero), class weights are folded in, and the
 result is uploaded in the model's dtype. The epoch loop then only gathers
 them per batch.
 
-Host data streamed in chunks (:mod:`xpnet.streaming`) takes all of them too:
+Host data streamed in chunks (:mod:`xpnet.feeds.host`) takes all of them too:
 its weights are a NumPy array (like its labels), checked and folded here,
 kept on the host and gathered chunk by chunk with the rows of ``X``; an
 iterable of batches carries its weights as ``(X_batch, y_batch, w_batch)``.
 
-Data-parallel ``fit(..., distributed=comm)`` (:mod:`xpnet._distributed_fit`)
+Data-parallel ``fit(..., distributed=comm)`` (:mod:`xpnet.feeds.sharded`)
 takes all of them for device arrays: the weights are checked on every rank,
-and the ranks add their weighted sums (:func:`loss_sums`) before dividing.
+and the ranks add their weighted sums (:func:`xpnet.scoring.block_sums`) before dividing.
+:func:`xpnet.feeds.apply_options` applies them once, for every input kind.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from ._validation import check_number
 from .errors import DTypeError, ShapeError
 from .losses import MeanSquaredError, SoftmaxCrossEntropy
 
-__all__ = ["check_sample_weight", "class_weight_factors", "validation_split_index", "score_blocks"]
+__all__ = ["check_sample_weight", "class_weight_factors", "validation_split_index"]
 
 
 def check_sample_weight(be, sample_weight, n_samples: int, name: str = "sample_weight", *,
@@ -118,60 +119,3 @@ def validation_split_index(validation_split, n_samples: int, has_validation_data
             "at least one"
         )
     return split_at
-
-
-def loss_sums(model, X, y, batch_size: int, weights=None) -> tuple[float, float, float]:
-    """Weighted loss sum, weighted hits (0.0 without accuracy) and total weight on ``(X, y)``.
-
-    For any loss: :func:`loss_scores` divides them; data-parallel scoring adds
-    them up over ranks first. Unweighted when ``weights`` is None.
-    """
-    targets = model.loss.prepare_targets(model.backend, y, model.n_outputs)
-    blocks = model._logit_blocks(X, batch_size)
-    return block_sums(model, (
-        (z, targets[i * batch_size:i * batch_size + z.shape[0], ...],
-         None if weights is None else weights[i * batch_size:i * batch_size + z.shape[0]])
-        for i, z in enumerate(blocks)))
-
-
-def block_sums(model, blocks) -> tuple[float, float, float]:
-    """Weighted loss sum, weighted hits (0.0 without accuracy) and total weight of
-    ``(logits, targets, weights or None)`` blocks (three read-backs at most)."""
-    be, xp, loss = model.backend, model.backend.xp, model.loss
-    classify = not isinstance(loss, MeanSquaredError)
-    total, hits, weight = be.zeros(()), be.zeros(()), be.zeros(())
-    for z, tb, wb in blocks:
-        if wb is None:
-            wb = xp.ones((z.shape[0],), dtype=be.dtype, device=be.device)
-        total = total + xp.sum(loss.per_sample(xp, z, tb) * wb)
-        weight = weight + xp.sum(wb)
-        if classify:
-            hits = hits + xp.sum(loss.hit_rate(xp, z, tb) * wb)
-    return float(total), float(hits) if classify else 0.0, float(weight)
-
-
-def scores_from_sums(loss, total: float, hits: float, weight: float) -> dict:
-    """``{"loss": ..., "accuracy": ...}`` (no accuracy for the MSE) from :func:`block_sums`."""
-    denom = weight or 1.0
-    scores = {"loss": total / denom}
-    if not isinstance(loss, MeanSquaredError):
-        scores["accuracy"] = hits / denom
-    return scores
-
-
-def score_blocks(model, blocks) -> dict:
-    """Reduce ``(logits, targets, weights or None)`` blocks to the mean loss and accuracy.
-
-    Host data streamed in chunks (:mod:`xpnet.streaming`) yields the very
-    blocks of :func:`loss_scores`, so the sums agree bit for bit.
-    """
-    return scores_from_sums(model.loss, *block_sums(model, blocks))
-
-
-def loss_scores(model, X, y, batch_size: int, weights=None) -> dict:
-    """Mean loss (weighted by ``weights``) and, for classification, accuracy of ``model``.
-
-    For any loss; the seed's softmax cross-entropy without weights keeps its own
-    faster path in :meth:`Sequential._scores`.
-    """
-    return scores_from_sums(model.loss, *loss_sums(model, X, y, batch_size, weights))

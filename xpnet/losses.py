@@ -36,6 +36,10 @@ __all__ = [
     "BinaryCrossEntropy",
     "LOSSES",
     "get_loss",
+    "sigmoid",
+    "xent_sum_and_grad",
+    "as_matrix",
+    "check_target_rows",
 ]
 
 
@@ -173,7 +177,8 @@ def _xent_grad(xp, logits, onehot):
 
 #: Summed loss (0-d, on the device) and gradient of the mean loss: the portable
 #: kernel, kept beside its fast paths as ``Backend.softmax_crossentropy``'s twin.
-_xent_sum_and_grad = softmax_crossentropy_sum_and_grad
+xent_sum_and_grad = softmax_crossentropy_sum_and_grad
+_xent_sum_and_grad = xent_sum_and_grad  # the older private name
 
 
 # -- loss objects: one interface for the training loop ------------------------
@@ -264,7 +269,7 @@ def _check_target_array(backend, y, name: str):
     backend.check_array(y, name, kind="any")  # same library and device as the model
 
 
-def _check_target_rows(y, n_samples: int | None, name: str) -> None:
+def check_target_rows(y, n_samples: int | None, name: str) -> None:
     if n_samples is not None and y.shape[0] != n_samples:
         raise ShapeError(
             f"{name} must have one row per sample: expected {n_samples} rows, "
@@ -272,7 +277,7 @@ def _check_target_rows(y, n_samples: int | None, name: str) -> None:
         )
 
 
-def _as_matrix(backend, y, n_outputs: int, name: str):
+def as_matrix(backend, y, n_outputs: int, name: str):
     """``y`` of shape (n,) (one output) or (n, n_outputs), as (n, n_outputs)."""
     if y.ndim == 1 and n_outputs == 1:
         return backend.xp.reshape(y, (y.shape[0], 1))
@@ -389,7 +394,7 @@ class MeanSquaredError(Loss):
                 f"dtype {y.dtype}; convert with xp.astype(y, xp.float32) (class labels? use "
                 "loss='softmax_crossentropy')"
             )
-        y = _as_matrix(backend, y, n_outputs, name)
+        y = as_matrix(backend, y, n_outputs, name)
         if y.shape[0] and not bool(xp.all(xp.isfinite(y))):
             raise ValueError(f"{name} contains NaN or infinite targets; clean or drop them first")
         return xp.astype(y, backend.dtype)
@@ -398,7 +403,7 @@ class MeanSquaredError(Loss):
         return "MeanSquaredError(half=True)" if self.half else "MeanSquaredError()"
 
 
-def _sigmoid(xp, z):
+def sigmoid(xp, z):
     """``1 / (1 + exp(-z))`` without overflow: exp of ``-|z|`` only."""
     e = xp.exp(-xp.abs(z))
     return xp.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
@@ -442,13 +447,13 @@ class BinaryCrossEntropy(Loss):
 
     def sum_and_grad(self, xp, outputs, targets, weights=None):
         per_sample = self.per_sample(xp, outputs, targets)
-        grad = _sigmoid(xp, outputs) - targets
+        grad = sigmoid(xp, outputs) - targets
         return _weighted(xp, per_sample, grad, weights)
 
     def prepare_targets(self, backend, y, n_outputs: int, name: str = "y"):
         _check_target_array(backend, y, name)
         xp = backend.xp
-        y = _as_matrix(backend, y, n_outputs, name)
+        y = as_matrix(backend, y, n_outputs, name)
         if xp.isdtype(y.dtype, "complex floating"):
             raise DTypeError(f"{name} must hold 0/1 targets, got dtype {y.dtype}")
         if xp.isdtype(y.dtype, "bool"):  # the standard has no bool == int comparison
@@ -492,3 +497,4 @@ def get_loss(loss: str | Loss | None) -> Loss:
         f"unknown loss {loss!r}; choose one of {', '.join(sorted(LOSSES))} or pass an "
         "xpnet.losses.Loss instance"
     )
+_sigmoid = sigmoid  # the older private name (xpnet.sklearn)

@@ -10,48 +10,19 @@ import dataclasses
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from . import checkpoint, streaming
-from ._distributed_fit import (
-    check_fit_agreement,
-    check_inputs_agree,
-    check_same_weights,
-    distributed_epoch_runner,
-    on_every_rank,
-    sharded_predict,
-    sharded_scores,
-)
+from . import checkpoint, feeds, scoring
+from ._distributed_fit import DistributedStepper, check_fit_agreement, on_every_rank
 from ._random import as_generator
 from ._typing import Array, BackendLike, Device, DType, Initializer, SeedLike
 from ._validation import check_int, check_number
-from ._weights import (
-    check_sample_weight,
-    class_weight_factors,
-    loss_scores,
-    validation_split_index,
-)
 from .backends import get_backend
 from .callbacks import Callback, CallbackList, History
-from .errors import CheckpointError, ShapeError
+from .errors import CheckpointError
 from .layers import Dense, ReLU
-from .layers.base import Layer, layers_of
-from .losses import (
-    BinaryCrossEntropy,
-    MeanSquaredError,
-    SoftmaxCrossEntropy,
-    _sigmoid,
-    _xent_sum_and_grad,
-    get_loss,
-    log_softmax,
-    one_hot,
-)
-from .training import (
-    FitSettings,
-    L2Penalty,
-    first_trainable_index,
-    fit_loop,
-    loss_layers,
-    train_step,
-)
+from .layers.base import Layer, inference_layers, layers_of, loss_layers
+from .losses import SoftmaxCrossEntropy, get_loss, one_hot
+from .scoring import PREDICT_BLOCK
+from .training import FitSettings, L2Penalty, LocalStepper, first_trainable_index, fit_loop, train_step
 
 if TYPE_CHECKING:  # annotations only
     from .distributed import Communicator
@@ -59,48 +30,6 @@ if TYPE_CHECKING:  # annotations only
     from .optimizers import Optimizer
 
 __all__ = ["forward", "predict", "train", "Sequential"]
-
-#: Rows per block in prediction: large enough to keep the BLAS busy, small
-#: enough that the (block, hidden) activations stay in cache.
-PREDICT_BLOCK = 1024
-
-
-def _check_labels(be, y, n_samples: int, n_classes: int | None, name: str = "y"):
-    """Shape, dtype and (one read-back) range check of integer labels."""
-    be.check_array(y, name, ndim=1, kind="integral")
-    if y.shape[0] != n_samples:
-        raise ShapeError(
-            f"{name} must have one label per sample: expected shape ({n_samples},), "
-            f"got {tuple(y.shape)}"
-        )
-    if n_classes is not None and n_samples:
-        xp = be.xp
-        lo, hi = int(xp.min(y)), int(xp.max(y))
-        if lo < 0 or hi >= n_classes:
-            raise ValueError(
-                f"{name} must hold class indices in [0, {n_classes - 1}] (the network has "
-                f"{n_classes} outputs), got values from {lo} to {hi}"
-            )
-
-
-def _check_finite_logits(be, logits_blocks, name: str = "X") -> None:
-    """One read-back per call: NaN/inf inputs (or weights) must not become silent argmaxes."""
-    xp = be.xp
-    finite = [xp.all(xp.isfinite(z)) for z in logits_blocks]
-    if not bool(xp.all(xp.stack(finite)) if len(finite) > 1 else finite[0]):
-        raise ValueError(
-            f"the network produced NaN or infinite outputs for {name}: check {name} for "
-            "NaN/inf values (xp.isfinite) and the model for diverged weights"
-        )
-
-
-def _all_finite(xp, X) -> bool:
-    """Whether X has no NaN/inf: a sum (no boolean temporary) first, exact check if in doubt."""
-    total = float(xp.sum(X))
-    if total == total and abs(total) != float("inf"):
-        return True  # any NaN or inf element would have made the sum NaN or inf
-    return bool(xp.all(xp.isfinite(X)))  # the sum may just have overflowed
-
 
 def forward(network: Sequential | Sequence[Layer], X: Array) -> list[Array]:
     """Apply the layers in order; return the list of every layer's activation.
@@ -116,63 +45,17 @@ def forward(network: Sequential | Sequence[Layer], X: Array) -> list[Array]:
     return activations
 
 
-def _logits_in_blocks(layers, X, block: int):
-    """Logits block by block (callers check them with :func:`_check_finite_logits`,
-    so NumPy's overflow warnings would only repeat that error)."""
-    n = X.shape[0]
-    outs = []
-    with layers[0].backend.floating_point_errors_ignored():
-        for lo in range(0, max(n, 1), block):
-            # The standard forbids out-of-range slice stops: clamp to n.
-            out = X[lo:min(lo + block, n), ...] if n > block else X
-            for layer in layers:
-                out = layer._forward(out)
-            outs.append(out)
-            if n <= block:
-                break
-    return outs
-
-
 def predict(network: Sequential | Sequence[Layer], X: Array, *,
             batch_size: int = PREDICT_BLOCK) -> Array:
     """Predicted class indices (on the device), computed in blocks of ``batch_size`` rows."""
     layers = layers_of(network)
     layers[0]._check_input(X, "X")
-    _check_block(batch_size)
+    check_int(batch_size, "batch_size", low=1)
     xp = layers[0].xp
-    blocks = _logits_in_blocks(loss_layers(_eval_mode(layers)), X, batch_size)  # argmax(softmax) = argmax
-    _check_finite_logits(layers[0].backend, blocks)
+    blocks = scoring.logits_in_blocks(loss_layers(inference_layers(layers)), X, batch_size)
+    scoring.check_finite_logits(layers[0].backend, blocks)  # argmax(softmax) = argmax
     preds = [xp.argmax(z, axis=1) for z in blocks]
     return preds[0] if len(preds) == 1 else xp.concat(preds)
-
-
-def _check_not_distributed(distributed, what: str) -> None:
-    if distributed is not None:
-        raise NotImplementedError(
-            f"{what}(distributed=...) takes arrays on the model's device; host data and "
-            "batch iterables are streamed by one process only (for now)"
-        )
-
-
-def _is_host_pair(backend, pair) -> bool:
-    return (isinstance(pair, (tuple, list)) and len(pair) == 2
-            and streaming.is_host_array(backend, pair[0]))
-
-
-def _check_batch_fits(batch_size: int, n_samples: int) -> None:
-    if batch_size > n_samples:
-        raise ValueError(
-            f"batch_size={batch_size} is larger than the {n_samples} training samples; "
-            "every batch would be dropped"
-        )
-
-
-def _check_block(batch_size) -> None:
-    check_int(batch_size, "batch_size", low=1)
-
-
-def _eval_mode(layers):
-    return [layer for layer in layers if not getattr(layer, "identity_in_eval", False)]
 
 
 def train(network: Sequential | Sequence[Layer], X: Array, y: Array) -> Array:
@@ -187,7 +70,7 @@ def train(network: Sequential | Sequence[Layer], X: Array, y: Array) -> Array:
     if n_out is None:
         raise ValueError("network has no Dense layer, so its number of classes is unknown; "
                          "end it with a Dense(n_in, n_classes) layer")
-    _check_labels(be, y, X.shape[0], n_out)
+    feeds.check_labels(be, y, X.shape[0], n_out)
     onehot = one_hot(y, n_out, dtype=be.dtype, xp=be.xp)
     layers = loss_layers(layers)
     loss_sum = train_step(layers, be.xp, X, onehot, first_trainable_index(layers))
@@ -223,6 +106,26 @@ def _n_outputs(layers) -> int | None:
         if units is not None:
             return units
     return None
+
+
+def _loop_settings(epochs, batch_size, shuffle, check_every, train_accuracy, progress,
+                   history) -> FitSettings:
+    """``fit``'s loop policy, checked in the order the arguments come (the RNG comes later)."""
+    return FitSettings(
+        epochs=check_int(epochs, "epochs", low=1),
+        batch_size=check_int(batch_size, "batch_size", low=1), shuffle=bool(shuffle),
+        check_every=check_int(check_every, "check_every", low=0), rng=None,
+        train_accuracy=bool(train_accuracy), progress=bool(progress),
+        start_epoch=len(history) if history is not None else 0)
+
+
+def _host_rng(seed: Any) -> Any:
+    try:
+        return as_generator(seed)
+    except TypeError:
+        raise TypeError(
+            f"seed must be an int or a numpy.random.Generator, got {type(seed).__name__}"
+        ) from None
 
 
 @checkpoint.register_model_class
@@ -267,7 +170,7 @@ class Sequential:
         self.metadata: dict = {}  # what a checkpoint said about it (load fills it)
         self.checkpoint: dict = {}  # the whole header of the checkpoint it was loaded from
         # Compiled training steps, kept so that a second fit() does not re-trace.
-        self._train_steps: dict = {}
+        self.train_steps: dict = {}
 
     # -- construction helpers ------------------------------------------------
     @classmethod
@@ -347,7 +250,7 @@ class Sequential:
         ``predict``; the free function ``xpnet.forward(network, X)`` keeps the
         tutorial's training-mode pass with every activation.
         """
-        layers = _eval_mode(self.layers)
+        layers = inference_layers(self.layers)
         layers[0]._check_input(X, "X")
         for layer in layers:
             X = layer._forward(X)
@@ -361,15 +264,9 @@ class Sequential:
 
         ``X`` may be host data (see :meth:`predict`).
         """
-        if streaming.is_host_array(self.backend, X):
-            _check_block(batch_size)
-            data = streaming.HostData.of(self, X, chunk_bytes=chunk_bytes)
-            return streaming.host_logits(self, data, batch_size)
-        self.layers[0]._check_input(X, "X")
-        _check_block(batch_size)
-        outs = _logits_in_blocks(loss_layers(_eval_mode(self.layers)), X, batch_size)
-        _check_finite_logits(self.backend, outs)
-        return outs[0] if len(outs) == 1 else self.backend.xp.concat(outs, axis=0)
+        feed = feeds.as_eval_feed(self, X, block=batch_size, method="predict_logits",
+                                  chunk_bytes=chunk_bytes)
+        return scoring.logits(self, feed, batch_size)
 
     def predict_proba(self, X: Array, *, batch_size: int = PREDICT_BLOCK,
                       chunk_bytes: int | None = None) -> Array:
@@ -377,14 +274,10 @@ class Sequential:
 
         ``X`` may be host data (see :meth:`predict`).
         """
-        xp = self.backend.xp
-        if isinstance(self.loss, MeanSquaredError):
-            raise TypeError("predict_proba needs a classification loss; this model minimises "
-                            "the mean squared error: use predict")
-        logits = self.predict_logits(X, batch_size=batch_size, chunk_bytes=chunk_bytes)
-        if isinstance(self.loss, BinaryCrossEntropy):
-            return _sigmoid(xp, logits)  # one probability per output
-        return xp.exp(log_softmax(logits, xp=xp))
+        scoring.check_has_proba(self.loss)
+        feed = feeds.as_eval_feed(self, X, block=batch_size, method="predict_proba",
+                                  chunk_bytes=chunk_bytes)
+        return scoring.predict_proba(self, feed, batch_size)
 
     def predict(self, X: Array, *, batch_size: int = PREDICT_BLOCK,
                 distributed: Communicator | None = None,
@@ -392,10 +285,10 @@ class Sequential:
         """Predicted class indices for ``X`` (a device array of integers).
 
         ``X`` is an array on the model's device, or *host data*: a NumPy array
-        (on a non-NumPy backend) or a ``np.memmap`` (on any backend), which is
-        read and moved to the device in chunks of about ``chunk_bytes``
-        (default 256 MB) -- never whole. The result lives on the device. See
-        :mod:`xpnet.streaming`.
+        (on a non-NumPy backend) or a memory-mapped NumPy array (on any
+        backend), which is read and moved to the device in chunks of about
+        ``chunk_bytes`` (default 256 MB) -- never whole. The result lives on
+        the device. See :mod:`xpnet.feeds.host`.
 
         ``distributed``: an :mod:`xpnet.distributed` communicator; the ranks
         (which all hold the same ``X``) each predict their blocks of rows and
@@ -404,39 +297,20 @@ class Sequential:
         With another ``loss``: 0/1 per output (binary cross-entropy) or the
         outputs themselves (MSE), also with ``distributed``.
         """
-        if streaming.is_host_array(self.backend, X):
-            _check_not_distributed(distributed, "predict")
-        if distributed is not None:
-            check_inputs_agree(distributed, X, batch_size=batch_size, what="prediction inputs")
-            self.layers[0]._check_input(X, "X")
-            _check_block(batch_size)
-            return sharded_predict(self, X, batch_size, distributed)
-        if not self._default_loss:
-            logits = self.predict_logits(X, batch_size=batch_size, chunk_bytes=chunk_bytes)
-            return self.loss.predict(self.backend.xp, logits)
-        if streaming.is_host_array(self.backend, X):
-            _check_block(batch_size)
-            data = streaming.HostData.of(self, X, chunk_bytes=chunk_bytes)
-            return streaming.host_predict(self, data, batch_size)
-        return predict(self, X, batch_size=batch_size)
-
-    def _logit_blocks(self, X, batch_size: int) -> list:
-        """Logits of device array ``X`` block by block, checked for NaN/inf."""
-        blocks = _logits_in_blocks(loss_layers(_eval_mode(self.layers)), X, batch_size)
-        _check_finite_logits(self.backend, blocks)
-        return blocks
+        feed = feeds.as_eval_feed(self, X, block=batch_size, method="predict",
+                                  chunk_bytes=chunk_bytes, distributed=distributed)
+        return scoring.predict(self, feed, batch_size)
 
     @property
-    def _default_loss(self) -> bool:
+    def uses_default_loss(self) -> bool:
         """Whether the loss is the softmax cross-entropy (the seed's, with its fast paths)."""
         return type(self.loss) is SoftmaxCrossEntropy
 
-    def _accuracy(self, X, y, batch_size: int = PREDICT_BLOCK) -> float | None:
-        if not self._default_loss:  # None for the MSE
-            return loss_scores(self, X, y, batch_size).get("accuracy")
-        xp = self.backend.xp
-        hits = predict(self, X, batch_size=batch_size) == y
-        return float(xp.mean(xp.astype(hits, self.backend.dtype)))
+    _default_loss = uses_default_loss  # the older private name
+
+    @property
+    def _train_steps(self) -> dict:  # the older private name
+        return self.train_steps
 
     def evaluate(self, X: Array, y: Array, *, batch_size: int = PREDICT_BLOCK,
                  distributed: Communicator | None = None, chunk_bytes: int | None = None,
@@ -455,91 +329,10 @@ class Sequential:
         another loss or ``sample_weight`` the weighted sums and the total
         weight are added over ranks, so both are one process's to rounding).
         """
-        if not self._default_loss or sample_weight is not None:
-            if streaming.is_host_array(self.backend, X):
-                _check_not_distributed(distributed, "evaluate")
-                return self._evaluate_host_with_loss(X, y, batch_size, sample_weight, chunk_bytes)
-            return self._evaluate_with_loss(X, y, batch_size, sample_weight, distributed)
-        if streaming.is_host_array(self.backend, X):
-            _check_not_distributed(distributed, "evaluate")
-            _check_block(batch_size)
-            data = streaming.HostData.of(self, X, y, chunk_bytes=chunk_bytes)
-            if data.n == 0:
-                raise ValueError("X and y are empty: there is nothing to evaluate")
-            return self._scores(data, None, batch_size)
-        if distributed is not None:
-            check_inputs_agree(distributed, X, y, batch_size=batch_size, what="evaluation data")
-        self.layers[0]._check_input(X, "X")
-        _check_labels(self.backend, y, X.shape[0], self.n_outputs)
-        _check_block(batch_size)
-        if X.shape[0] == 0:
-            raise ValueError("X and y are empty: there is nothing to evaluate")
-        if distributed is not None:
-            return sharded_scores(self, X, y, batch_size, distributed)
-        return self._scores(X, y, batch_size)
-
-    def _evaluate_host_with_loss(self, X, y, batch_size, sample_weight, chunk_bytes) -> dict:
-        """``evaluate`` of host data for another loss or with (host) sample weights."""
-        _check_block(batch_size)
-        data = streaming.HostData.of(self, X, y, chunk_bytes=chunk_bytes)
-        if data.n == 0:
-            raise ValueError("X and y are empty: there is nothing to evaluate")
-        weights = streaming.host_sample_weight(sample_weight, data.n)
-        if weights is not None:
-            data = dataclasses.replace(data, extras={"sample_weight": weights})
-        return streaming.host_loss_scores(self, data, batch_size)
-
-    def _evaluate_with_loss(self, X, y, batch_size, sample_weight, distributed) -> dict:
-        """``evaluate`` of device arrays for another loss or with sample weights."""
-        if distributed is not None:
-            check_inputs_agree(distributed, X, y, batch_size=batch_size, what="evaluation data",
-                               sample_weight=sample_weight)
-        self.layers[0]._check_input(X, "X")
-        self._check_targets(y, X.shape[0])
-        _check_block(batch_size)
-        if X.shape[0] == 0:
-            raise ValueError("X and y are empty: there is nothing to evaluate")
-        host = on_every_rank(distributed, "checking the sample weights", lambda:
-                             check_sample_weight(self.backend, sample_weight, X.shape[0]))
-        weights = None if host is None else self.backend.asarray(host)
-        if distributed is None:
-            return loss_scores(self, X, y, batch_size, weights)
-        if host is not None:
-            check_same_weights(distributed, host)
-        return sharded_scores(self, X, y, batch_size, distributed, weights)
-
-    def _check_targets(self, y, n_samples: int, name: str = "y"):
-        """Validate ``y`` for the model's loss; return its dense targets (None: labels)."""
-        if self._default_loss:  # the seed's checks and messages
-            _check_labels(self.backend, y, n_samples, self.n_outputs, name)
-            return None
-        targets = self.loss.prepare_targets(self.backend, y, self.n_outputs, name)
-        if targets.shape[0] != n_samples:
-            raise ShapeError(f"{name} must have one row per sample: expected {n_samples} rows, "
-                             f"got shape {tuple(y.shape)}")
-        return targets
-
-    def _scores(self, X, y, batch_size: int = PREDICT_BLOCK) -> dict:
-        """Loss and accuracy, unchecked (two read-backs in all)."""
-        if isinstance(X, streaming.HostData):  # host data carries its labels
-            return streaming.host_scores(self, X, batch_size)
-        if not self._default_loss:
-            return loss_scores(self, X, y, batch_size)
-        be = self.backend
-        xp = be.xp
-        total = be.zeros(())
-        hits = be.zeros(())
-        blocks = _logits_in_blocks(loss_layers(_eval_mode(self.layers)), X, batch_size)
-        _check_finite_logits(be, blocks)
-        for i, z in enumerate(blocks):
-            lo = i * batch_size
-            yb = y[lo:lo + z.shape[0]]  # in range: z has at most n - lo rows
-            onehot = one_hot(yb, z.shape[1], dtype=be.dtype, xp=xp)
-            loss_sum, _ = _xent_sum_and_grad(xp, z, onehot)
-            total = total + loss_sum
-            hits = hits + xp.sum(xp.astype(xp.argmax(z, axis=1) == yb, be.dtype))
-        n = max(X.shape[0], 1)
-        return {"loss": float(total) / n, "accuracy": float(hits) / n}
+        feed = feeds.as_eval_feed(self, X, y, block=batch_size, method="evaluate",
+                                  chunk_bytes=chunk_bytes, distributed=distributed,
+                                  sample_weight=sample_weight)
+        return scoring.scores(self, feed, batch_size)
 
     # -- training ----------------------------------------------------------------
     def fit(self, X: Any, y: Array | None = None, *, epochs: int = 1, batch_size: int = 32,
@@ -557,7 +350,7 @@ class Sequential:
         ----------
         X : array (n, n_features) of the model's dtype, host data, or batches
             An array on the model's device (the in-memory path); or *host data*:
-            a NumPy array (on a non-NumPy backend) or a ``np.memmap`` /
+            a NumPy array (on a non-NumPy backend) or a memory-mapped array /
             ``np.load(path, mmap_mode="r")`` (on any backend), in the model's
             dtype, which is moved to the device in chunks of about
             ``chunk_bytes`` while the next chunk is read on a background thread
@@ -566,7 +359,7 @@ class Sequential:
             the same data in memory, with any loss and every option below. Or an
             iterable of ``(X_batch, y_batch)`` pairs or ``(X_batch, y_batch,
             w_batch)`` triples with sample weights (``y`` is then None), see
-            :class:`xpnet.streaming.BatchSource`.
+            :mod:`xpnet.feeds.batches`.
         y : array (n,) of integer labels in ``[0, n_classes)``
             A NumPy array when ``X`` is host data. With another ``loss``: float
             targets (MSE) or 0/1 (binary cross-entropy), (n,) or (n, n_outputs).
@@ -618,197 +411,56 @@ class Sequential:
             ``distributed=`` (device arrays) all of them and any loss, with one
             process's result on the whole data (``docs/distributed.md``).
         """
-        stream = self._training_stream(X, y, chunk_bytes, shuffle)
-        options = {"sample_weight": sample_weight, "class_weight": class_weight,
-                   "validation_split": validation_split, "alpha": alpha}
-        if stream is not None or _is_host_pair(self.backend, validation_data):
-            _check_not_distributed(distributed, "fit")
+        weighting = {"sample_weight": sample_weight, "class_weight": class_weight,
+                     "validation_split": validation_split}
+        feed = feeds.as_feed(self, X, y, shuffle=shuffle, chunk_bytes=chunk_bytes,
+                             distributed=distributed, validation_data=validation_data)
         if distributed is not None:  # before validating, so every rank fails together
             check_fit_agreement(distributed, self, X, y, epochs=epochs, batch_size=batch_size,
                                 seed=seed, shuffle=shuffle, optimizer=optimizer,
-                                validation_data=validation_data, options=options)
-        settings = self._fit_settings(
-            X, y, epochs=epochs, batch_size=batch_size, shuffle=shuffle, seed=seed,
-            validation_data=validation_data, progress=progress, check_every=check_every,
-            train_accuracy=train_accuracy, start_epoch=len(history) if history is not None else 0,
-            stream=stream, chunk_bytes=chunk_bytes)
+                                validation_data=validation_data, options={**weighting, "alpha": alpha})
+        settings = _loop_settings(epochs, batch_size, shuffle, check_every, train_accuracy,
+                                  progress, history)
+        feed = feed.check(settings.batch_size)
+        validation = feeds.as_validation_feed(self, validation_data, chunk_bytes)
+        settings = dataclasses.replace(settings, rng=_host_rng(seed))
         # Checked on every rank: one rank's bad weights stop all of them.
-        settings, X, y, stream = on_every_rank(distributed, "checking the sample weights", lambda:
-                                               self._apply_fit_options(settings, X, y, stream,
-                                                                       options))
-        if distributed is not None:
-            settings = dataclasses.replace(settings, distributed=distributed)
+        feed, validation = on_every_rank(distributed, "checking the sample weights", lambda: (
+            feeds.apply_options(self, feed, validation, batch_size=settings.batch_size, **weighting)))
         callbacks = CallbackList(callbacks)
         _check_optimizer(optimizer)
-        return self._train(X, y, settings, callbacks, History() if history is None else history,
-                           stream=stream, optimizer=optimizer, alpha=alpha)
+        return self._train(feeds.shard(feed, distributed), feeds.shard(validation, distributed),
+                           settings, callbacks, History() if history is None else history,
+                           optimizer=optimizer, alpha=alpha, distributed=distributed)
 
-    def _train(self, X, y, settings: FitSettings, callbacks, history, *, stream, optimizer,
-               alpha) -> History:
+    def _train(self, feed, validation, settings: FitSettings, callbacks, history, *,
+               optimizer, alpha, distributed) -> History:
         """Attach ``optimizer`` (and the L2 penalty) for this fit and run the epoch loop."""
         previous = [layer.optimizer for layer in self.layers]
         if optimizer is not None:
             for layer in self.layers:
                 if layer.param_names:
                     layer.optimizer = optimizer
-        settings = self._attach_penalty(settings, alpha)
+        penalty = self._attach_penalty(alpha)
+        stepper = (LocalStepper(self, penalty) if distributed is None
+                   else DistributedStepper(self, distributed, penalty))
         try:
             # The guard reports a NaN/inf loss once, with its epoch: no warning per operation.
             with self.backend.floating_point_errors_ignored():
-                if stream is not None:  # host data or batches: xpnet.streaming
-                    return fit_loop(self, X, y, settings, callbacks, history,
-                                    epoch_runner=streaming.epoch_runner(stream))
-                if settings.distributed is None:
-                    return fit_loop(self, X, y, settings, callbacks, history)
-                return fit_loop(self, X, y, settings, callbacks, history,
-                                epoch_runner=distributed_epoch_runner)
+                return fit_loop(self, feed, validation, stepper, settings, callbacks, history)
         finally:
             for layer, opt in zip(self.layers, previous):
                 layer.optimizer = opt
 
-    def _attach_penalty(self, settings: FitSettings, alpha) -> FitSettings:
+    def _attach_penalty(self, alpha) -> L2Penalty | None:
         """Put an :class:`L2Penalty` in front of every layer's optimizer for this fit."""
         if not check_number(alpha, "alpha", low=0.0):
-            return settings
+            return None
         trainable = [layer for layer in self.layers if layer.param_names]
         penalty = L2Penalty(alpha, {id(layer): layer.optimizer for layer in trainable})
         for layer in trainable:
             layer.optimizer = penalty
-        return dataclasses.replace(settings, penalty=penalty)
-
-    def _with_fit_options(self, settings: FitSettings, X, y, *, sample_weight, class_weight,
-                          validation_split, alpha):
-        """Targets, weights and the validation split of an in-memory fit (checked once).
-
-        Returns the settings and the training part of ``X``/``y``.
-        """
-        be = self.backend
-        targets = None if self._default_loss else self.loss.prepare_targets(
-            be, y, self.n_outputs)
-        weights = check_sample_weight(be, sample_weight, X.shape[0])
-        factors = class_weight_factors(be, y, self.loss, class_weight, self.n_outputs)
-        if factors is not None:
-            weights = factors if weights is None else weights * factors
-        split_at = validation_split_index(validation_split, X.shape[0],
-                                          settings.validation_data is not None)
-        validation_data = settings.validation_data
-        if split_at is not None:  # Keras: the last fraction, before any shuffling
-            validation_data = (X[split_at:, ...], y[split_at:, ...])
-            X, y = X[:split_at, ...], y[:split_at, ...]
-            targets = None if targets is None else targets[:split_at, ...]
-            weights = None if weights is None else weights[:split_at]
-            _check_batch_fits(settings.batch_size, X.shape[0])
-        return dataclasses.replace(
-            settings, validation_data=validation_data, targets=targets,
-            # None keeps the seed's fused kernel; weights need the loss object.
-            loss=None if self._default_loss and weights is None else self.loss,
-            sample_weight=None if weights is None else be.asarray(weights),
-            host_weight=weights), X, y
-
-    def _apply_fit_options(self, settings: FitSettings, X, y, stream, options: dict):
-        """``fit``'s weights, split and loss for its data: device arrays, host data or batches."""
-        if stream is None:
-            settings, X, y = self._with_fit_options(settings, X, y, **options)
-        elif isinstance(stream, streaming.HostData):
-            settings, stream = self._with_host_options(settings, stream, **options)
-        else:
-            streaming.check_batch_options(**options)
-        return settings, X, y, stream
-
-    def _with_host_options(self, settings: FitSettings, data, *, sample_weight, class_weight,
-                           validation_split, alpha):
-        """:meth:`_with_fit_options` for host data: the same checks and the same split.
-
-        The weights (class weights folded in) are checked on the host once and kept
-        there, n float64 numbers like the epoch's permutation; each chunk gathers its
-        rows of them. Returns the settings and the training part of ``data``.
-        """
-        weights = streaming.host_sample_weight(sample_weight, data.n)
-        factors = class_weight_factors(streaming._host_backend(), data.y, self.loss,
-                                       class_weight, self.n_outputs)
-        if factors is not None:
-            weights = factors if weights is None else weights * factors
-        split_at = validation_split_index(validation_split, data.n,
-                                          settings.validation_data is not None)
-        validation_data = settings.validation_data
-        if split_at is not None:  # Keras: the last fraction, before any shuffling
-            validation_data = (dataclasses.replace(data, X=data.X[split_at:, ...],
-                                                   y=data.y[split_at:, ...]), None)
-            data = dataclasses.replace(data, X=data.X[:split_at, ...], y=data.y[:split_at, ...])
-            weights = None if weights is None else weights[:split_at]
-            _check_batch_fits(settings.batch_size, data.n)
-        if weights is not None:
-            data = dataclasses.replace(data, extras={**data.extras, "sample_weight": weights})
-        return dataclasses.replace(
-            settings, validation_data=validation_data, host_weight=weights,
-            loss=None if self._default_loss and weights is None else self.loss), data
-
-    def _training_stream(self, X, y, chunk_bytes, shuffle=True):
-        """Host data or batches to stream (:mod:`xpnet.streaming`); None for device arrays."""
-        chunkwise = isinstance(shuffle, str) and shuffle == "chunks"
-        if streaming.is_host_array(self.backend, X):
-            return streaming.HostData.of(self, X, y, chunk_bytes=chunk_bytes,
-                                         shuffle_chunks=chunkwise)
-        if chunkwise:
-            raise ValueError("shuffle='chunks' (the approximate shuffle) is for host data "
-                             "(a NumPy array or np.memmap); use shuffle=True here")
-        if streaming.BatchSource.accepts(X):
-            if y is not None:
-                raise TypeError(
-                    f"X is a {type(X).__name__}, which fit takes as an iterable of (X_batch, "
-                    f"y_batch[, w_batch]) batches, so y must be None (got {type(y).__name__}); for samples "
-                    "in a list, convert them first with backend.asarray(X)"
-                )
-            return streaming.BatchSource(self, X)
-        return None
-
-    def _fit_settings(self, X, y, *, epochs, batch_size, shuffle, seed, validation_data,
-                      progress, check_every, train_accuracy, start_epoch, stream=None,
-                      chunk_bytes=None) -> FitSettings:
-        """Check fit's arguments and data once; the epoch loop trusts the result."""
-        epochs = check_int(epochs, "epochs", low=1)
-        batch_size = check_int(batch_size, "batch_size", low=1)
-        check_every = check_int(check_every, "check_every", low=0)
-        if stream is None:
-            self._check_fit_arrays(X, y, batch_size)
-        elif isinstance(stream, streaming.HostData):
-            _check_batch_fits(batch_size, stream.n)
-        if validation_data is not None:
-            validation_data = self._check_validation_data(validation_data, chunk_bytes)
-        try:
-            rng = as_generator(seed)
-        except TypeError:
-            raise TypeError(
-                f"seed must be an int or a numpy.random.Generator, got {type(seed).__name__}"
-            ) from None
-        return FitSettings(epochs=epochs, batch_size=batch_size, shuffle=bool(shuffle), rng=rng,
-                           check_every=check_every, train_accuracy=bool(train_accuracy),
-                           progress=bool(progress), validation_data=validation_data,
-                           start_epoch=start_epoch)
-
-    def _check_fit_arrays(self, X, y, batch_size: int) -> None:
-        """Training arrays on the device: shapes, dtypes, labels, NaN/inf (once per fit)."""
-        be = self.backend
-        self.layers[0]._check_input(X, "X")
-        self._check_targets(y, X.shape[0])
-        if not _all_finite(be.xp, X):  # once per fit, not per step
-            raise ValueError(
-                "X contains NaN or infinite values; training on them would make every "
-                "weight NaN. Clean or impute them first (xp.isfinite(X) finds them)."
-            )
-        _check_batch_fits(batch_size, X.shape[0])
-
-    def _check_validation_data(self, validation_data, chunk_bytes=None) -> tuple:
-        try:
-            vx, vy = validation_data
-        except (TypeError, ValueError):
-            raise TypeError("validation_data must be a pair (X_val, y_val)") from None
-        if streaming.is_host_array(self.backend, vx):  # scored chunk by chunk
-            names = ("validation_data[0]", "validation_data[1]")
-            return streaming.HostData.of(self, vx, vy, chunk_bytes=chunk_bytes, names=names), None
-        self.layers[0]._check_input(vx, "validation_data[0]")
-        self._check_targets(vy, vx.shape[0], "validation_data[1]")
-        return vx, vy
+        return penalty
 
     # -- introspection -------------------------------------------------------------
     def n_params(self) -> int:

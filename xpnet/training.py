@@ -26,6 +26,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from . import scoring
 from ._compiled import CompiledEpoch, compiles_epochs, epoch_cache_key
 from ._random import as_generator
 from ._typing import Array, BackendLike, SeedLike
@@ -33,7 +34,7 @@ from ._validation import check_int
 from .backends import backend_of, get_backend
 from .callbacks import CallbackList, History
 from .errors import DivergenceError, ShapeError
-from .losses import one_hot
+from .layers.base import loss_layers
 from .optimizers import SGD, Optimizer
 
 __all__ = ["iterate_minibatches", "FitSettings", "fit_loop", "train_step", "L2Penalty"]
@@ -103,18 +104,6 @@ def train_step(layers, xp, X, onehot, first_trainable: int = 0, *, loss=None,
     for i in range(len(layers) - 1, first_trainable - 1, -1):
         grad = layers[i]._backward(activations[i], grad, i > first_trainable)
     return loss_sum
-
-
-def loss_layers(layers) -> list:
-    """The layers whose output the loss sees: a final Softmax is fused with the loss.
-
-    The cross-entropy from logits equals the cross-entropy of the final
-    Softmax's probabilities, computed stably, so training skips that layer.
-    """
-    layers = list(layers)
-    if layers and layers[-1].fused_with_loss:
-        return layers[:-1]
-    return layers
 
 
 #: Compiled steps kept per model (a learning-rate schedule makes one per epoch on JAX).
@@ -317,10 +306,12 @@ def first_trainable_index(layers) -> int:
 
 @dataclass(frozen=True)
 class FitSettings:
-    """The arguments of :meth:`Sequential.fit <xpnet.Sequential.fit>`, validated once.
+    """The loop policy of :meth:`Sequential.fit <xpnet.Sequential.fit>`, validated once.
 
     ``fit`` checks its arguments and the data, then hands one of these to
-    :func:`fit_loop`, which trusts it.
+    :func:`fit_loop`, which trusts it. The data and what goes with them
+    (targets, sample weights, validation rows) live in the feed
+    (:mod:`xpnet.feeds`); the update rules in the stepper.
 
     Attributes
     ----------
@@ -337,22 +328,8 @@ class FitSettings:
         Record the accuracy on the whole training set after each epoch.
     progress : bool
         Show a tqdm bar per epoch.
-    validation_data : (X_val, y_val) or None
     start_epoch : int
         0-based number of the first epoch (a continued history goes on counting).
-    distributed : communicator or None
-        An :mod:`xpnet.distributed` communicator: data-parallel epochs
-        (``xpnet._distributed_fit``); ``None``: this process alone.
-    loss : Loss or None
-        The loss object the step calls (None: the softmax cross-entropy kernel).
-    targets : array or None
-        The loss's dense training targets, made once by ``fit`` (None: one-hot
-        labels, made here).
-    sample_weight, host_weight : arrays or None
-        Per-sample weights (class weights folded in) on the device and on the
-        host (for the epoch's weighted mean loss).
-    penalty : L2Penalty or None
-        Attached to the layers by ``fit`` when ``alpha > 0``.
     """
 
     epochs: int
@@ -362,33 +339,67 @@ class FitSettings:
     check_every: int = 100
     train_accuracy: bool = True
     progress: bool = False
-    validation_data: tuple | None = None
     start_epoch: int = 0
-    distributed: Any = None
-    loss: Any = None
-    targets: Any = None
-    sample_weight: Any = None
-    host_weight: Any = None
-    penalty: Any = None
 
 
-def fit_loop(model, X, y, settings: FitSettings, callbacks: CallbackList,
-             history: History, *, epoch_runner=None) -> History:
+class LocalStepper:
+    """The steps of one process: the model's cached (possibly compiled) step and epoch.
+
+    ``penalty``: an :class:`L2Penalty` attached to the layers for this fit.
+    Compiled steps and epochs are kept on the model (``model.train_steps``),
+    so a second ``fit`` does not re-trace.
+    """
+
+    def __init__(self, model: Any, penalty: L2Penalty | None = None) -> None:
+        self.model, self.penalty = model, penalty
+        self.layers = loss_layers(model.layers)
+        self.first = first_trainable_index(self.layers)
+
+    def start(self, feed: Any) -> None:
+        """Called once before the first epoch (after the callbacks' ``on_train_begin``)."""
+        feed.start()
+
+    def _loss(self, weighted: bool) -> Any:
+        """None keeps the seed's fused kernel; weights (or another loss) need the loss object."""
+        model = self.model
+        return None if model.uses_default_loss and not weighted else model.loss
+
+    def step_fn(self, weighted: bool) -> Any:
+        """``step(X, targets, idx[, weights]) -> summed loss`` for the layers as they are now."""
+        model = self.model
+        return _cached_step(model.train_steps, model.backend, self.layers, self.first,
+                            self._loss(weighted), self.penalty, weighted)
+
+    def epoch_fn(self, weighted: bool) -> Any:
+        """The whole epoch as one compiled program, or None (then step by step)."""
+        if weighted or self.penalty is not None:
+            return None
+        model = self.model
+        return _cached_epoch(model.train_steps, model.backend, self.layers, self.first,
+                             self._loss(False))
+
+    def end_epoch(self) -> None:
+        pass
+
+
+def fit_loop(model, feed, validation, stepper, settings: FitSettings, callbacks: CallbackList,
+             history: History) -> History:
     """The epoch loop of :meth:`Sequential.fit` (everything already validated).
 
     Fills and returns ``history``; ``callbacks`` see every epoch, and their
     ``on_train_end`` runs also after an error or Ctrl-C, so they can restore
     what they changed (the learning-rate scheduler puts the base rates back).
-    ``epoch_runner(model, X, y, settings) -> (epoch -> logs)`` replaces
-    :func:`_epoch_runner` (data-parallel fit passes its own).
+    ``feed`` gives the epoch's blocks (:mod:`xpnet.feeds`), ``validation`` (a
+    feed or None) is scored after each epoch, ``stepper`` runs the steps.
     """
     model.stop_training = False
     callbacks.on_train_begin(model)
     try:
-        epoch_of = (epoch_runner or _epoch_runner)(model, X, y, settings)
+        stepper.start(feed)
         for epoch in range(settings.start_epoch, settings.start_epoch + settings.epochs):
             callbacks.on_epoch_begin(model, epoch)
-            logs = epoch_of(epoch)
+            logs = run_epoch(feed, stepper, settings, epoch)
+            logs.update(scoring.epoch_scores(model, feed, validation, settings.train_accuracy))
             history.append(logs)
             callbacks.on_epoch_end(model, epoch, logs)
             if model.stop_training:
@@ -398,76 +409,49 @@ def fit_loop(model, X, y, settings: FitSettings, callbacks: CallbackList,
     return history
 
 
-def _epoch_runner(model, X, y, settings: FitSettings):
-    """A function ``epoch -> logs`` that trains one epoch and scores it."""
-    be = model.backend
-    xp = be.xp
-    layers = loss_layers(model.layers)
-    onehot = settings.targets  # the loss's dense targets, made once per fit
-    if onehot is None:
-        onehot = one_hot(y, model.n_outputs, dtype=be.dtype, xp=xp)
-    loss, weights, penalty = settings.loss, settings.sample_weight, settings.penalty
-    first = first_trainable_index(layers)
-    n = X.shape[0]
-    batch_size = settings.batch_size
-    n_steps = max(n // batch_size, 0)
+def run_epoch(feed, stepper, settings: FitSettings, epoch: int) -> dict:
+    """Train one epoch over ``feed``'s blocks; return its logs (``epoch``, ``loss``, ``seconds``).
+
+    A block runs as one compiled program where the feed and the stepper allow
+    it, step by step otherwise. The loss is summed on the device and read back
+    once at the end (and every ``check_every`` steps), reduced over ranks by
+    the feed, and checked for NaN/inf (:class:`~xpnet.errors.DivergenceError`).
+    """
+    t0 = time.perf_counter()
+    total = stepper.model.backend.zeros(())
+    steps = 0
+    with _progress(feed.n_steps, f"epoch {epoch + 1}", settings.progress and feed.is_root) as bar:
+        for block in feed.epoch_blocks(epoch, settings):
+            total, steps = _run_block(feed, stepper, block, settings, epoch, total, steps, bar)
+            del block  # so that at most two chunks of host data are alive
+    loss_sum = feed.reduce(float(total))  # the one read-back of the epoch: always checked
+    _guard(loss_sum, epoch, steps - 1, settings.check_every)
+    stepper.end_epoch()
+    return {"epoch": epoch + 1, "loss": loss_sum / feed.trained_weight(),
+            "seconds": time.perf_counter() - t0}
+
+
+def _run_block(feed, stepper, block, settings: FitSettings, epoch: int, total, steps: int, bar):
+    """The steps of one block; returns the running loss sum and the step count."""
+    weighted = block.weights is not None
+    epoch_fn = stepper.epoch_fn(weighted) if feed.compiles else None
+    if epoch_fn is not None:  # the whole block in one call; the guard reads its sums
+        running = epoch_fn(block.X, block.targets, block.order, block.n_steps, block.rows)
+        bar.update(block.n_steps)
+        return total + _guarded_sums(running, epoch, settings.check_every), steps + block.n_steps
+    step_fn = stepper.step_fn(weighted)
+    X, targets, order, rows, weights = block.X, block.targets, block.order, block.rows, block.weights
     check_every = settings.check_every
-
-    def run_epoch(epoch: int) -> dict:
-        t0 = time.perf_counter()
-        # Compiled steps and epochs are kept on the model, so a second fit() does not re-trace.
-        epoch_fn = None if weights is not None or penalty is not None else \
-            _cached_epoch(model._train_steps, be, layers, first, loss)
-        host_order = settings.rng.permutation(n) if settings.shuffle else None
-        if settings.shuffle:  # one host permutation, one upload per epoch
-            order = be.asarray(host_order, dtype=be.index_dtype)
-        else:
-            order = xp.arange(n, dtype=be.index_dtype, device=be.device)
-        total = be.zeros(())
-        with _progress(n_steps, f"epoch {epoch + 1}", settings.progress) as bar:
-            if epoch_fn is not None:  # the whole epoch in one call; the guard reads its sums
-                total = _guarded_sums(epoch_fn(X, onehot, order, n_steps, batch_size),
-                                      epoch, check_every)
-                bar.update(n_steps)
-            else:
-                step_fn = _cached_step(model._train_steps, be, layers, first, loss, penalty,
-                                       weights is not None)
-                for step in range(n_steps):
-                    lo = step * batch_size
-                    if weights is None:  # the default path: exactly the step it always was
-                        total = total + step_fn(X, onehot, order[lo:lo + batch_size])
-                    else:
-                        total = total + step_fn(X, onehot, order[lo:lo + batch_size], weights)
-                    if check_every and (step + 1) % check_every == 0:
-                        _guard(float(total), epoch, step, check_every)
-                    bar.update(1)
-        loss_sum = float(total)  # the one read-back of the epoch: always checked
-        _guard(loss_sum, epoch, n_steps - 1, check_every)
-        logs = {"epoch": epoch + 1,
-                "loss": loss_sum / _trained_weight(settings.host_weight, host_order,
-                                                   n_steps * batch_size),
-                "seconds": time.perf_counter() - t0}
-        if settings.train_accuracy:
-            accuracy = model._accuracy(X, y)
-            if accuracy is not None:  # regression has none
-                logs["train_acc"] = accuracy
-        if settings.validation_data is not None:
-            scores = model._scores(*settings.validation_data)  # checked once, in fit
-            logs["val_loss"] = scores["loss"]
-            if "accuracy" in scores:
-                logs["val_acc"] = scores["accuracy"]
-        return logs
-
-    return run_epoch
-
-
-def _trained_weight(host_weight, host_order, n_used: int) -> float:
-    """The total weight of the rows an epoch trained on (the mean loss's denominator)."""
-    if host_weight is None:
-        return float(max(n_used, 1))
-    used = host_weight[host_order[:n_used]] if host_order is not None else host_weight[:n_used]
-    total = float(used.sum())
-    return total if total > 0 else 1.0
+    for s in range(block.n_steps):
+        idx = order[s * rows:(s + 1) * rows]
+        # Unweighted: exactly the call it always was (a captured graph takes no weights).
+        total = total + (step_fn(X, targets, idx) if weights is None
+                         else step_fn(X, targets, idx, weights))
+        steps += 1
+        if check_every and steps % check_every == 0:
+            _guard(feed.reduce(float(total)), epoch, steps - 1, check_every)
+        bar.update(1)
+    return total, steps
 
 
 def _guarded_sums(running: list, epoch: int, check_every: int) -> float:

@@ -18,6 +18,23 @@ class _Updater(Protocol):
     def update(self, layer: Any, grads: dict) -> None: ...
 
 
+def loss_layers(layers: Any) -> list:
+    """The layers whose output the loss sees: a final Softmax is fused with the loss.
+
+    The cross-entropy from logits equals the cross-entropy of the final
+    Softmax's probabilities, computed stably, so training skips that layer.
+    """
+    layers = list(layers)
+    if layers and layers[-1].fused_with_loss:
+        return layers[:-1]
+    return layers
+
+
+def inference_layers(layers: Any) -> list:
+    """The layers that act at inference (Dropout and other training-only layers left out)."""
+    return [layer for layer in layers if not getattr(layer, "identity_in_eval", False)]
+
+
 def layers_of(model: Any, name: str = "network", *, allow_empty: bool = False) -> list[Layer]:
     """The layers of ``model`` (a ``Sequential`` or any iterable of layers) as a checked list.
 
