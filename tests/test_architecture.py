@@ -14,6 +14,7 @@ package means something.
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent / "xpnet"
@@ -246,3 +247,96 @@ def test_no_function_in_xpnet_is_over_100_lines():
     too_long = long_functions()
     listed = ", ".join(f"{where} {name}() {n} lines" for where, name, n in too_long)
     assert not too_long, f"functions over {MAX_FUNCTION_LINES} lines: {listed}"
+
+
+# --------------------------------------------------------------------------
+# Sizes, input kinds and private names (the rules of the architecture check)
+# --------------------------------------------------------------------------
+
+MAX_CLASS_LINES = 450  # outside xpnet/backends/, whose portable base holds every twin
+MAX_MODULE_LINES = 800
+MAX_PRIVATE_USES = 10
+INPUT_KIND = re.compile(r"\b(is_host_array|HostData|BatchSource|memmap)\b")
+
+
+def _python_files(package_dir: Path) -> list[Path]:
+    return sorted(package_dir.rglob("*.py"))
+
+
+def oversized(package_dir: Path = PACKAGE_DIR) -> list[str]:
+    """Modules over ``MAX_MODULE_LINES`` lines and classes (outside backends/) over ``MAX_CLASS_LINES``."""
+    found = []
+    backends = package_dir / "backends"
+    for path in _python_files(package_dir):
+        text = path.read_text(encoding="utf-8")
+        if len(text.splitlines()) > MAX_MODULE_LINES:
+            found.append(f"{path.name}: {len(text.splitlines())} lines")
+        if backends in path.parents:
+            continue
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.ClassDef) and node.end_lineno - node.lineno + 1 > MAX_CLASS_LINES:
+                found.append(f"{path.name}: class {node.name}")
+    return found
+
+
+def input_kinds_outside_feeds(package_dir: Path = PACKAGE_DIR) -> list[str]:
+    """Code lines outside ``feeds/`` that name an input kind (comments and quoted lines aside)."""
+    feeds = package_dir / "feeds"
+    found = []
+    for path in _python_files(package_dir):
+        if feeds in path.parents:
+            continue
+        for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            code = line.split("#")[0]
+            if INPUT_KIND.search(code) and not code.lstrip().startswith(("\"", "'")):
+                found.append(f"{path.name}:{i}")
+    return found
+
+
+def private_uses(package_dir: Path = PACKAGE_DIR) -> list[str]:
+    """``from .x import _y`` and ``x._y`` on an imported xpnet module, across modules."""
+    modules = module_names(package_dir)
+    found = []
+    for module, path in modules.items():
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        aliases = {}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                base = _resolve_relative(module, path.name == "__init__.py", node.level, node.module)
+                for alias in node.names:
+                    if alias.name.startswith("_") and not alias.name.startswith("__"):
+                        found.append(f"{path.name}:{node.lineno} imports {alias.name}")
+                    if f"{base}.{alias.name}" in modules:
+                        aliases[alias.asname or alias.name] = True
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+                    and node.value.id in aliases and node.attr.startswith("_")
+                    and not node.attr.startswith("__")):
+                found.append(f"{path.name}:{node.lineno} uses {node.value.id}.{node.attr}")
+    return found
+
+
+def test_rules_find_what_they_look_for(tmp_path):
+    pkg = _write_package(tmp_path, {
+        "__init__.py": "",
+        "a.py": "from .b import _hidden\nfrom . import b\nx = b._other\n"
+                "def f(x):\n    return is_host_array(x)\n",
+        "b.py": "class Big:\n" + "    x = 1\n" * (MAX_CLASS_LINES + 1),
+        "feeds/__init__.py": "def is_host_array(x):\n    return True\n",
+    })
+    assert oversized(pkg) == ["b.py: class Big"]
+    assert input_kinds_outside_feeds(pkg) == ["a.py:5"]
+    assert private_uses(pkg) == ["a.py:1 imports _hidden", "a.py:3 uses b._other"]
+
+
+def test_no_oversized_module_or_class():
+    assert not oversized(), oversized()
+
+
+def test_input_kinds_are_named_only_in_feeds():
+    assert not input_kinds_outside_feeds(), input_kinds_outside_feeds()
+
+
+def test_few_uses_of_other_modules_private_names():
+    uses = private_uses()
+    assert len(uses) <= MAX_PRIVATE_USES, uses

@@ -302,7 +302,7 @@ def test_distributed_must_be_a_communicator(bad):
 
 
 def test_shard_rows_deal_whole_blocks_and_cover_every_row():
-    from xpnet._distributed_fit import shard_rows
+    from xpnet.feeds.sharded import shard_rows
 
     for n, block, size in [(150, 40, 2), (150, 40, 4), (150, 40, 8), (0, 40, 2), (40, 40, 3)]:
         ranges = [shard_rows(n, block, r, size) for r in range(size)]

@@ -19,8 +19,8 @@ import pytest
 
 import xpnet
 from xpnet import distributed
-from xpnet.feeds import host as streaming
 from xpnet.errors import DTypeError, ShapeError
+from xpnet.feeds import host as streaming
 
 N, D, C = 300, 12, 4
 

@@ -144,8 +144,8 @@ def as_eval_feed(model: Any, X: Any, y: Any = None, *, block: Any, method: str,
         data = HostData.of(model, X, y, chunk_bytes=chunk_bytes)
         _refuse_empty(y, data.n)
         weights = host_sample_weight(sample_weight, data.n)
-        feed = HostFeed(model, data, batch_size=block)
-        return feed if weights is None else feed.with_weights(weights)
+        streamed = HostFeed(model, data, batch_size=block)
+        return streamed if weights is None else streamed.with_weights(weights)
     if distributed is not None:
         check_inputs_agree(distributed, X, y, batch_size=block, sample_weight=sample_weight,
                            what="prediction inputs" if y is None else "evaluation data")

@@ -103,7 +103,7 @@ class ArrayFeed(Feed):
     compiles = True
     shardable = True
 
-    def __init__(self, model: Any, X: Array, y: Array | None, *, host_weight: Any = None,
+    def __init__(self, model: Any, X: Array, y: Any, *, host_weight: Any = None,
                  batch_size: int = 1) -> None:
         self.model, self.X, self.y = model, X, y
         self.n = X.shape[0]

@@ -71,8 +71,8 @@ class Feed:
         Whether the training rows can be read again after an epoch (for ``train_acc``).
     """
 
-    n: int | None = None
-    n_steps: int | None = None
+    n: Any = None  # int, or None where unknown
+    n_steps: Any = None  # int, or None where unknown
     weighted: bool = False
     compiles: bool = False
     is_root: bool = True

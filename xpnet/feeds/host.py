@@ -445,7 +445,7 @@ class HostFeed(Feed):
         return _host_backend(), self.data.y
 
     def split(self, at: int) -> tuple[HostFeed, HostFeed]:
-        data = self.data
+        data: Any = self.data
         return (self._with(dataclasses.replace(data, X=data.X[:at, ...], y=data.y[:at, ...])),
                 self._with(dataclasses.replace(data, X=data.X[at:, ...], y=data.y[at:, ...])))
 
@@ -466,7 +466,7 @@ class HostFeed(Feed):
         if self.data.y is None:
             raise ValueError("scoring host data needs labels or targets: pass y")
         for chunk in self._chunks(block):
-            targets = _chunk_targets(model, chunk) if dense else chunk.y
+            targets: Any = _chunk_targets(model, chunk) if dense else chunk.y
             weights = chunk.extras.get("sample_weight") if weighted else None
             for i, z in enumerate(logit_blocks(model, chunk.X, block)):
                 lo, hi = i * block, i * block + z.shape[0]
