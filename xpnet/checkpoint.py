@@ -592,7 +592,7 @@ def load_layers(path: str | os.PathLike[str], *, backend: Backend | str | None =
             header = _read_header(npz, path)
             expected = _declared_params(header, path)
             _check_stored_arrays(npz, expected, path)
-            _check_dtype(header, path)
+            _check_dtype(header, expected, path)
             plan = _plan_layers(header, expected, path)
             arrays = _read_arrays(npz, expected, header, path)
     be = get_backend(backend, device=device, dtype=header["dtype"] if dtype is None else dtype)
@@ -655,9 +655,14 @@ def _is_safetensors(path: Any) -> bool:
         Path(path).suffix.lower() == SAFETENSORS_SUFFIX
 
 
-def _check_dtype(header: dict, path: str | os.PathLike[str]) -> None:
+def _check_dtype(header: dict, expected: dict, path: str | os.PathLike[str]) -> None:
+    """The model's dtype is float32 or float64, and every parameter has it (as saved)."""
     if header["dtype"] not in _FLOAT_DTYPES:
         raise _corrupt(path, f"dtype must be float32 or float64, got {header['dtype']!r}")
+    other = {name: dtype for name, (_, dtype) in expected.items() if dtype != header["dtype"]}
+    if other:
+        raise _corrupt(path, f"the model's dtype is {header['dtype']} but parameters "
+                             f"{sorted(other)[:4]} are declared {sorted(set(other.values()))}")
 
 
 def torch_name(name: str) -> tuple[str, bool]:
@@ -734,7 +739,7 @@ def _load_safetensors(path: str | os.PathLike[str]) -> tuple[dict, list, dict]:
         meta, index = _safetensors.read_index(f, path)
         header = _safetensors_header(meta, path)
         expected = _declared_params(header, path)
-        _check_dtype(header, path)
+        _check_dtype(header, expected, path)
         plan = _plan_layers(header, expected, path)
         _check_safetensors_index(index, expected, path)
         arrays = {}
