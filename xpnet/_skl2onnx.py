@@ -137,6 +137,8 @@ def register() -> None:
     """Register both estimators with skl2onnx (idempotent)."""
     from .sklearn import MLPClassifier, MLPRegressor
 
+    # skl2onnx's classifier parser passes zipmap and nocl=False (labels are classes_'
+    # values: the graph always maps them, so nocl=True is not offered).
     update_registered_converter(MLPClassifier, "XpnetMLPClassifier", _shapes, _convert,
-                                options={"zipmap": [True, False, "columns"]})
+                                options={"zipmap": [True, False, "columns"], "nocl": [False]})
     update_registered_converter(MLPRegressor, "XpnetMLPRegressor", _shapes, _convert)
