@@ -120,7 +120,6 @@ def test_other_losses_export_their_predictions(tmp_path, loss):
         assert not (tmp_path / "p.onnx").exists()
 
 
-@pytest.mark.api_only
 def test_export_from_every_backend(tmp_path, backend):
     """The file is the same model whatever backend holds it (the parameters are copied)."""
     rng = np.random.default_rng(3)
