@@ -451,7 +451,7 @@ def _atheris_worker(args) -> int:
     import atheris
 
     with atheris.instrument_imports(include=["xpnet", "gzip", "zipfile", "numpy.lib"]):
-        for module in ("xpnet.datasets", "xpnet.checkpoint", "xpnet._safetensors",
+        for module in ("xpnet.datasets", "xpnet.checkpoint", "xpnet.safetensors_io",
                        "xpnet.network"):
             importlib.import_module(module)  # first imported here, hence instrumented
     make_seeds, mutate, check_one = _target(args.target)

@@ -104,8 +104,8 @@ def _resign(header: dict, payload: bytes) -> None:
     """Recompute the xpnet digest over the (possibly mutated) tensors, as the saver does."""
     import numpy as np
 
-    from xpnet._safetensors import DTYPES
     from xpnet.checkpoint import _params_digest, torch_name
+    from xpnet.safetensors_io import DTYPES
 
     try:
         meta = json.loads(header["__metadata__"]["xpnet"])

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import xpnet
-from xpnet import _safetensors
+from xpnet import safetensors_io
 from xpnet.checkpoint import read_metadata, torch_name
 from xpnet.errors import CheckpointError
 from xpnet.layers import Dense, Dropout, Flatten, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
@@ -58,7 +58,7 @@ def test_header_is_the_npz_header_and_names_are_torchs(tmp_path):
     model.save(tmp_path / "m.npz")
     st, npz = read_metadata(tmp_path / "m.safetensors"), read_metadata(tmp_path / "m.npz")
     assert st["architecture"] == npz["architecture"] and st["sha256"] == npz["sha256"]
-    meta, tensors = _safetensors.read_file(tmp_path / "m.safetensors")
+    meta, tensors = safetensors_io.read_file(tmp_path / "m.safetensors")
     assert meta["format"] == "pt"
     assert list(tensors) == ["1.weight", "1.bias", "4.weight", "4.bias", "6.weight", "6.bias",
                              "8.weight", "8.bias", "10.weight", "10.bias"]
@@ -71,7 +71,7 @@ def test_file_layout_follows_the_spec(tmp_path):
     """8-byte little-endian length, a JSON header padded to 8 bytes, the data after it."""
     w = np.arange(6, dtype=np.float32).reshape(2, 3)
     path = tmp_path / "t.safetensors"
-    _safetensors.write_file(path, [("w", w), ("b", np.ones(2))], {"k": "v"})
+    safetensors_io.write_file(path, [("w", w), ("b", np.ones(2))], {"k": "v"})
     raw = path.read_bytes()
     (n,) = struct.unpack("<Q", raw[:8])
     assert n % 8 == 0 and raw[8:9] == b"{"
@@ -100,7 +100,7 @@ def test_files_written_by_the_safetensors_package_are_read_here(tmp_path):
     tensors = {"0.weight": rng.normal(size=(5, 3)).astype(np.float32),
                "0.bias": rng.normal(size=5), "x": np.arange(4, dtype=np.int64)}
     st_numpy.save_file(tensors, tmp_path / "t.safetensors", metadata={"a": "b"})
-    meta, ours = _safetensors.read_file(tmp_path / "t.safetensors")
+    meta, ours = safetensors_io.read_file(tmp_path / "t.safetensors")
     assert meta == {"a": "b"}
     assert set(ours) == set(tensors)
     for name, value in tensors.items():
@@ -112,7 +112,7 @@ def test_a_file_resaved_by_the_safetensors_package_still_loads(tmp_path):
     st_numpy = pytest.importorskip("safetensors.numpy")
     model = _model(xpnet.get_backend("numpy", dtype="float64"))
     model.save(tmp_path / "m.safetensors")
-    meta, tensors = _safetensors.read_file(tmp_path / "m.safetensors")
+    meta, tensors = safetensors_io.read_file(tmp_path / "m.safetensors")
     st_numpy.save_file(dict(reversed(list(tensors.items()))), tmp_path / "copy.safetensors",
                        metadata=meta)
     again = xpnet.Sequential.load(tmp_path / "copy.safetensors")
@@ -283,7 +283,7 @@ def test_nothing_is_allocated_for_an_oversized_declaration(tmp_path, monkeypatch
     _oversized(header)
     _rewrite(path, header, data)
     calls = []
-    monkeypatch.setattr(_safetensors, "read_tensor", lambda *a: calls.append(a))
+    monkeypatch.setattr(safetensors_io, "read_tensor", lambda *a: calls.append(a))
     with pytest.raises(CheckpointError):
         xpnet.Sequential.load(path)
     assert calls == []
@@ -301,11 +301,11 @@ def test_a_failed_save_keeps_the_previous_file(tmp_path):
 
 def test_writer_refuses_what_the_format_cannot_hold(tmp_path):
     with pytest.raises(TypeError, match="complex128"):
-        _safetensors.write_file(tmp_path / "c.safetensors", [("c", np.zeros(2, complex))])
+        safetensors_io.write_file(tmp_path / "c.safetensors", [("c", np.zeros(2, complex))])
     with pytest.raises(ValueError, match="unique"):
-        _safetensors.write_file(tmp_path / "d.safetensors", [("a", np.zeros(1)), ("a", np.zeros(1))])
+        safetensors_io.write_file(tmp_path / "d.safetensors", [("a", np.zeros(1)), ("a", np.zeros(1))])
     with pytest.raises(TypeError, match="strings to strings"):
-        _safetensors.write_file(tmp_path / "e.safetensors", [("a", np.zeros(1))], {"k": 1})
+        safetensors_io.write_file(tmp_path / "e.safetensors", [("a", np.zeros(1))], {"k": 1})
     assert list(tmp_path.iterdir()) == []
 
 

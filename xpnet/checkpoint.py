@@ -50,8 +50,8 @@ from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 
-from . import _safetensors
 from . import layers as layers_pkg
+from . import safetensors_io
 from ._io import atomic_write
 from ._version import __version__
 from .backends import Backend, get_backend
@@ -400,8 +400,8 @@ def read_metadata(path: str | os.PathLike[str]) -> dict:
         If the file is missing, not an ``.npz`` or not an xpnet checkpoint.
     """
     if _is_safetensors(path):
-        with _safetensors.open_file(path) as f:
-            return _safetensors_header(_safetensors.read_index(f, path)[0], path)
+        with safetensors_io.open_file(path) as f:
+            return _safetensors_header(safetensors_io.read_index(f, path)[0], path)
     with _open_npz(path) as npz:
         return _read_header(npz, path)
 
@@ -689,7 +689,7 @@ def _save_safetensors(path: str | os.PathLike[str], entries: list, header: dict)
         stored, transposed = torch_name(name)
         tensors.append((stored, arr.T if transposed else arr))
     meta = {"format": "pt", SAFETENSORS_HEADER_KEY: json.dumps(header)}
-    _safetensors.write_file(path, tensors, meta)
+    safetensors_io.write_file(path, tensors, meta)
 
 
 def _safetensors_header(meta: dict, path: str | os.PathLike[str]) -> dict:
@@ -735,8 +735,8 @@ def _check_safetensors_index(index: dict, expected: dict, path: str | os.PathLik
 def _load_safetensors(path: str | os.PathLike[str]) -> tuple[dict, list, dict]:
     """``(header, plan, arrays)`` of a safetensors checkpoint: every size and the architecture
     checked before a tensor is read, the digest after."""
-    with _safetensors.open_file(path) as f:
-        meta, index = _safetensors.read_index(f, path)
+    with safetensors_io.open_file(path) as f:
+        meta, index = safetensors_io.read_index(f, path)
         header = _safetensors_header(meta, path)
         expected = _declared_params(header, path)
         _check_dtype(header, expected, path)
@@ -745,7 +745,7 @@ def _load_safetensors(path: str | os.PathLike[str]) -> tuple[dict, list, dict]:
         arrays = {}
         for name in expected:
             stored, transposed = torch_name(name)
-            arr = _safetensors.read_tensor(f, index[stored], path)
+            arr = safetensors_io.read_tensor(f, index[stored], path)
             arrays[name] = np.ascontiguousarray(arr.T) if transposed else arr
     _verify_digest(arrays, header, path)
     return header, plan, arrays

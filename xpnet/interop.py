@@ -67,7 +67,7 @@ def to_torch_state_dict(model: Any) -> dict:
     return state
 
 
-def _torch_module(nn: Any, i: int, layer: Layer) -> Any:
+def _torch_module(nn: Any, i: int, layer: Any) -> Any:
     """The torch.nn module equivalent to xpnet layer ``i``."""
     kind = type(layer)
     if kind is Dense:
@@ -99,7 +99,7 @@ def _host(tensor: Any) -> np.ndarray:
     return tensor.detach().cpu().numpy()
 
 
-def _dense_from_linear(module: Any, be: Any) -> Dense:
+def _dense_from_linear(module: Any, be: Any) -> Layer:
     weight = _host(module.weight).T
     bias = _host(module.bias) if module.bias is not None else np.zeros(weight.shape[1])
     return Dense.from_config({"input_units": weight.shape[0], "output_units": weight.shape[1]},

@@ -677,7 +677,7 @@ class _BaseMLP(BaseEstimator):
 
     def to_onnx(self, path, *, dtype=None) -> None:
         """Write the fitted estimator as an ONNX file (see :func:`xpnet.export.estimator_to_onnx`)."""
-        from .export import estimator_to_onnx  # lazily: it needs the [onnx] extra
+        from .onnx_graph import estimator_to_onnx  # ndonnx is imported when it runs
         estimator_to_onnx(self, path, dtype=dtype)
 
     def __sklearn_tags__(self):

@@ -1,7 +1,7 @@
 """skl2onnx registration of :class:`xpnet.sklearn.MLPClassifier` and ``MLPRegressor``.
 
 The converter does not write ONNX operators by hand: it takes the graph
-:func:`xpnet.export.estimator_onnx_model` traces (the layers' own forward on
+:func:`xpnet.onnx_graph.estimator_onnx_model` traces (the layers' own forward on
 ndonnx arrays, labels mapped to ``classes_``), in the dtype of the input
 skl2onnx gives it, renames every value with a prefix unique in the pipeline's
 graph, and copies its nodes and initializers into skl2onnx's container
@@ -26,7 +26,7 @@ from skl2onnx.common.data_types import (
     StringTensorType,
 )
 
-from .export import estimator_onnx_model
+from .onnx_graph import estimator_onnx_model
 
 __all__ = ["register"]
 

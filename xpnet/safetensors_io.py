@@ -170,10 +170,10 @@ def read_file(path: str | os.PathLike[str]) -> tuple[dict[str, str], dict[str, n
     Examples
     --------
     >>> import os, tempfile, numpy as np
-    >>> from xpnet import _safetensors
+    >>> from xpnet import safetensors_io
     >>> path = os.path.join(tempfile.mkdtemp(), "t.safetensors")
-    >>> _safetensors.write_file(path, [("w", np.eye(2, dtype=np.float32))], {"k": "v"})
-    >>> meta, tensors = _safetensors.read_file(path)
+    >>> safetensors_io.write_file(path, [("w", np.eye(2, dtype=np.float32))], {"k": "v"})
+    >>> meta, tensors = safetensors_io.read_file(path)
     >>> meta, tensors["w"].tolist()
     ({'k': 'v'}, [[1.0, 0.0], [0.0, 1.0]])
     """
