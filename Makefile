@@ -15,7 +15,7 @@ help:
 	@echo "make demo   # train 784-100-200-10 on MNIST (25 epochs), plot to $(OUT)/accuracy.png"
 	@echo "make test   # run the whole test suite on every installed backend"
 	@echo "make bench  # side-by-side benchmark (xpnet vs hand-written NumPy vs PyTorch)"
-	@echo "make fuzz   # fuzz the IDX and checkpoint readers, 100,000 inputs each"
+	@echo "make fuzz   # fuzz the IDX, checkpoint and safetensors readers, 100,000 inputs each"
 	@echo "make gpu-wheels  # fetch the wheels ci/gpu.sh installs on a lent GPU machine"
 
 $(BIN)/python:
@@ -27,7 +27,7 @@ $(VENV)/.core: pyproject.toml | $(BIN)/python
 	touch $@
 
 $(VENV)/.test: $(VENV)/.core
-	$(BIN)/python -m pip install -q -e ".[test,lint,mpi,sklearn]" "$(TORCH)" "jax>=0.4.32"
+	$(BIN)/python -m pip install -q -e ".[test,lint,mpi,sklearn,onnx,safetensors]" "$(TORCH)" "jax>=0.4.32"
 	touch $@
 
 venv: $(VENV)/.core
@@ -42,13 +42,14 @@ test: venv-test
 bench: venv-test
 	$(BIN)/python -m benchmarks.mlp $(ARGS)
 
-# Both file readers (IDX, checkpoints), FUZZ_N mutants each under RLIMIT_AS: see benchmarks/fuzz.py.
+# The file readers (IDX, .npz and .safetensors checkpoints), FUZZ_N mutants each under RLIMIT_AS: see benchmarks/fuzz.py.
 # FUZZ_ENGINE=atheris: coverage-guided (needs `pip install atheris`).
 FUZZ_N ?= 100000
 FUZZ_ENGINE ?= mutate
 fuzz: venv-test
 	$(BIN)/python -m benchmarks.fuzz --target idx --n $(FUZZ_N) --engine $(FUZZ_ENGINE) --out $(OUT)/fuzz
 	$(BIN)/python -m benchmarks.fuzz --target checkpoint --n $(FUZZ_N) --engine $(FUZZ_ENGINE) --out $(OUT)/fuzz
+	$(BIN)/python -m benchmarks.fuzz --target safetensors --n $(FUZZ_N) --engine $(FUZZ_ENGINE) --out $(OUT)/fuzz
 
 # Wheels the GPU machine lacks (it has no network): see ci/README.md.
 gpu-wheels:

@@ -1,4 +1,4 @@
-"""Fuzz xpnet's two file readers: IDX (``xpnet.datasets.read_idx``) and checkpoints.
+"""Fuzz xpnet's file readers: IDX (``xpnet.datasets.read_idx``), checkpoints and safetensors.
 
 ``python -m benchmarks.fuzz --target idx --n 100000`` mutates real files (the
 MNIST copy in ``data/mnist``, or ``$XPNET_DATA_DIR``; checkpoints saved here
@@ -21,7 +21,9 @@ bytes), so a finding is reproduced with ``--only i``. They are byte-level
 number of dimensions, each dimension), gzip wrapping; for checkpoints the
 JSON header fields (format, version, dtype, architecture sizes, params
 shapes, checksum -- recomputed so the loader gets past it), the ``.npy``
-header of each member (declared shape and dtype) and the member list.
+header of each member (declared shape and dtype) and the member list. The
+``safetensors`` target (``.safetensors`` checkpoints, xpnet's own reader) is
+described in :mod:`benchmarks.fuzz_safetensors`.
 
 It prints one JSON summary per target; findings (one line each, with the
 input number and the mutation) go to stderr and, as files, to ``--out``.
@@ -419,9 +421,20 @@ def _vm_size() -> int:
     raise OSError("no VmSize in /proc/self/status")
 
 
+def _target(name: str) -> tuple:
+    """``(seeds, mutate, check)`` of a target; safetensors' live in their own module."""
+    if name == "safetensors":
+        from benchmarks import fuzz_safetensors as st
+
+        return st.safetensors_seeds, st.mutate_safetensors, st.check_safetensors
+    if name == "idx":
+        return idx_seeds, mutate_idx, check_idx
+    return checkpoint_seeds, mutate_checkpoint, check_checkpoint
+
+
 def _input(target: str, seed: int, i: int, seeds) -> tuple[bytes, str]:
     r = random.Random(f"{target}-{seed}-{i}")
-    return (mutate_idx if target == "idx" else mutate_checkpoint)(r, seeds)
+    return _target(target)[1](r, seeds)
 
 
 def _limit_address_space(headroom_mib: int) -> None:
@@ -438,16 +451,17 @@ def _atheris_worker(args) -> int:
     import atheris
 
     with atheris.instrument_imports(include=["xpnet", "gzip", "zipfile", "numpy.lib"]):
-        for module in ("xpnet.datasets", "xpnet.checkpoint", "xpnet.network"):
+        for module in ("xpnet.datasets", "xpnet.checkpoint", "xpnet.safetensors_io",
+                       "xpnet.network"):
             importlib.import_module(module)  # first imported here, hence instrumented
-    seeds = idx_seeds() if args.target == "idx" else checkpoint_seeds()
+    make_seeds, mutate, check_one = _target(args.target)
+    seeds = make_seeds()
     tmpdir = tempfile.mkdtemp(prefix="xpnet-fuzz-")
     corpus = Path(tmpdir) / "corpus"
     corpus.mkdir()
     for k, s in enumerate(seeds):
         (corpus / f"seed{k}").write_bytes(s)
-    check = functools.partial(check_idx if args.target == "idx" else check_checkpoint,
-                              tmpdir=tmpdir)
+    check = functools.partial(check_one, tmpdir=tmpdir)
     for s in seeds:
         check(s)
     counts = {"done": 0, "ok": 0}
@@ -471,7 +485,7 @@ def _atheris_worker(args) -> int:
         if r.random() < 0.5:
             return atheris.Mutate(data, max_size)
         try:  # structural mutators need a parseable parent (a gzip, a zip)
-            mutant = (mutate_idx if args.target == "idx" else mutate_checkpoint)(r, [data])[0]
+            mutant = mutate(r, [data])[0]
         except Exception:  # noqa: BLE001 - the parent is itself a broken mutant
             return atheris.Mutate(data, max_size)
         return mutant[:max_size]
@@ -487,10 +501,10 @@ def _atheris_worker(args) -> int:
 def _worker(args) -> int:
     if args.engine == "atheris":
         return _atheris_worker(args)
-    seeds = idx_seeds() if args.target == "idx" else checkpoint_seeds()
+    make_seeds, _, check_one = _target(args.target)
+    seeds = make_seeds()
     tmpdir = tempfile.mkdtemp(prefix="xpnet-fuzz-")
-    check = functools.partial(check_idx if args.target == "idx" else check_checkpoint,
-                              tmpdir=tmpdir)
+    check = functools.partial(check_one, tmpdir=tmpdir)
     for s in seeds:  # warm up: every import and lazy allocation happens before the limit
         check(s)
     _limit_address_space(args.headroom_mib)
@@ -546,7 +560,7 @@ def fuzz(args) -> dict:
         checked += done
     if args.out and findings:
         Path(args.out).mkdir(parents=True, exist_ok=True)
-        seeds = idx_seeds() if args.target == "idx" else checkpoint_seeds()
+        seeds = _target(args.target)[0]()
         for f in findings:
             if isinstance(f["i"], int):
                 data, _ = _input(args.target, args.seed, f["i"], seeds)
@@ -563,7 +577,7 @@ def fuzz(args) -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--target", choices=("idx", "checkpoint"), required=True)
+    parser.add_argument("--target", choices=("idx", "checkpoint", "safetensors"), required=True)
     parser.add_argument("--n", type=int, default=100000, help="number of inputs")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--first", type=int, default=0, help="number of the first input")

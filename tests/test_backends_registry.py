@@ -228,9 +228,11 @@ def test_missing_library_is_an_import_error(monkeypatch):
 
 def test_import_xpnet_imports_no_optional_library():
     code = (
-        "import sys, xpnet\n"
+        "import sys, xpnet, xpnet.export, xpnet.interop\n"
         "xpnet.get_backend('numpy')\n"
-        "loaded = [m for m in ('torch', 'jax', 'cupy', 'array_api_strict') if m in sys.modules]\n"
+        "loaded = [m for m in ('torch', 'jax', 'cupy', 'array_api_strict', 'ndonnx', 'onnx',\n"
+        "                      'onnxruntime', 'skl2onnx', 'safetensors', 'spox')\n"
+        "          if m in sys.modules]\n"
         "assert not loaded, loaded\n"
     )
     done = _run_python(code)

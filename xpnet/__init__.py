@@ -20,6 +20,7 @@ from .errors import (
     DeviceMismatchError,
     DivergenceError,
     DTypeError,
+    ExportError,
     ShapeError,
     StateError,
     XpnetError,
@@ -74,4 +75,5 @@ __all__ = [
     "DivergenceError",
     "CheckpointError",
     "DataError",
+    "ExportError",
 ]

@@ -51,6 +51,7 @@ from typing import Any, NamedTuple, TypeVar
 import numpy as np
 
 from . import layers as layers_pkg
+from . import safetensors_io
 from ._io import atomic_write
 from ._version import __version__
 from .backends import Backend, get_backend
@@ -78,6 +79,13 @@ FORMAT_VERSION = 1
 METADATA_KEY = "__xpnet__"
 
 _FLOAT_DTYPES = ("float32", "float64")
+#: A path with this suffix is saved and loaded as safetensors (tensors torch can load).
+SAFETENSORS_SUFFIX = ".safetensors"
+#: The ``__metadata__`` entry of a safetensors checkpoint holding the JSON header.
+SAFETENSORS_HEADER_KEY = "xpnet"
+#: xpnet parameter -> (torch.nn.Linear's name, stored transposed): Linear keeps its
+#: weight as (out_features, in_features), Dense as (input_units, output_units).
+_TORCH_PARAMS = {"weights": ("weight", True), "biases": ("bias", False)}
 #: Most bytes deflate can expand one stored byte to (its format's limit is about 1032).
 _MAX_DEFLATE_RATIO = 1100
 #: Readers of the ``.npy`` header versions ``np.savez`` writes.
@@ -161,7 +169,9 @@ def save_layers(path: str | os.PathLike[str], layers: Any, backend: Backend, *, 
                 metadata: dict | None = None) -> None:
     """Write ``layers`` (with their backend) and a JSON header to one ``.npz`` file.
 
-    The building block of :func:`save_model` and :meth:`Sequential.save
+    A path ending in ``.safetensors`` is written as safetensors instead: the
+    tensors under torch's names and layouts (see :func:`torch_name`), the
+    same JSON header in the file's metadata. The building block of :func:`save_model` and :meth:`Sequential.save
     <xpnet.Sequential.save>`; see the module docstring for the format.
 
     Parameters
@@ -192,6 +202,9 @@ def save_layers(path: str | os.PathLike[str], layers: Any, backend: Backend, *, 
         "metadata": json.loads(_to_json(metadata or {}, "metadata")),
         "sha256": _params_digest(entries),
     }
+    if _is_safetensors(path):
+        _save_safetensors(path, entries, header)
+        return
     blob = np.frombuffer(json.dumps(header).encode("utf-8"), dtype=np.uint8)
     arrays = dict(entries)
     arrays[METADATA_KEY] = blob
@@ -341,6 +354,11 @@ def _read_header(npz: Any, path: str | os.PathLike[str]) -> dict:
         header = json.loads(blob.tobytes().decode("utf-8"))
     except _READ_ERRORS as exc:
         raise _corrupt(path, f"its metadata cannot be read ({type(exc).__name__}: {exc})") from None
+    return _check_header(header, path)
+
+
+def _check_header(header: Any, path: str | os.PathLike[str]) -> dict:
+    """The decoded JSON header, its format, version and field types checked."""
     if not isinstance(header, dict) or header.get("format") != FORMAT_NAME:
         raise CheckpointError(
             f"{os.fspath(path)!r} has a metadata entry but its format is "
@@ -381,6 +399,9 @@ def read_metadata(path: str | os.PathLike[str]) -> dict:
     CheckpointError
         If the file is missing, not an ``.npz`` or not an xpnet checkpoint.
     """
+    if _is_safetensors(path):
+        with safetensors_io.open_file(path) as f:
+            return _safetensors_header(safetensors_io.read_index(f, path)[0], path)
     with _open_npz(path) as npz:
         return _read_header(npz, path)
 
@@ -434,13 +455,17 @@ def _read_arrays(npz: Any, expected: dict, header: dict, path: str | os.PathLike
         except _READ_ERRORS as exc:
             raise _corrupt(path, f"array {name!r} cannot be read ({type(exc).__name__}: {exc})") \
                 from None
+    _verify_digest(arrays, header, path)
+    return arrays
+
+
+def _verify_digest(arrays: dict, header: dict, path: str | os.PathLike[str]) -> None:
     digest = _params_digest(list(arrays.items()))
     if digest != header["sha256"]:
         raise CheckpointError(
             f"{os.fspath(path)!r}: parameter checksum mismatch (SHA-256 {digest[:16]}..., "
             f"expected {header['sha256'][:16]}...): the parameters are corrupted"
         )
-    return arrays
 
 
 def _layer_class(i: int, entry: Any, path: str | os.PathLike[str]) -> tuple[type[Layer], dict]:
@@ -560,14 +585,16 @@ def load_layers(path: str | os.PathLike[str], *, backend: Backend | str | None =
         If the file is missing, truncated, corrupted, of another format or
         version, or its arrays do not fit its architecture.
     """
-    with _open_npz(path) as npz:
-        header = _read_header(npz, path)
-        expected = _declared_params(header, path)
-        _check_stored_arrays(npz, expected, path)
-        if header["dtype"] not in _FLOAT_DTYPES:
-            raise _corrupt(path, f"dtype must be float32 or float64, got {header['dtype']!r}")
-        plan = _plan_layers(header, expected, path)
-        arrays = _read_arrays(npz, expected, header, path)
+    if _is_safetensors(path):
+        header, plan, arrays = _load_safetensors(path)
+    else:
+        with _open_npz(path) as npz:
+            header = _read_header(npz, path)
+            expected = _declared_params(header, path)
+            _check_stored_arrays(npz, expected, path)
+            _check_dtype(header, expected, path)
+            plan = _plan_layers(header, expected, path)
+            arrays = _read_arrays(npz, expected, header, path)
     be = get_backend(backend, device=device, dtype=header["dtype"] if dtype is None else dtype)
     layers = [_build_layer(i, entry, arrays, be, path) for i, entry in enumerate(plan)]
     return LoadedLayers(layers, be, header)
@@ -617,3 +644,108 @@ def load_model(path: str | os.PathLike[str], *, backend: Backend | str | None = 
         version, or its arrays do not fit its architecture.
     """
     return _MODEL_CLASSES["Sequential"].load(path, backend=backend, device=device, dtype=dtype)
+
+
+# --------------------------------------------------------------------------
+# safetensors: the same header, tensors under torch's names
+# --------------------------------------------------------------------------
+
+def _is_safetensors(path: Any) -> bool:
+    return isinstance(path, (str, os.PathLike)) and \
+        Path(path).suffix.lower() == SAFETENSORS_SUFFIX
+
+
+def _check_dtype(header: dict, expected: dict, path: str | os.PathLike[str]) -> None:
+    """The model's dtype is float32 or float64, and every parameter has it (as saved)."""
+    if header["dtype"] not in _FLOAT_DTYPES:
+        raise _corrupt(path, f"dtype must be float32 or float64, got {header['dtype']!r}")
+    other = {name: dtype for name, (_, dtype) in expected.items() if dtype != header["dtype"]}
+    if other:
+        raise _corrupt(path, f"the model's dtype is {header['dtype']} but parameters "
+                             f"{sorted(other)[:4]} are declared {sorted(set(other.values()))}")
+
+
+def torch_name(name: str) -> tuple[str, bool]:
+    """The safetensors (torch) name of parameter ``name`` and whether it is stored transposed.
+
+    Layer ``i`` of a model is module ``i`` of the equivalent ``torch.nn.Sequential``,
+    so ``layer0.weights`` (Dense, ``(in, out)``) is ``0.weight`` (Linear, ``(out, in)``)
+    and ``layer0.biases`` is ``0.bias``.
+
+    Examples
+    --------
+    >>> from xpnet.checkpoint import torch_name
+    >>> torch_name("layer2.weights"), torch_name("layer2.biases")
+    (('2.weight', True), ('2.bias', False))
+    """
+    layer, _, param = name.partition(".")
+    stored, transposed = _TORCH_PARAMS.get(param, (param, False))
+    return f"{layer.removeprefix('layer')}.{stored}", transposed
+
+
+def _save_safetensors(path: str | os.PathLike[str], entries: list, header: dict) -> None:
+    tensors = []
+    for name, arr in entries:
+        stored, transposed = torch_name(name)
+        tensors.append((stored, arr.T if transposed else arr))
+    meta = {"format": "pt", SAFETENSORS_HEADER_KEY: json.dumps(header)}
+    safetensors_io.write_file(path, tensors, meta)
+
+
+def _safetensors_header(meta: dict, path: str | os.PathLike[str]) -> dict:
+    """The xpnet header kept in a safetensors file's metadata (a foreign file has none)."""
+    text = meta.get(SAFETENSORS_HEADER_KEY)
+    if text is None:
+        raise CheckpointError(
+            f"{os.fspath(path)!r} is a safetensors file but not an xpnet checkpoint: its "
+            f"metadata has no {SAFETENSORS_HEADER_KEY!r} entry (keys: {sorted(meta)[:5]}). "
+            "For a torch model's weights, build the torch.nn.Sequential, load_state_dict "
+            "and convert it with xpnet.interop.from_torch"
+        )
+    try:
+        header = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise _corrupt(path, f"its metadata cannot be read ({type(exc).__name__}: {exc})") \
+            from None
+    return _check_header(header, path)
+
+
+def _check_safetensors_index(index: dict, expected: dict, path: str | os.PathLike[str]) -> None:
+    """Each declared parameter is stored under its torch name, shape (transposed) and dtype."""
+    wanted = {torch_name(n)[0]: n for n in expected}
+    missing, extra = sorted(set(wanted) - set(index)), sorted(set(index) - set(wanted))
+    if missing or extra:
+        raise CheckpointError(f"{os.fspath(path)!r}: the tensors do not match the metadata "
+                              f"(missing: {missing or 'none'}; unexpected: {extra or 'none'})")
+    for stored, name in wanted.items():
+        shape, dtype = expected[name]
+        if torch_name(name)[1]:
+            shape = tuple(reversed(shape))
+        info = index[stored]
+        if dtype not in _FLOAT_DTYPES:
+            raise CheckpointError(f"{os.fspath(path)!r}: tensor {stored!r} must be float32 or "
+                                  f"float64, got {dtype}")
+        if info.shape != tuple(shape) or info.dtype.name != dtype:
+            raise CheckpointError(
+                f"{os.fspath(path)!r}: tensor {stored!r} has shape {info.shape} and dtype "
+                f"{info.dtype.name}, but the metadata says shape {tuple(shape)} and dtype {dtype}"
+            )
+
+
+def _load_safetensors(path: str | os.PathLike[str]) -> tuple[dict, list, dict]:
+    """``(header, plan, arrays)`` of a safetensors checkpoint: every size and the architecture
+    checked before a tensor is read, the digest after."""
+    with safetensors_io.open_file(path) as f:
+        meta, index = safetensors_io.read_index(f, path)
+        header = _safetensors_header(meta, path)
+        expected = _declared_params(header, path)
+        _check_dtype(header, expected, path)
+        plan = _plan_layers(header, expected, path)
+        _check_safetensors_index(index, expected, path)
+        arrays = {}
+        for name in expected:
+            stored, transposed = torch_name(name)
+            arr = safetensors_io.read_tensor(f, index[stored], path)
+            arrays[name] = np.ascontiguousarray(arr.T) if transposed else arr
+    _verify_digest(arrays, header, path)
+    return header, plan, arrays

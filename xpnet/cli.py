@@ -5,6 +5,7 @@
     xpnet train [--backend numpy] [--epochs 25] [--plot out/accuracy.png] [--save out/model.npz]
     xpnet evaluate out/model.npz [--backend torch]
     xpnet show-examples --out out/examples.png
+    xpnet export out/model.npz out/model.onnx [--output logits|proba|label]
 
 ``xpnet train`` with no option reproduces the tutorial: 784-100-200-10 with
 ReLU, batch 32, learning rate 0.1, 25 epochs, NumPy float32. It prints one
@@ -222,7 +223,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="index of the first training image shown (default: 0)")
     _add_data_args(s)
     s.set_defaults(func=cmd_show_examples)
+    _add_export_parser(sub)
     return parser
+
+
+def _add_export_parser(sub) -> None:
+    x = sub.add_parser(
+        "export", help="write a saved model as an ONNX file (needs xpnet[onnx])",
+        description="Export a model saved by 'xpnet train --save' (.npz or .safetensors) to "
+                    "ONNX: input X of shape (N, n_features), any batch size N.")
+    x.add_argument("model", metavar="MODEL", help="a file written by --save")
+    x.add_argument("out", metavar="OUT", help="the .onnx file to write")
+    x.add_argument("--output", choices=("logits", "proba", "label"), default="logits",
+                   help="what the graph outputs (default: logits)")
+    x.set_defaults(func=cmd_export)
 
 
 # --------------------------------------------------------------------------
@@ -443,6 +457,18 @@ def cmd_evaluate(args) -> int:
     print(f"test_acc={test['accuracy']:.4f} test_loss={test['loss']:.4f} "
           f"n={X_test.shape[0]} backend={be.name} device={be.device_name} "
           f"dtype={be.dtype_name}", flush=True)
+    return 0
+
+
+def cmd_export(args) -> int:
+    """``xpnet export MODEL OUT``: the saved model as an ONNX file."""
+    from .export import export_onnx  # lazily: it needs the [onnx] extra
+
+    model = load_model(args.model, backend="numpy")
+    export_onnx(model, args.out, output=args.output)
+    print(f"saved ONNX model: {args.out} (output={args.output}, input X: (N, "
+          f"{model.n_inputs if model.n_inputs is not None else '?'}), {model.backend.dtype_name})",
+          flush=True)
     return 0
 
 

@@ -20,6 +20,7 @@ __all__ = [
     "DivergenceError",
     "CheckpointError",
     "DataError",
+    "ExportError",
 ]
 
 
@@ -65,3 +66,7 @@ class CheckpointError(XpnetError, ValueError):
 
 class DataError(XpnetError, ValueError):
     """A dataset file is missing, truncated, corrupted or malformed."""
+
+
+class ExportError(XpnetError, ValueError):
+    """A model (or one of its layers) cannot be exported (ONNX, see :mod:`xpnet.export`)."""

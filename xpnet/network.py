@@ -520,3 +520,8 @@ class Sequential:
         model.metadata = dict(header.get("metadata") or {})
         model.checkpoint = header
         return model
+
+    def export_onnx(self, path, *, output="logits", batch_size=None, input_shape=None) -> None:
+        """Write the model as an ONNX file (see :func:`xpnet.export.export_onnx`)."""
+        from .onnx_graph import export_onnx  # ndonnx is imported when it runs
+        export_onnx(self, path, output=output, batch_size=batch_size, input_shape=input_shape)

@@ -675,6 +675,11 @@ class _BaseMLP(BaseEstimator):
             out = layer._forward(out)
         return out
 
+    def to_onnx(self, path, *, dtype=None) -> None:
+        """Write the fitted estimator as an ONNX file (see :func:`xpnet.export.estimator_to_onnx`)."""
+        from .onnx_graph import estimator_to_onnx  # ndonnx is imported when it runs
+        estimator_to_onnx(self, path, dtype=dtype)
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.array_api_support = True

@@ -34,7 +34,8 @@ from .._typing import Array
 from ..errors import BackendUnavailableError, UnknownBackendError, XpnetError
 from ._base import Backend
 
-__all__ = ["Backend", "get_backend", "backend_of", "available_backends", "BACKEND_NAMES"]
+__all__ = ["Backend", "get_backend", "backend_of", "available_backends", "BACKEND_NAMES",
+           "EXPORT_ONLY_BACKENDS"]
 
 #: name -> (module in this package, class): where each backend lives.
 _REGISTRY = {
@@ -43,10 +44,15 @@ _REGISTRY = {
     "torch": ("torch", "TorchBackend"),
     "jax": ("jax", "JaxBackend"),
     "cupy": ("cupy", "CupyBackend"),
+    "ndonnx": ("ndonnx", "NdonnxBackend"),  # export only (xpnet.export): records ONNX graphs
 }
 
-#: Names accepted by :func:`get_backend`, in the order tests try them.
-BACKEND_NAMES = tuple(_REGISTRY)
+#: Backends that record a graph for export and cannot train (their classes set ``export_only``).
+EXPORT_ONLY_BACKENDS = ("ndonnx",)
+
+#: Names of the training backends, in the order tests try them (``get_backend`` also
+#: accepts :data:`EXPORT_ONLY_BACKENDS`).
+BACKEND_NAMES = tuple(name for name in _REGISTRY if name not in EXPORT_ONLY_BACKENDS)
 
 _ENV_BACKEND = "XPNET_BACKEND"
 _ENV_DEVICE = "XPNET_DEVICE"
@@ -72,7 +78,7 @@ def backend_class(name: str) -> type[Backend]:
 
 def _class_of_namespace(ns: Any) -> type[Backend]:
     """The backend class of a namespace object (numpy, array_api_compat.torch, jax.numpy...)."""
-    for name in BACKEND_NAMES:
+    for name in _REGISTRY:
         cls = backend_class(name)
         if cls.is_namespace(ns):
             return cls

@@ -115,6 +115,11 @@ class Backend:
     #: Whether NumPy input is cast on the host before the transfer (libraries
     #: that do not accept every NumPy dtype, e.g. uint8 labels as int64).
     casts_numpy_input_on_host: ClassVar[bool] = False
+    #: Whether models on this backend can be trained (``fit``); ndonnx's cannot.
+    trains: ClassVar[bool] = True
+    #: Whether the backend only records a graph for export (ndonnx): it is then left
+    #: out of :data:`xpnet.backends.BACKEND_NAMES`, the test matrix and the CLI.
+    export_only: ClassVar[bool] = False
 
     def __init__(self, xp: Namespace, device: Device, dtype: DType) -> None:
         self.xp = xp

@@ -40,7 +40,10 @@ class Flatten(Layer):
         return (input_shape[0], math.prod(input_shape[1:]))
 
     def _forward(self, input: Array) -> Array:
-        return self.xp.reshape(input, self.output_shape_for(tuple(input.shape)))
+        n, features = self.output_shape_for(tuple(input.shape))
+        # The standard lets a shape entry be None (unknown until run time, as for a
+        # traced graph's batch axis, see xpnet.export); reshape then infers it (-1).
+        return self.xp.reshape(input, (-1 if n is None else n, features))
 
     def _backward(self, input: Array, grad_output: Array, need_input_grad: bool = True) -> Array:
         return self.xp.reshape(grad_output, tuple(input.shape))
