@@ -176,6 +176,12 @@ def test_ndonnx_is_an_export_only_backend():
     assert np.array_equal(be.to_numpy(be.asarray([[1.0, 2.0]]) * 2), [[2.0, 4.0]])
 
 
+def test_fit_on_the_export_only_backend_is_refused():
+    model = xpnet.Sequential.mlp([3, 4, 2], backend="ndonnx", dtype="float64", seed=0)
+    with pytest.raises(TypeError, match="is for export only.*cannot train"):
+        model.fit(np.zeros((8, 3)), np.zeros(8, dtype=np.int64), batch_size=4)
+
+
 def test_cli_backend_choices_leave_ndonnx_out():
     from xpnet.cli import build_parser
 

@@ -411,6 +411,9 @@ class Sequential:
             ``distributed=`` (device arrays) all of them and any loss, with one
             process's result on the whole data (``docs/distributed.md``).
         """
+        if not self.backend.trains:
+            raise TypeError(f"{self.backend!r} is for export only (model.export_onnx): it cannot "
+                            "train; fit on a training backend such as 'numpy' or 'torch' first")
         weighting = {"sample_weight": sample_weight, "class_weight": class_weight,
                      "validation_split": validation_split}
         feed = feeds.as_feed(self, X, y, shuffle=shuffle, chunk_bytes=chunk_bytes,
