@@ -13,6 +13,8 @@ instead raise before training. Estimator cases: :mod:`benchmarks.fit_hash_sklear
 
 from __future__ import annotations
 
+import contextlib
+import io
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -233,17 +235,25 @@ def training_inputs(be: xpnet.Backend, spec: FitSpec, folder: Path, comm: Any) -
 
 
 def run_fit(be: xpnet.Backend, spec: FitSpec, comm: Any = None) -> Outcome:
-    """Train the spec's model and return its parameters and History."""
+    """Train the spec's model and return its parameters and History.
+
+    With ``seed`` a Generator, the record also holds the Generator's next draw
+    after training: ``fit`` must draw as much from it as before. Progress bars
+    (``progress=True``) are written to a buffer, not the terminal.
+    """
     with tempfile.TemporaryDirectory(prefix="xpnet-hashes-") as tmp:
         X, y, extra = training_inputs(be, spec, Path(tmp), comm)
         model = build_model(be, spec.loss, spec.model)
-        history = None
+        history, record = None, {}
         for _ in range(1 + spec.refits):
             optimizer = OPTIMIZERS[spec.optimizer]()
             kwargs = {"epochs": spec.epochs, "batch_size": spec.batch_size, "seed": 5,
                       "optimizer": optimizer, **extra, **_materialize(spec.options, optimizer)}
-            history = model.fit(X, y, history=history, **kwargs)
-        return parameters(model), history_record(history)
+            with contextlib.redirect_stderr(io.StringIO()):
+                history = model.fit(X, y, history=history, **kwargs)
+            if isinstance(kwargs["seed"], np.random.Generator):
+                record["seed_generator_next"] = float(kwargs["seed"].random())
+        return parameters(model), {**history_record(history), **record}
 
 
 # -- scoring ------------------------------------------------------------------------------
@@ -291,6 +301,10 @@ def _schedule(optimizer: Any) -> list:
     return [xpnet.LearningRateScheduler(lambda epoch: 0.5 ** epoch, optimizer=optimizer)]
 
 
+def _generator(optimizer: Any) -> np.random.Generator:
+    return np.random.default_rng(7)
+
+
 #: variant -> FitSpec of the in-memory (device arrays) fits.
 ARRAY_FITS: dict[str, FitSpec] = {
     "seed": FitSpec(validation=True),
@@ -313,7 +327,8 @@ ARRAY_FITS: dict[str, FitSpec] = {
     "check-every-0": FitSpec(options={"check_every": 0}),
     "check-every-3": FitSpec(options={"check_every": 3}),
     "no-train-acc": FitSpec(validation=True, options={"train_accuracy": False}),
-    "seed-generator": FitSpec(options={"seed": lambda _: np.random.default_rng(7)}),
+    "seed-generator": FitSpec(options={"seed": _generator}),
+    "progress": FitSpec(validation=True, options={"progress": True}),
     "batch-48": FitSpec(batch_size=48, epochs=3),
     "no-shuffle": FitSpec(options={"shuffle": False}),
     "refit": FitSpec(optimizer="adam", refits=1),
@@ -338,12 +353,17 @@ HOST_FITS: dict[str, FitSpec] = {
     "memmap-batch-48": FitSpec(inputs="memmap", batch_size=48, epochs=3),
     "memmap-early-stopping": FitSpec(inputs="memmap", validation=True, epochs=6,
                                      options={"callbacks": _early_stopping}),
+    "memmap-seed-generator": FitSpec(inputs="memmap", options={"seed": _generator}),
+    "memmap-chunks-seed-generator": FitSpec(inputs="memmap", options={
+        "seed": _generator, "shuffle": "chunks"}),
+    "memmap-progress": FitSpec(inputs="memmap", options={"progress": True}),
 }
 
 #: Host NumPy arrays: their own input kind only where the backend is not NumPy.
 HOST_ARRAY_FITS: dict[str, FitSpec] = {
     "host-seed": FitSpec(inputs="host", validation=True),
     "host-adam-weights": FitSpec(inputs="host", optimizer="adam", weights=True),
+    "host-chunks": FitSpec(inputs="host", options={"shuffle": "chunks"}),
 }
 
 BATCH_FITS: dict[str, FitSpec] = {
@@ -357,6 +377,8 @@ BATCH_FITS: dict[str, FitSpec] = {
     "batch-dataset-no-shuffle": FitSpec(inputs="batch-dataset", options={"shuffle": False}),
     "batch-alpha": FitSpec(inputs="batch-list", options={"alpha": 1e-3}),
     "batch-mse": FitSpec(inputs="batch-host-list", loss="mse"),
+    "batch-dataset-seed-generator": FitSpec(inputs="batch-dataset", options={"seed": _generator}),
+    "batch-progress": FitSpec(inputs="batch-generator", epochs=1, options={"progress": True}),
 }
 
 #: Data parallelism: one process here, two ranks in benchmarks/fit_hashes_mpi.py.
@@ -372,6 +394,9 @@ DISTRIBUTED_FITS: dict[str, FitSpec] = {
                                    epochs=6, options={"callbacks": _early_stopping}),
     "dist-mse": FitSpec(inputs="distributed", loss="mse", optimizer="sgd"),
     "dist-bce": FitSpec(inputs="distributed", loss="binary_crossentropy", optimizer="adam"),
+    "dist-seed-generator": FitSpec(inputs="distributed", optimizer="sgd",
+                                   options={"seed": _generator}),
+    "dist-progress": FitSpec(inputs="distributed", options={"progress": True}),
 }
 
 #: variant -> (inputs, loss, weighted) of the scoring cases.
@@ -390,10 +415,10 @@ SCORES: dict[str, tuple[str, str, bool]] = {
 #: The variants kept for JAX, where every new model compiles (seconds each).
 JAX_FITS = ("seed", "adam", "momentum", "mse", "bce", "weights", "class-balanced", "split",
             "alpha", "early-stopping", "scheduler", "check-every-3", "batch-48", "dropout",
-            "refit", "host-seed", "host-adam-weights", "memmap-shuffle", "memmap-chunks",
-            "memmap-weights", "memmap-mse", "batch-list", "batch-host-triples",
-            "batch-generator", "dist-seed", "dist-adam", "dist-weights", "scores-arrays",
-            "scores-memmap-weights", "scores-dist-weights")
+            "seed-generator", "refit", "host-seed", "host-adam-weights", "memmap-shuffle",
+            "memmap-chunks", "memmap-weights", "memmap-mse", "batch-list", "batch-host-triples",
+            "batch-generator", "dist-seed", "dist-adam", "dist-weights", "dist-seed-generator",
+            "scores-arrays", "scores-memmap-weights", "scores-dist-weights")
 
 
 def backend_tag(name: str, dtype: str) -> str:

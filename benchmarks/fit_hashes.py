@@ -26,9 +26,11 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib
 import importlib.util
 import json
 import os
+import platform
 import re
 import shutil
 import subprocess
@@ -210,14 +212,34 @@ def mpi_rows(backends: Sequence[str], patterns: Sequence[str],
 
 # -- comparing ----------------------------------------------------------------------------
 
+def stack_line() -> str:
+    """The table's first line: the commit and the library versions it was made with."""
+    versions = []
+    for lib in ("numpy", "torch", "jax", "array_api_strict", "sklearn", "mpi4py"):
+        if importlib.util.find_spec(lib) is not None:
+            versions.append(f"{lib} {getattr(importlib.import_module(lib), '__version__', '?')}")
+    try:
+        commit = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ROOT, text=True,
+                                capture_output=True, timeout=30).stdout.strip() or "?"
+    except (OSError, subprocess.TimeoutExpired):
+        commit = "?"
+    return one_line(f"# fit_hashes git {commit} python {platform.python_version()} "
+                    f"{', '.join(versions)} on {platform.machine()}")
+
+
 def read_table(path: str | Path) -> dict[str, str]:
-    """``name -> rest of the row`` of a table (lines that are not rows are skipped)."""
+    """``name -> rest of the row`` of a table (``#`` lines and other non-rows are skipped)."""
     table = {}
     for line in Path(path).read_text().splitlines():
-        match = _ROW.match(line)
+        match = None if line.startswith("#") else _ROW.match(line)
         if match:
             table[match.group(1)] = f"{match.group(2)}  {match.group(3)}"
     return table
+
+
+def _stack_of(path: str | Path) -> str:
+    lines = Path(path).read_text().splitlines()
+    return lines[0] if lines and lines[0].startswith("#") else "(no stack line)"
 
 
 def compare(a: str | Path, b: str | Path, out: Any = None) -> int:
@@ -225,6 +247,9 @@ def compare(a: str | Path, b: str | Path, out: Any = None) -> int:
     stdout); 1 if any, else 0."""
     out = sys.stdout if out is None else out
     left, right = read_table(a), read_table(b)
+    stacks = [_stack_of(path) for path in (a, b)]
+    if stacks[0] != stacks[1]:  # not a difference of rows, but worth seeing
+        print(f"note: made with\n  A: {stacks[0]}\n  B: {stacks[1]}", file=out)
     differ = 0
     for name in sorted(left.keys() | right.keys()):
         if left.get(name) != right.get(name):
@@ -281,7 +306,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(row, flush=True)
             rows.append(row)
     if args.out:
-        write_table(args.out, rows)
+        write_table(args.out, [stack_line(), *rows])
     errors = sum("  ERROR  " in row for row in rows)
     print(f"{len(rows)} rows ({errors} ERROR) in {time.perf_counter() - t0:.1f} s; backends "
           f"{', '.join(backends)}", file=sys.stderr)

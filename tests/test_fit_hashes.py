@@ -70,13 +70,16 @@ def test_hashes_see_one_ulp_and_ignore_nothing_else():
 
 def test_compare_prints_the_rows_that_differ(tmp_path, capsys):
     a, b = tmp_path / "a.txt", tmp_path / "b.txt"
-    a.write_text("x  0000000000000000  1111111111111111\ny  raised  2222222222222222\n")
-    b.write_text("x  0000000000000000  1111111111111111\ny  raised  3333333333333333\n"
+    a.write_text("# fit_hashes git aaa\n"
+                 "x  0000000000000000  1111111111111111\ny  raised  2222222222222222\n")
+    b.write_text("# fit_hashes git bbb\n"
+                 "x  0000000000000000  1111111111111111\ny  raised  3333333333333333\n"
                  "z  ERROR  ValueError: new\n")
     assert fit_hashes.main(["--compare", str(a), str(a)]) == 0
     assert fit_hashes.main(["--compare", str(a), str(b)]) == 1
     out = capsys.readouterr().out
     assert "y\n  A: raised  2222222222222222\n  B: raised  3333333333333333" in out
     assert "z\n  A: (missing)" in out
-    assert "2 of 3 rows differ" in out
+    assert "2 of 3 rows differ" in out  # the stack lines are shown, not counted
+    assert "note: made with\n  A: # fit_hashes git aaa\n  B: # fit_hashes git bbb" in out
     assert "x\n" not in out
