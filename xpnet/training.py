@@ -418,30 +418,42 @@ def run_epoch(feed, stepper, settings: FitSettings, epoch: int) -> dict:
     the feed, and checked for NaN/inf (:class:`~xpnet.errors.DivergenceError`).
     """
     t0 = time.perf_counter()
-    total = stepper.model.backend.zeros(())
-    steps = 0
+    # Compiled blocks return their sums to the host; steps sum on the device (read back once).
+    sums = _Sums(host=0.0, device=stepper.model.backend.zeros(()), steps=0)
     with _progress(feed.n_steps, f"epoch {epoch + 1}", settings.progress and feed.is_root) as bar:
         for block in feed.epoch_blocks(epoch, settings):
-            total, steps = _run_block(feed, stepper, block, settings, epoch, total, steps, bar)
+            _run_block(feed, stepper, block, settings, epoch, sums, bar)
             del block  # so that at most two chunks of host data are alive
-    loss_sum = feed.reduce(float(total))  # the one read-back of the epoch: always checked
-    _guard(loss_sum, epoch, steps - 1, settings.check_every)
+    # The one read-back of the epoch: always checked.
+    loss_sum = feed.reduce(sums.host + float(sums.device))
+    _guard(loss_sum, epoch, sums.steps - 1, settings.check_every)
     stepper.end_epoch()
     return {"epoch": epoch + 1, "loss": loss_sum / feed.trained_weight(),
             "seconds": time.perf_counter() - t0}
 
 
-def _run_block(feed, stepper, block, settings: FitSettings, epoch: int, total, steps: int, bar):
-    """The steps of one block; returns the running loss sum and the step count."""
+@dataclass
+class _Sums:
+    """An epoch's running loss: compiled blocks' sums on the host, single steps' on the device."""
+
+    host: float
+    device: Any
+    steps: int
+
+
+def _run_block(feed, stepper, block, settings: FitSettings, epoch: int, sums: _Sums, bar) -> None:
+    """The steps of one block, added to ``sums``."""
     weighted = block.weights is not None
     epoch_fn = stepper.epoch_fn(weighted) if feed.compiles else None
     if epoch_fn is not None:  # the whole block in one call; the guard reads its sums
         running = epoch_fn(block.X, block.targets, block.order, block.n_steps, block.rows)
         bar.update(block.n_steps)
-        return total + _guarded_sums(running, epoch, settings.check_every), steps + block.n_steps
+        sums.host += _guarded_sums(running, epoch, settings.check_every)
+        sums.steps += block.n_steps
+        return
     step_fn = stepper.step_fn(weighted)
     X, targets, order, rows, weights = block.X, block.targets, block.order, block.rows, block.weights
-    check_every = settings.check_every
+    check_every, total, steps = settings.check_every, sums.device, sums.steps
     for s in range(block.n_steps):
         idx = order[s * rows:(s + 1) * rows]
         # Unweighted: exactly the call it always was (a captured graph takes no weights).
@@ -451,7 +463,7 @@ def _run_block(feed, stepper, block, settings: FitSettings, epoch: int, total, s
         if check_every and steps % check_every == 0:
             _guard(feed.reduce(float(total)), epoch, steps - 1, check_every)
         bar.update(1)
-    return total, steps
+    sums.device, sums.steps = total, steps
 
 
 def _guarded_sums(running: list, epoch: int, check_every: int) -> float:
