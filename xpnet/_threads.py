@@ -1,0 +1,83 @@
+"""How many BLAS threads a ``fit`` uses: one for small steps, the library's default for large ones.
+
+At the tutorial's batch sizes a step's matrix products are too small to share
+out: waking BLAS threads costs more than it saves, and on a machine whose
+cores are busy with other work the threads wait for each other (``make
+demo`` took 180 s instead of 17 s on a loaded 2-core machine). So each
+``fit`` chooses from the work of one step (multiply-adds of its Dense layers
+times the batch size): below :data:`SMALL_STEP_FLOPS` one thread, above it
+the BLAS library's own default. ``XPNET_BLAS_THREADS`` (a positive int, or
+``auto``) and ``fit(blas_threads=...)`` override the choice. The limit goes
+through threadpoolctl, as in scikit-learn, for the duration of the fit only,
+and is a no-op where threadpoolctl is not installed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Any
+
+__all__ = ["ENV_VAR", "SMALL_STEP_FLOPS", "step_flops", "threads_for", "blas_threads"]
+
+ENV_VAR = "XPNET_BLAS_THREADS"
+#: Floating-point operations of one training step below which one BLAS thread
+#: is used (see ``benchmarks/results/blas_threads.md`` for the measurements).
+SMALL_STEP_FLOPS = 200e6
+
+
+def step_flops(layers: Any, batch_size: int) -> float:
+    """Floating-point operations of one training step: three products per Dense layer.
+
+    Examples
+    --------
+    >>> import xpnet
+    >>> model = xpnet.Sequential.mlp([784, 100, 200, 10], backend="numpy")
+    >>> f"{step_flops(model.layers, 32) / 1e6:.1f} MFLOP"
+    '19.3 MFLOP'
+    """
+    macs = sum(getattr(layer, "input_units", 0) * getattr(layer, "output_units", 0)
+               for layer in layers if getattr(layer, "input_units", None) is not None)
+    return 2.0 * 3.0 * macs * batch_size  # forward, input gradient, weight gradient
+
+
+def _requested(value: Any) -> int | None:
+    """``value`` (or the environment's) as a thread count; None for ``"auto"``."""
+    if value is None:
+        value = os.environ.get(ENV_VAR, "auto").strip() or "auto"
+    if isinstance(value, str) and value.lower() == "auto":
+        return None
+    try:
+        count = int(value)
+    except (TypeError, ValueError):
+        count = 0
+    if isinstance(value, bool) or count < 1 or (not isinstance(value, str) and count != value):
+        raise ValueError(f"blas_threads (or {ENV_VAR}) must be a positive int or 'auto', "
+                          f"got {value!r}")
+    return count
+
+
+def threads_for(flops: float, requested: Any = None) -> int | None:
+    """The BLAS thread limit for a step of ``flops`` operations (None: the library's default).
+
+    Examples
+    --------
+    >>> threads_for(19.3e6, "auto"), threads_for(2.5e9, "auto"), threads_for(2.5e9, 3)
+    (1, None, 3)
+    """
+    count = _requested(requested)
+    if count is not None:
+        return count
+    return 1 if flops < SMALL_STEP_FLOPS else None
+
+
+def blas_threads(layers: Any, batch_size: int, requested: Any = None) -> Any:
+    """A context manager limiting the BLAS threads for one fit (threadpoolctl), or a null one."""
+    limit = threads_for(step_flops(layers, batch_size), requested)
+    if limit is None:
+        return contextlib.nullcontext()
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # optional: without it BLAS keeps its own default
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=limit, user_api="blas")
