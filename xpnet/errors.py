@@ -8,7 +8,10 @@ about xpnet's own classes.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 __all__ = [
+    "install_command",
     "XpnetError",
     "BackendUnavailableError",
     "UnknownBackendError",
@@ -65,3 +68,34 @@ class CheckpointError(XpnetError, ValueError):
 
 class DataError(XpnetError, ValueError):
     """A dataset file is missing, truncated, corrupted or malformed."""
+
+
+def install_command(*extras: str) -> str:
+    """The pip command that adds optional extras of xpnet, right for how xpnet was installed.
+
+    xpnet run from a source checkout (the package sits beside its ``pyproject.toml``:
+    ``pip install -e .`` or ``PYTHONPATH``) gets an editable install of that checkout,
+    because ``pip install "xpnet[torch]"`` would look for xpnet on PyPI; an installed
+    wheel gets ``pip install "xpnet[torch]"``, which pip resolves against the
+    installed xpnet.
+
+    Parameters
+    ----------
+    *extras : str
+        Extra names from ``pyproject.toml`` (``"torch"``, ``"plot"``, ...).
+
+    Returns
+    -------
+    str
+        A shell command, quoted for copying.
+
+    Examples
+    --------
+    >>> install_command("torch").startswith("pip install")
+    True
+    """
+    spec = ",".join(extras)
+    root = Path(__file__).resolve().parent.parent
+    if (root / "pyproject.toml").is_file() and (root / "xpnet" / "errors.py").is_file():
+        return f'pip install -e "{root}[{spec}]"'
+    return f'pip install "xpnet[{spec}]"'
