@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import xpnet
-from xpnet import _cli_data, cli
+from xpnet import cli, tabular
 from xpnet.errors import DataError
 
 EPOCH_LINE = re.compile(r"^epoch (\d+)/(\d+) loss=\S+ train_acc=\S+ val_acc=(\d\.\d{4}) seconds=\S+$",
@@ -206,7 +206,7 @@ def test_data_and_csv_together_is_an_argparse_error(tmp_path, capsys):
 
 def test_integer_csv_labels_sort_numerically(tmp_path):
     path = write_csv(tmp_path / "d.csv", ["x", "y"], [["0.5", "10"], ["1.5", "9"], ["2", "10"]])
-    splits = _cli_data.read_csv(path, "y")
+    splits = tabular.read_csv(path, "y")
     assert splits.classes == [9, 10]
     assert splits.y.tolist() == [1, 0, 1]
     assert splits.X.dtype == np.float64 and splits.X.shape == (3, 1)
@@ -214,9 +214,9 @@ def test_integer_csv_labels_sort_numerically(tmp_path):
 
 def test_validation_rows_are_a_seeded_random_disjoint_draw():
     X, labels = blobs(n=50)
-    splits = _cli_data.Splits(X, labels, None, None, None, None, [0, 1, 2], "mem")
-    a = _cli_data.with_validation(splits, 0.2, seed=3)
-    b = _cli_data.with_validation(splits, 0.2, seed=3)
+    splits = tabular.Splits(X, labels, None, None, None, None, [0, 1, 2], "mem")
+    a = tabular.with_validation(splits, 0.2, seed=3)
+    b = tabular.with_validation(splits, 0.2, seed=3)
     assert a.X_val.shape == (10, 4) and a.X.shape == (40, 4)
     np.testing.assert_array_equal(a.X_val, b.X_val)
     rows = {tuple(r) for r in a.X} | {tuple(r) for r in a.X_val}
@@ -228,5 +228,5 @@ def test_validation_rows_are_a_seeded_random_disjoint_draw():
 def test_reader_errors_are_data_errors(tmp_path):
     with pytest.raises(DataError, match="not a readable .npz"):
         (tmp_path / "x.npz").write_bytes(b"not a zip")
-        _cli_data.read_npz(tmp_path / "x.npz")
+        tabular.read_npz(tmp_path / "x.npz")
     assert issubclass(DataError, ValueError)

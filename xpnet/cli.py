@@ -380,21 +380,21 @@ def _limited(splits, limit):
 
 
 def _own_data(args):
-    """``--data`` / ``--csv`` read into host :class:`~xpnet._cli_data.Splits`, checked."""
-    from . import _cli_data
+    """``--data`` / ``--csv`` read into host :class:`~xpnet.tabular.Splits`, checked."""
+    from . import tabular
 
     try:
         if args.data is not None:
-            splits = _cli_data.read_npz(args.data)
+            splits = tabular.read_npz(args.data)
         else:
-            splits = _cli_data.read_csv(args.csv, args.target, test_fraction=args.test_split,
+            splits = tabular.read_csv(args.csv, args.target, test_fraction=args.test_split,
                                         seed=args.seed)
-        splits = _cli_data.with_validation(splits, args.val_split, seed=args.seed)
+        splits = tabular.with_validation(splits, args.val_split, seed=args.seed)
     except DataError as exc:
         raise _UsageError(str(exc)) from None
     scaling = None
     if args.standardize:
-        splits, mean, scale = _cli_data.standardized(splits)
+        splits, mean, scale = tabular.standardized(splits)
         scaling = {"mean": mean.tolist(), "scale": scale.tolist()}
     return splits, scaling
 

@@ -1,4 +1,4 @@
-"""A user's own classification data for ``xpnet train``: ``--data FILE.npz`` or ``--csv FILE``.
+"""Your own classification data from a file: ``.npz`` arrays or a CSV table (``xpnet train --data/--csv``).
 
 Both readers return a :class:`Splits` of NumPy arrays on the host: float64
 features, labels mapped to ``0..n_classes-1`` (in sorted order of the
