@@ -137,3 +137,10 @@ def test_installed_cli_trains_on_own_data(installed, tmp_path):
     result = _run(installed / "bin" / "xpnet", "train", "--data", tmp_path / "d.npz",
                   "--epochs", "3", "--hidden", "8", "--quiet", cwd=tmp_path, env=_clean_env())
     assert "epoch 3/3" in result.stdout
+
+
+def test_install_hint_in_a_checkout_is_an_editable_install_of_it():
+    from xpnet.errors import install_command
+
+    assert install_command("torch") == f'pip install -e "{ROOT}[torch]"'
+    assert install_command("plot", "sklearn") == f'pip install -e "{ROOT}[plot,sklearn]"'

@@ -52,7 +52,7 @@ N_FEATURES, N_CLASSES = 784, 10
 # Argument parsing
 # --------------------------------------------------------------------------
 
-class _UsageError(Exception):
+class _UsageError(ValueError):
     """A command line that cannot work (conflicting flags, an unusable data file): exit 2."""
 
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+# Error classes only (tests/test_error_classes.py checks each); install_command is a helper.
 __all__ = [
-    "install_command",
     "XpnetError",
     "BackendUnavailableError",
     "UnknownBackendError",
