@@ -77,12 +77,42 @@ class _KnownFindings(logging.Filter):
 
 
 def on_config(config):
-    """Install the filter on griffe's logger, through which mkdocstrings reports docstrings."""
+    """Filter the known findings and complete the navigation.
+
+    The filter goes on griffe's logger, through which mkdocstrings reports docstrings.
+    The navigation gets every module page under "API reference" and every page of
+    docs/ that mkdocs.yml does not list (a new guide appears without editing it).
+    """
     for name in ("griffe", "mkdocs.plugins.griffe", "mkdocs.plugins.mkdocstrings"):
         logger = logging.getLogger(name)
         if not any(isinstance(f, _KnownFindings) for f in logger.filters):
             logger.addFilter(_KnownFindings())
+    if config.nav:
+        config.nav = _completed_nav(config.nav, Path(config.docs_dir))
     return config
+
+
+def _nav_paths(nav) -> set[str]:
+    """Every page path a (nested) mkdocs nav names."""
+    if isinstance(nav, str):
+        return {nav}
+    if isinstance(nav, dict):
+        return set().union(*(_nav_paths(v) for v in nav.values()))
+    return set().union(set(), *(_nav_paths(item) for item in nav))
+
+
+def _completed_nav(nav: list, docs_dir: Path) -> list:
+    api = [{f"{name}": f"api/{name}.md"} for name in public_modules()]
+    listed = _nav_paths(nav)
+    extra = sorted(p.name for p in docs_dir.glob("*.md") if p.name not in listed)
+    out = []
+    for item in nav:
+        if isinstance(item, dict) and list(item.values()) == ["api/index.md"]:
+            out += extra  # new guides before the reference
+            out.append({next(iter(item)): ["api/index.md", *api]})
+        else:
+            out.append(item)
+    return out
 
 
 def _index_page(names: list[str]) -> str:
