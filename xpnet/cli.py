@@ -1,8 +1,9 @@
-"""The ``xpnet`` command: train the tutorial's MLP on MNIST, evaluate, show examples.
+"""The ``xpnet`` command: train the tutorial's MLP on MNIST or your own data, evaluate, show examples.
 
 ::
 
     xpnet train [--backend numpy] [--epochs 25] [--plot out/accuracy.png] [--save out/model.npz]
+    xpnet train --data FILE.npz | --csv FILE --target COLUMN [same options]
     xpnet evaluate out/model.npz [--backend torch]
     xpnet show-examples --out out/examples.png
 
@@ -178,17 +179,20 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``xpnet`` argument parser (subcommands ``train``, ``evaluate``, ``show-examples``)."""
     parser = _Parser(
         prog="xpnet",
-        description="Train and evaluate the tutorial's MLP on MNIST with any array backend.",
+        description="Train and evaluate the tutorial's MLP on MNIST (or your own data) with any "
+                    "array backend.",
     )
     parser.add_argument("--version", action="version", version=f"xpnet {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     t = sub.add_parser(
-        "train", help="train 784-100-200-10 on MNIST (the tutorial's defaults)",
+        "train", help="train 784-100-200-10 on MNIST (the tutorial's defaults) or an MLP on "
+                      "your own --data/--csv",
         description="Train an MLP on MNIST. The defaults reproduce the tutorial: hidden "
                     "layers 100,200 with ReLU, batch 32, lr 0.1, 25 epochs, NumPy float32, "
                     "the last 10,000 training images held out for validation. Prints one "
-                    "line per epoch and the test accuracy at the end.")
+                    "line per epoch and the test accuracy at the end. With --data or --csv it "
+                    "trains on your own classification data instead, with the same options.")
     _add_backend_args(t, dtype_default="float32")
     t.add_argument("--epochs", type=_positive_int, default=25, help="(default: 25)")
     t.add_argument("--batch-size", type=_positive_int, default=32, help="(default: 32)")
