@@ -1,8 +1,9 @@
-"""The ``xpnet`` command: train the tutorial's MLP on MNIST, evaluate, show examples.
+"""The ``xpnet`` command: train the tutorial's MLP on MNIST or your own data, evaluate, show examples.
 
 ::
 
     xpnet train [--backend numpy] [--epochs 25] [--plot out/accuracy.png] [--save out/model.npz]
+    xpnet train --data FILE.npz | --csv FILE --target COLUMN [same options]
     xpnet evaluate out/model.npz [--backend torch]
     xpnet show-examples --out out/examples.png
     xpnet export out/model.npz out/model.onnx [--output logits|proba|label]
@@ -34,7 +35,7 @@ from .backends import BACKEND_NAMES, get_backend
 from .callbacks import Callback
 from .checkpoint import load_model
 from .datasets import load_mnist, locate_mnist
-from .errors import XpnetError
+from .errors import DataError, XpnetError
 from .losses import SoftmaxCrossEntropy, one_hot
 from .network import Sequential
 from .plotting import plot_examples, plot_history, require_matplotlib
@@ -52,6 +53,10 @@ N_FEATURES, N_CLASSES = 784, 10
 # --------------------------------------------------------------------------
 # Argument parsing
 # --------------------------------------------------------------------------
+
+class _UsageError(ValueError):
+    """A command line that cannot work (conflicting flags, an unusable data file): exit 2."""
+
 
 class _Parser(argparse.ArgumentParser):
     """An ArgumentParser whose errors are one line: ``xpnet: error: ...``."""
@@ -124,7 +129,8 @@ def _device(text: str):
 
 def _add_backend_args(p, *, dtype_default):
     p.add_argument("--backend", choices=BACKEND_NAMES, default=None,
-                   help="array library (default: $XPNET_BACKEND or numpy)")
+                   help="array library (default: $XPNET_BACKEND or numpy); which one for which "
+                        "work: docs/backends.md")
     p.add_argument("--device", type=_device, default=None,
                    help="device on that backend, e.g. cpu, cuda, cuda:1 (default: the "
                         "backend's first device)")
@@ -143,21 +149,51 @@ def _add_data_args(p):
                         "(e.g. Fashion-MNIST)")
 
 
+def _add_own_data_args(p):
+    g = p.add_argument_group(
+        "your own data (instead of MNIST)",
+        "A classification dataset of numeric features. Labels may be any integers or names: "
+        "they are mapped to classes 0..C-1 in sorted order (saved with --save).")
+    src = g.add_mutually_exclusive_group()
+    src.add_argument("--data", default=None, metavar="FILE.npz",
+                     help="arrays X (rows, features) and y (rows,), optionally X_val/y_val "
+                          "and X_test/y_test (numpy.savez)")
+    src.add_argument("--csv", default=None, metavar="FILE",
+                     help="a CSV file with a header row; every column but --target is a "
+                          "numeric feature")
+    g.add_argument("--target", default=None, metavar="COLUMN",
+                   help="the label column of --csv")
+    g.add_argument("--test-split", type=_float_in(0.0, 1.0, high_open=True), default=0.0,
+                   metavar="FRACTION",
+                   help="hold out this share of the --csv rows, drawn with --seed, as the "
+                        "test split (default: 0, no test split)")
+    g.add_argument("--val-split", type=_float_in(0.0, 1.0, high_open=True), default=None,
+                   metavar="FRACTION",
+                   help="share of the training rows, drawn with --seed, held out for "
+                        "validation when the data has none (default: 0.1; 0 for none)")
+    g.add_argument("--standardize", action="store_true",
+                   help="scale every feature to mean 0 and standard deviation 1 (statistics "
+                        "of the training rows, saved with --save)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``xpnet`` argument parser (subcommands ``train``, ``evaluate``, ``show-examples``)."""
     parser = _Parser(
         prog="xpnet",
-        description="Train and evaluate the tutorial's MLP on MNIST with any array backend.",
+        description="Train and evaluate the tutorial's MLP on MNIST (or your own data) with any "
+                    "array backend.",
     )
     parser.add_argument("--version", action="version", version=f"xpnet {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     t = sub.add_parser(
-        "train", help="train 784-100-200-10 on MNIST (the tutorial's defaults)",
+        "train", help="train 784-100-200-10 on MNIST (the tutorial's defaults) or an MLP on "
+                      "your own --data/--csv",
         description="Train an MLP on MNIST. The defaults reproduce the tutorial: hidden "
                     "layers 100,200 with ReLU, batch 32, lr 0.1, 25 epochs, NumPy float32, "
                     "the last 10,000 training images held out for validation. Prints one "
-                    "line per epoch and the test accuracy at the end.")
+                    "line per epoch and the test accuracy at the end. With --data or --csv it "
+                    "trains on your own classification data instead, with the same options.")
     _add_backend_args(t, dtype_default="float32")
     t.add_argument("--epochs", type=_positive_int, default=25, help="(default: 25)")
     t.add_argument("--batch-size", type=_positive_int, default=32, help="(default: 32)")
@@ -169,6 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=_int, default=0,
                    help="seed of the initial weights and the batch order (default: 0)")
     _add_data_args(t)
+    _add_own_data_args(t)
     t.add_argument("--plot", default=None, metavar="PATH",
                    help="write the train/validation accuracy curves to this PNG")
     t.add_argument("--save", default=None, metavar="PATH",
@@ -355,12 +392,111 @@ def _communicator(args):
 
 def _limited(splits, limit):
     """The first ``limit`` rows of each array (all of them without ``--limit``)."""
-    return splits if limit is None else tuple(a[:min(limit, a.shape[0]), ...] for a in splits)
+    if limit is None:
+        return splits
+    return tuple(None if a is None else a[:min(limit, a.shape[0]), ...] for a in splits)
+
+
+def _own_data(args):
+    """``--data`` / ``--csv`` read into host :class:`~xpnet.tabular.Splits`, checked."""
+    from . import tabular
+
+    try:
+        if args.data is not None:
+            splits = tabular.read_npz(args.data)
+        else:
+            splits = tabular.read_csv(args.csv, args.target, test_fraction=args.test_split,
+                                        seed=args.seed)
+        splits = tabular.with_validation(splits, args.val_split, seed=args.seed)
+    except DataError as exc:
+        raise _UsageError(str(exc)) from None
+    scaling = None
+    if args.standardize:
+        splits, mean, scale = tabular.standardized(splits)
+        scaling = {"mean": mean.tolist(), "scale": scale.tolist()}
+    return splits, scaling
+
+
+def _check_data_flags(args) -> None:
+    """Flags that only make sense with one data source: refused before anything runs."""
+    own = args.data is not None or args.csv is not None
+    wrong = [flag for flag, bad in (
+        ("--target needs --csv", args.target is not None and args.csv is None),
+        ("--csv needs --target COLUMN", args.csv is not None and args.target is None),
+        ("--test-split applies to --csv", args.test_split and args.csv is None),
+        ("--data-dir is MNIST's; with --data/--csv leave it out", own and args.data_dir),
+        ("--no-verify is MNIST's; with --data/--csv leave it out", own and args.no_verify),
+        ("--val-split applies to --data/--csv (MNIST keeps its last 10,000 training images)",
+         not own and args.val_split is not None),
+        ("--standardize applies to --data/--csv (MNIST pixels are already in [0, 1])",
+         not own and args.standardize),
+    ) if bad]
+    if wrong:
+        raise _UsageError(wrong[0])
+    if own and args.val_split is None:
+        args.val_split = 0.1
+
+
+def _train_data(args, be, quiet: bool, comm):
+    """The six host/device arrays, the input and output sizes, a name and metadata."""
+    if args.data is None and args.csv is None:
+        if comm is not None and not comm.is_root:
+            comm.barrier()  # rank 0 finds (or downloads) MNIST first, the others then read it
+        directory, data = _load_data(args, be, progress=not quiet)
+        if comm is not None and comm.is_root:
+            comm.barrier()
+        if data[0].shape[1] != N_FEATURES:
+            raise ValueError(f"images must have {N_FEATURES} pixels, got {data[0].shape[1]}")
+        return data, (N_FEATURES, N_CLASSES), "MNIST", {"data_dir": str(directory)}
+    splits, scaling = _own_data(args)
+    data = tuple(None if a is None else be.asarray(a, dtype=be.index_dtype if i % 2 else None)
+                 for i, a in enumerate((splits.X, splits.y, splits.X_val, splits.y_val,
+                                        splits.X_test, splits.y_test)))
+    name = Path(splits.source).name
+    meta = {"data": str(Path(splits.source).resolve()), "classes": splits.classes,
+            "target": args.target, "standardize": scaling}
+    return data, (splits.n_features, splits.n_classes), name, meta
+
+
+def _report_stop(quiet, stopper) -> None:
+    if stopper is not None and stopper.stopped_epoch is not None:
+        _say(quiet, f"early stopping after epoch {stopper.stopped_epoch + 1}: best "
+                    f"{stopper.monitor}={stopper.best:.4f} at epoch {stopper.best_epoch + 1} "
+                    "(its weights are kept)")
+
+
+def _final_figures(history, stopper) -> dict:
+    """The last epoch's figures, or the best epoch's when its weights were restored."""
+    if stopper is not None and stopper.best_epoch is not None and stopper.restore_best:
+        return {k: v[stopper.best_epoch] for k, v in history.history.items()
+                if len(v) > stopper.best_epoch}
+    return history.last()
+
+
+def _save(args, model, path, history, stopper, test, wall, meta, comm) -> None:
+    """``--save``: the model with how it was trained and what it scored."""
+    last = _final_figures(history, stopper)
+    training = {
+        "epochs": args.epochs, "epochs_run": len(history), "batch_size": args.batch_size,
+        "lr": args.lr, "hidden": args.hidden, "seed": args.seed,
+        "optimizer": args.optimizer, "momentum": args.momentum,
+        "weight_decay": args.weight_decay, "init": args.init, "schedule": args.schedule,
+        "loss": args.loss, "early_stopping": args.early_stopping, **meta,
+        "limit": args.limit, "ranks": 1 if comm is None else comm.size,
+    }
+    metrics = {"train_acc": last.get("train_acc"), "val_acc": last.get("val_acc"),
+               "test_acc": None if test is None else test["accuracy"],
+               "test_loss": None if test is None else test["loss"],
+               "wall_seconds": wall}
+    if stopper is not None and stopper.best is not None:
+        metrics["best_val_acc"] = stopper.best
+    model.save(path, training=training, metrics=metrics, history=history.history)
 
 
 def cmd_train(args) -> int:
-    """``xpnet train``: the tutorial's training run, end to end."""
+    """``xpnet train``: the tutorial's training run (or one on ``--data``/``--csv``), end to end."""
     start = time.perf_counter()
+    _check_data_flags(args)
     comm = args.communicator = _communicator(args)
     root = comm is None or comm.is_root  # only rank 0 prints, saves and plots
     quiet = args.quiet or not root
@@ -370,65 +506,42 @@ def cmd_train(args) -> int:
         require_matplotlib()
     optimizer, callbacks, scheduler, stopper = _optimization(args)
     be = get_backend(args.backend, device=args.device, dtype=args.dtype)
-    sizes = [N_FEATURES, *args.hidden, N_CLASSES]
-    _say(quiet, f"xpnet {__version__}: {_arch(sizes)} MLP on MNIST | backend={be.name} "
+    data, (n_in, n_out), name, meta = _train_data(args, be, quiet, comm)
+    X_train, y_train, X_val, y_val, X_test, y_test = _limited(data, args.limit)
+    if stopper is not None and X_val is None:
+        raise _UsageError("--early-stopping needs validation data (--val-split > 0 or "
+                          "X_val/y_val in the --data file)")
+    sizes = [n_in, *args.hidden, n_out]
+    _say(quiet, f"xpnet {__version__}: {_arch(sizes)} MLP on {name} | backend={be.name} "
                 f"device={be.device_name} dtype={be.dtype_name} | epochs={args.epochs} "
                 f"batch_size={args.batch_size} lr={args.lr:g} optimizer={args.optimizer} "
                 f"init={args.init} schedule={args.schedule} seed={args.seed}"
                 + ("" if comm is None else f" | ranks={comm.size}"))
-    if comm is not None and not root:
-        comm.barrier()  # rank 0 finds (or downloads) MNIST first, the others then read it
-    directory, data = _load_data(args, be, progress=not quiet)
-    if comm is not None and root:
-        comm.barrier()
-    X_train, y_train, X_val, y_val, X_test, y_test = _limited(data, args.limit)
-    _say(quiet, f"data: {directory} (train {X_train.shape[0]}, val {X_val.shape[0]}, "
-                f"test {X_test.shape[0]})")
-    if X_train.shape[1] != N_FEATURES:
-        raise ValueError(f"images must have {N_FEATURES} pixels, got {X_train.shape[1]}")
+    _say(quiet, f"data: {meta.get('data_dir', meta.get('data'))} (train {X_train.shape[0]}, "
+                f"val {0 if X_val is None else X_val.shape[0]}, "
+                f"test {0 if X_test is None else X_test.shape[0]})")
     model = Sequential.mlp(sizes, learning_rate=args.lr, init=args.init, seed=args.seed,
                            backend=be, loss=args.loss)
     if root:
         callbacks.append(_EpochPrinter(args.epochs, scheduler))
-    t_train, t_val = _targets(model, y_train), _targets(model, y_val)
-    history = model.fit(X_train, t_train, epochs=args.epochs, batch_size=args.batch_size,
-                        seed=args.seed, validation_data=(X_val, t_val), optimizer=optimizer,
-                        callbacks=callbacks, progress=not quiet, distributed=comm,
-                        train_accuracy=args.loss == "softmax_crossentropy")
-    if stopper is not None and stopper.stopped_epoch is not None:
-        _say(quiet, f"early stopping after epoch {stopper.stopped_epoch + 1}: best "
-                    f"{stopper.monitor}={stopper.best:.4f} at epoch {stopper.best_epoch + 1} "
-                    "(its weights are kept)")
-    test = _test_scores(model, X_test, y_test, comm)
-    wall = time.perf_counter() - start
-    last = history.last()
-    if stopper is not None and stopper.best_epoch is not None and stopper.restore_best:
-        # The kept weights are the best epoch's: report that epoch's figures with them.
-        last = {k: v[stopper.best_epoch] for k, v in history.history.items()
-                if len(v) > stopper.best_epoch}
+    validation = None if X_val is None else (X_val, _targets(model, y_val))
+    history = model.fit(X_train, _targets(model, y_train), epochs=args.epochs,
+                        batch_size=args.batch_size, seed=args.seed, validation_data=validation,
+                        optimizer=optimizer, callbacks=callbacks, progress=not quiet,
+                        distributed=comm, train_accuracy=args.loss == "softmax_crossentropy")
+    _report_stop(quiet, stopper)
+    test = None if X_test is None else _test_scores(model, X_test, y_test, comm)
     if save_path is not None:
-        training = {
-            "epochs": args.epochs, "epochs_run": len(history), "batch_size": args.batch_size,
-            "lr": args.lr, "hidden": args.hidden, "seed": args.seed,
-            "optimizer": args.optimizer, "momentum": args.momentum,
-            "weight_decay": args.weight_decay, "init": args.init, "schedule": args.schedule,
-            "loss": args.loss,
-            "early_stopping": args.early_stopping, "data_dir": str(directory),
-            "limit": args.limit, "ranks": 1 if comm is None else comm.size,
-        }
-        metrics = {"train_acc": last.get("train_acc"), "val_acc": last.get("val_acc"),
-                   "test_acc": test["accuracy"], "test_loss": test["loss"],
-                   "wall_seconds": wall}
-        if stopper is not None and stopper.best is not None:
-            metrics["best_val_acc"] = stopper.best
-        model.save(save_path, training=training, metrics=metrics, history=history.history)
+        _save(args, model, save_path, history, stopper, test, time.perf_counter() - start,
+              meta, comm)
         _say(quiet, f"saved model: {save_path}")
     if plot_path is not None:
-        plot_history(history, plot_path, title=f"{_arch(sizes)} MLP on MNIST", backend=be)
+        plot_history(history, plot_path, title=f"{_arch(sizes)} MLP on {name}", backend=be)
         _say(quiet, f"saved plot: {plot_path}")
     if root:
-        print(f"test_acc={test['accuracy']:.4f} test_loss={test['loss']:.4f} "
-              f"wall_seconds={time.perf_counter() - start:.2f}", flush=True)
+        scores = "" if test is None else \
+            f"test_acc={test['accuracy']:.4f} test_loss={test['loss']:.4f} "
+        print(f"{scores}wall_seconds={time.perf_counter() - start:.2f}", flush=True)
     return 0
 
 
@@ -514,6 +627,12 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("xpnet: interrupted", file=sys.stderr, flush=True)
         return 130
+    except _UsageError as exc:
+        # Reported like argparse's own errors: the command line itself is wrong.
+        print(f"xpnet: error: {_one_line(exc)} (see 'xpnet {args.command} --help')",
+              file=sys.stderr, flush=True)
+        _abort_other_ranks(args, 2)
+        return 2
     except (XpnetError, ValueError, TypeError, KeyError, OSError, ImportError,
             MemoryError) as exc:
         if os.environ.get("XPNET_DEBUG"):

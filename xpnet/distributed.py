@@ -64,7 +64,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import numpy as np
 
 from ._typing import Array
-from .errors import BackendUnavailableError, XpnetError
+from .errors import BackendUnavailableError, XpnetError, install_command
 
 if TYPE_CHECKING:
     from .backends import Backend
@@ -79,7 +79,7 @@ __all__ = [
     "MPI_INSTALL_HINT",
 ]
 
-MPI_INSTALL_HINT = 'pip install "xpnet[mpi]"  (mpi4py>=4 and the mpich wheel)'
+MPI_INSTALL_HINT = f'{install_command("mpi")}  (mpi4py>=4 and the mpich wheel)'
 
 #: Environment variables set by the common MPI launchers (MPICH/Hydra, Open MPI, Slurm).
 _LAUNCHER_SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_SIZE", "SLURM_NTASKS")

@@ -8,6 +8,9 @@ about xpnet's own classes.
 
 from __future__ import annotations
 
+from pathlib import Path
+
+# Error classes only (tests/test_error_classes.py checks each); install_command is a helper.
 __all__ = [
     "XpnetError",
     "BackendUnavailableError",
@@ -70,3 +73,34 @@ class DataError(XpnetError, ValueError):
 
 class ExportError(XpnetError, ValueError):
     """A model (or one of its layers) cannot be exported (ONNX, see :mod:`xpnet.export`)."""
+
+
+def install_command(*extras: str) -> str:
+    """The pip command that adds optional extras of xpnet, right for how xpnet was installed.
+
+    xpnet run from a source checkout (the package sits beside its ``pyproject.toml``:
+    ``pip install -e .`` or ``PYTHONPATH``) gets an editable install of that checkout,
+    because ``pip install "xpnet[torch]"`` would look for xpnet on PyPI; an installed
+    wheel gets ``pip install "xpnet[torch]"``, which pip resolves against the
+    installed xpnet.
+
+    Parameters
+    ----------
+    *extras : str
+        Extra names from ``pyproject.toml`` (``"torch"``, ``"plot"``, ...).
+
+    Returns
+    -------
+    str
+        A shell command, quoted for copying.
+
+    Examples
+    --------
+    >>> install_command("torch").startswith("pip install")
+    True
+    """
+    spec = ",".join(extras)
+    root = Path(__file__).resolve().parent.parent
+    if (root / "pyproject.toml").is_file() and (root / "xpnet" / "errors.py").is_file():
+        return f'pip install -e "{root}[{spec}]"'
+    return f'pip install "xpnet[{spec}]"'

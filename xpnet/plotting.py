@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ._io import atomic_write
+from .errors import install_command
 
 if TYPE_CHECKING:
     from .backends import Backend
@@ -42,7 +43,7 @@ def require_matplotlib() -> tuple[type, type]:
     except ImportError as exc:
         raise ImportError(
             f"plotting needs matplotlib, which cannot be imported ({exc}); install it with "
-            "pip install \"xpnet[plot]\""
+            + install_command("plot")
         ) from None
     return Figure, FigureCanvasAgg
 

@@ -10,7 +10,7 @@ import array_api_compat
 import numpy as np
 
 from .._typing import Array, Device, Namespace
-from ..errors import BackendUnavailableError, DeviceSpecError
+from ..errors import BackendUnavailableError, DeviceSpecError, install_command
 from ._base import Backend
 
 __all__ = ["CupyBackend"]
@@ -22,7 +22,7 @@ class CupyBackend(Backend):
     name = "cupy"
     library = "cupy"
     namespace_module = "array_api_compat.cupy"
-    install_hint = 'pip install "xpnet[cupy13]" (CUDA 13) or "xpnet[cupy12]" (CUDA 12)'
+    install_hint = f'{install_command("cupy13")} (CUDA 13) or {install_command("cupy12")} (CUDA 12)'
 
     @classmethod
     def is_namespace(cls, ns: Namespace) -> bool:

@@ -10,7 +10,7 @@ from typing import Any
 import array_api_compat
 
 from .._typing import Array, Device, Namespace
-from ..errors import BackendUnavailableError, DTypeError
+from ..errors import BackendUnavailableError, DTypeError, install_command
 from ._base import Backend
 
 __all__ = ["JaxBackend"]
@@ -22,7 +22,7 @@ class JaxBackend(Backend):
     name = "jax"
     library = "jax.numpy"
     namespace_module = "jax.numpy"  # an array-API namespace itself
-    install_hint = 'pip install "xpnet[jax]"'
+    install_hint = install_command("jax")
     casts_numpy_input_on_host = True
     mutable_arrays = False
     compiles = True

@@ -9,7 +9,7 @@ import array_api_compat
 import numpy as np
 
 from .._typing import Array, Device, Namespace
-from ..errors import BackendUnavailableError, DeviceSpecError
+from ..errors import BackendUnavailableError, DeviceSpecError, install_command
 from ._base import Backend
 
 __all__ = ["TorchBackend"]
@@ -26,7 +26,7 @@ class TorchBackend(Backend):
     name = "torch"
     library = "torch"
     namespace_module = "array_api_compat.torch"
-    install_hint = 'pip install "xpnet[torch]"'
+    install_hint = install_command("torch")
     casts_numpy_input_on_host = True  # torch has no uint16/uint32/uint64 tensors
 
     def __init__(self, *args: Any) -> None:
