@@ -31,8 +31,8 @@ Outcome = tuple[list, dict]
 
 N_ROWS, N_FEATURES, N_CLASSES, N_TARGETS = 256, 20, 3, 2
 HIDDEN = 16
-#: Small enough that every host-data fit streams several chunks (float64: 8 of 32
-#: rows, float32: 96 + 96 + 64 rows; chunks hold whole batches).
+#: Small enough that every host-data fit streams several chunks (labels, batch 32:
+#: float64 8 chunks of 32 rows, float32 96 + 96 + 64 rows; chunks hold whole batches).
 CHUNK_BYTES = 10_000
 #: History keys that hold wall-clock time: never hashed.
 TIMING_KEYS = frozenset({"seconds"})
