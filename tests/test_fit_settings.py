@@ -176,3 +176,14 @@ def test_layers_of_accepts_models_and_lists_and_names_the_argument():
         layers_of(3, "model")
     with pytest.raises(TypeError, match=r"layers\[0\] must be an xpnet Layer, got str"):
         xpnet.SGD(0.1).step(["dense"])
+
+
+@pytest.mark.parametrize("shuffle", ["yes", 1, None, "chunk"])
+def test_shuffle_must_be_a_bool_or_chunks(shuffle):
+    be = xpnet.get_backend("numpy", dtype="float64")
+    X, y = _toy(be)
+    model = xpnet.Sequential.mlp([4, 5, 3], seed=0, backend=be)
+    before = [np.array(layer.weights) for layer in model.layers[::2]]
+    with pytest.raises(TypeError, match="shuffle must be True, False or 'chunks'"):
+        model.fit(X, y, epochs=1, batch_size=8, shuffle=shuffle)
+    assert all(np.array_equal(b, layer.weights) for b, layer in zip(before, model.layers[::2]))

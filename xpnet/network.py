@@ -14,7 +14,7 @@ from . import checkpoint, feeds, scoring
 from ._distributed_fit import DistributedStepper, check_fit_agreement, on_every_rank
 from ._random import as_generator
 from ._typing import Array, BackendLike, Device, DType, Initializer, SeedLike
-from ._validation import check_int, check_number
+from ._validation import check_bool, check_int, check_number
 from .backends import get_backend
 from .callbacks import Callback, CallbackList, History
 from .errors import CheckpointError
@@ -113,10 +113,21 @@ def _loop_settings(epochs, batch_size, shuffle, check_every, train_accuracy, pro
     """``fit``'s loop policy, checked in the order the arguments come (the RNG comes later)."""
     return FitSettings(
         epochs=check_int(epochs, "epochs", low=1),
-        batch_size=check_int(batch_size, "batch_size", low=1), shuffle=bool(shuffle),
+        batch_size=check_int(batch_size, "batch_size", low=1), shuffle=_check_shuffle(shuffle),
         check_every=check_int(check_every, "check_every", low=0), rng=None,
         train_accuracy=bool(train_accuracy), progress=bool(progress),
         start_epoch=len(history) if history is not None else 0)
+
+
+def _check_shuffle(shuffle: Any) -> bool:
+    """``shuffle`` is True, False or "chunks" (host data); anything else is a TypeError."""
+    if isinstance(shuffle, str) and shuffle == "chunks":
+        return True
+    try:
+        return check_bool(shuffle, "shuffle")
+    except TypeError:
+        raise TypeError(f"shuffle must be True, False or 'chunks' (host data), got {shuffle!r}") \
+            from None
 
 
 def _host_rng(seed: Any) -> Any:
