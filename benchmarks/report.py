@@ -4,7 +4,7 @@
 same object ``--json`` writes) and returns the report: the machine, the
 matmul ceilings, one training table per batch size, prediction, memory (with
 ``--memory``) and issue 4's targets. ``markdown=True`` gives ``###`` headings
-and pipe tables ready to paste into ``benchmarks/RESULTS.md``.
+and pipe tables ready to paste into ``benchmarks/results/<benchmark>.md``.
 """
 
 from __future__ import annotations

@@ -153,7 +153,7 @@ def _parity_lines(parity: dict | None) -> list[str]:
 
 
 def results_markdown(summary: dict, workdir: Path) -> str:
-    """The block to paste into benchmarks/RESULTS.md."""
+    """The block to paste into benchmarks/results/gpu.md."""
     lines = _machine_lines(summary["env"] or {}, summary["mode"] == "dry-run")
     lines += _tests_lines(summary.get("tests", {}))
     lines += _bench_lines(workdir / "bench.md")
