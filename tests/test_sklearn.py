@@ -116,7 +116,7 @@ def test_compiled_epochs_match_the_step_by_step_epoch(backend64, solver, monkeyp
     """On a backend that compiles loops (JAX) the full batches of an epoch run as one program
     (the last, partial batch and the first, state-creating step one by one); it trains exactly
     as the step-by-step loop does. Elsewhere that loop is the only path."""
-    import xpnet.sklearn as xs
+    import xpnet.sklearn._stochastic as xs
     from xpnet._compiled import compiles_epochs
 
     X, y = _digits(250)  # 250 = 3 batches of 64 + a partial one of 58
@@ -141,7 +141,7 @@ def test_compiled_epochs_follow_alpha_set_between_partial_fits(monkeypatch):
     """alpha is baked into a compiled epoch: set_params(alpha=) before the next partial_fit
     must give a new program (found in review), and tiny partial_fit calls stay one by one."""
     pytest.importorskip("jax")
-    import xpnet.sklearn as xs
+    import xpnet.sklearn._stochastic as xs
 
     rng = np.random.default_rng(0)
     X = rng.standard_normal((64, 3))
