@@ -115,6 +115,10 @@ class Backend:
     #: Whether NumPy input is cast on the host before the transfer (libraries
     #: that do not accept every NumPy dtype, e.g. uint8 labels as int64).
     casts_numpy_input_on_host: ClassVar[bool] = False
+    #: Whether the Dense forward/backward (``x @ w``, ``x.T @ g``) accept a host
+    #: ``scipy.sparse`` CSR block as ``x`` and return this backend's arrays (NumPy:
+    #: scipy's products return ndarrays), so sparse input skips densifying.
+    takes_scipy_sparse: ClassVar[bool] = False
 
     def __init__(self, xp: Namespace, device: Device, dtype: DType) -> None:
         self.xp = xp

@@ -1,11 +1,6 @@
-"""What both estimators share: parameters, validation, where training runs, inference, pickling."""
+"""What both estimators share: parameters, where training runs, the fit, inference, pickling."""
 
 from __future__ import annotations
-
-import copy
-import math
-import numbers
-from typing import Any
 
 import array_api_compat
 import numpy as np
@@ -14,25 +9,28 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ..backends import backend_of, get_backend
+from ..feeds.sparse import SparseRows, check_sparse, is_sparse
+from . import _state
 from ._inputs import check_sample_weight, dispatch_on, foreign_array, namespace_key, to_host
+from ._lbfgs import LbfgsMixin
 from ._network import build_layers, dense_layers
+from ._params import STOCHASTIC_SOLVERS, validate_hyperparameters
 from ._stochastic import StochasticMixin
 
-_ACTIVATIONS = ("identity", "logistic", "tanh", "relu")
-_SOLVERS = ("sgd", "adam")
-_SCHEDULES = ("constant", "invscaling", "adaptive")
 
+class BaseMLP(LbfgsMixin, StochasticMixin, BaseEstimator):
+    """Parameters, validation, the fit and inference shared by both estimators.
 
+    The subclasses define ``__init__`` with scikit-learn's signature (so that
+    positional arguments mean what they mean there) and call this one.
+    """
 
-class BaseMLP(StochasticMixin, BaseEstimator):
-    """Parameters, validation and the stochastic training loop shared by both estimators."""
-
-    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam",
+    def __init__(self, *, hidden_layer_sizes=(100,), activation="relu", solver="adam",
                  alpha=0.0001, batch_size="auto", learning_rate="constant",
                  learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
                  random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
-                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10,
+                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
                  backend=None, device=None, dtype=None):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -56,68 +54,32 @@ class BaseMLP(StochasticMixin, BaseEstimator):
         self.beta_2 = beta_2
         self.epsilon = epsilon
         self.n_iter_no_change = n_iter_no_change
+        self.max_fun = max_fun
         self.backend = backend
         self.device = device
         self.dtype = dtype
 
-    # -- parameter validation ---------------------------------------------------------
-    def _validate_params(self) -> list:
-        """Check the hyperparameters once per fit; return the hidden layer sizes."""
-        sizes = self.hidden_layer_sizes
-        sizes = list(sizes) if hasattr(sizes, "__iter__") else [sizes]
-        for s in sizes:
-            if isinstance(s, bool) or not isinstance(s, numbers.Integral) or s <= 0:
-                raise ValueError(f"hidden_layer_sizes must be > 0, got {self.hidden_layer_sizes}.")
-        for name, allowed in (("activation", _ACTIVATIONS), ("solver", _SOLVERS),
-                              ("learning_rate", _SCHEDULES)):
-            value = getattr(self, name)
-            if value not in allowed:
-                hint = (" (xpnet trains with the stochastic solvers only)"
-                        if name == "solver" and value == "lbfgs" else "")
-                raise ValueError(
-                    f"The '{name}' parameter of {type(self).__name__} must be one of "
-                    f"{list(allowed)}, got {value!r}{hint}."
-                )
-        _positive = [("learning_rate_init", True), ("epsilon", True), ("alpha", False),
-                     ("tol", False), ("power_t", False)]
-        for name, strict in _positive:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, numbers.Real) \
-                    or not math.isfinite(value) or value < 0 or (strict and value == 0):
-                bound = "> 0" if strict else ">= 0"
-                raise ValueError(f"The '{name}' parameter must be a finite number {bound}, "
-                                 f"got {value!r}.")
-        for name in ("max_iter", "n_iter_no_change"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-                raise ValueError(f"The '{name}' parameter must be an int >= 1, got {value!r}.")
-        for name, hi_open in (("momentum", False), ("beta_1", True), ("beta_2", True),
-                              ("validation_fraction", True)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, numbers.Real) \
-                    or not 0 <= float(value) <= 1 or (hi_open and value == 1):
-                raise ValueError(f"The '{name}' parameter must be in [0, 1{')' if hi_open else ']'}"
-                                 f", got {value!r}.")
-        bs = self.batch_size
-        if bs != "auto" and (isinstance(bs, bool) or not isinstance(bs, numbers.Integral)
-                             or bs < 1):
-            raise ValueError(f"The 'batch_size' parameter must be 'auto' or an int >= 1, "
-                             f"got {bs!r}.")
-        return [int(s) for s in sizes]
+    def _check_solver(self) -> bool:
+        """``partial_fit`` exists for the stochastic solvers only (scikit-learn's rule)."""
+        if self.solver not in STOCHASTIC_SOLVERS:
+            raise AttributeError(f"partial_fit is only available for stochastic optimizers. "
+                                 f"{self.solver} is not stochastic.")
+        return True
 
     # -- where training runs -----------------------------------------------------------
     def _validate_X(self, X, *, reset: bool):
-        """Validated X (and y on the host): in X's namespace under dispatch, else NumPy."""
-        kwargs = dict(reset=reset, accept_sparse=False)
+        """Validated X: in X's namespace under dispatch, a CSR/CSC matrix, else NumPy."""
+        kwargs: dict = dict(reset=reset, accept_sparse=False)
+        if is_sparse(X):
+            check_sparse(X)  # xpnet's messages first, then scikit-learn's own checks
+            kwargs["accept_sparse"] = ["csr", "csc"]
         if dispatch_on() and foreign_array(X):
             xp = array_api_compat.array_namespace(X)
-            X = validate_data(self, X, dtype=(xp.float64, xp.float32), **kwargs)
-        else:
-            X = validate_data(self, X, dtype=(np.float64, np.float32), **kwargs)
-        return X
+            return validate_data(self, X, dtype=(xp.float64, xp.float32), **kwargs)
+        return validate_data(self, X, dtype=(np.float64, np.float32), **kwargs)
 
     def _resolve_backend(self, X):
-        """The xpnet Backend training runs on (see the module docstring)."""
+        """The xpnet Backend training runs on (see the package docstring)."""
         if dispatch_on() and foreign_array(X):
             be = backend_of(X)
             if self.backend is not None and get_backend(self.backend).xp is not be.xp:
@@ -133,7 +95,9 @@ class BaseMLP(StochasticMixin, BaseEstimator):
                            device=self.device, dtype=dtype)
 
     def _to_backend(self, be, X):
-        """``X`` (validated) as an array of ``be`` in the model's dtype."""
+        """``X`` (validated) as an array of ``be`` in the model's dtype, or sparse rows."""
+        if is_sparse(X):
+            return SparseRows(X, be)  # never densified whole
         if be.owns(X):
             return X
         if foreign_array(X) and array_api_compat.array_namespace(X) is be.xp \
@@ -162,7 +126,7 @@ class BaseMLP(StochasticMixin, BaseEstimator):
 
     # -- fitting -----------------------------------------------------------------------
     def _fit(self, X, y, sample_weight=None, *, incremental: bool, classes=None):
-        sizes = self._validate_params()
+        sizes = validate_hyperparameters(self)
         if self.early_stopping and incremental:
             raise ValueError("partial_fit does not support early_stopping=True")
         if y is None:
@@ -170,13 +134,13 @@ class BaseMLP(StochasticMixin, BaseEstimator):
                              "is None.")
         first_pass = not hasattr(self, "_layers") or (not self.warm_start and not incremental)
         X = self._validate_X(X, reset=first_pass)
-        y = self._validate_y(y, X.shape[0], incremental=incremental and not first_pass,
-                             classes=classes, first_pass=first_pass)
-        sw = check_sample_weight(sample_weight, X.shape[0])
-        sw = self._apply_class_weight(y, sw)
+        y = self._validate_y(y, X.shape[0], incremental=incremental, classes=classes,
+                             first_pass=first_pass)
+        sw = self._apply_class_weight(y, check_sample_weight(sample_weight, X.shape[0]))
+        # As scikit-learn: an int seed restarts the draws on every fit/partial_fit call.
+        self._random_state = check_random_state(self.random_state)
         if first_pass:
-            be = self._resolve_backend(X)
-            self._initialize(be, [X.shape[1], *sizes, self.n_outputs_])
+            self._initialize(self._resolve_backend(X), [X.shape[1], *sizes, self.n_outputs_])
             self._fit_input_ = namespace_key(X) if dispatch_on() else ("numpy", "cpu")
         be = self._backend
         Xd = self._to_backend(be, X)
@@ -184,58 +148,82 @@ class BaseMLP(StochasticMixin, BaseEstimator):
         targets = self._loss.prepare_targets(
             be, be.asarray(encoded, dtype=be.index_dtype if encoded.dtype.kind in "iu" else None),
             self.n_outputs_)
-        self._fit_stochastic(be, Xd, targets, y, sw, incremental)
+        if self.solver == "lbfgs":
+            self._fit_lbfgs(be, Xd, targets, sw)
+        else:
+            self._fit_stochastic(be, Xd, targets, y, sw, incremental)
+        self._check_finite_params()
         return self
 
     def _initialize(self, be, sizes) -> None:
+        """scikit-learn's ``_initialize``: counters, stopping state, Glorot-uniform layers."""
         self.n_iter_ = 0
         self.t_ = 0
         self.n_layers_ = len(sizes)
         self.out_activation_ = self._out_activation()
-        self.loss_curve_: list = []
-        self._no_improvement_count = 0
-        # None where scikit-learn has None (the other stopping rule is in use).
-        self.validation_scores_: Any
-        self.best_validation_score_: Any
-        self.best_loss_: Any
-        self._best_params: list | None = None
-        if self.early_stopping:
-            self.validation_scores_ = []
-            self.best_validation_score_ = -np.inf
-            self.best_loss_ = None
-        else:
-            self.validation_scores_ = None
-            self.best_validation_score_ = None
-            self.best_loss_ = np.inf
-        self._random_state = check_random_state(self.random_state)
         self._backend = be
         self._layers = build_layers(be, sizes, self.activation, self._random_state)
-        self._optimizer: Any = None  # scikit-learn's SGD or Adam update, made by _fit_stochastic
+        self._optimizer = None  # scikit-learn's SGD or Adam update, made per fit
+        self._compiled = None
+        self._best_params = self._get_params()  # early stopping restores these if no epoch beats them
+        if self.solver in STOCHASTIC_SOLVERS:
+            self._initialize_stopping()
+
+    def _initialize_stopping(self) -> None:
+        # None where scikit-learn has None (the other stopping rule is in use).
+        self.loss_curve_ = []
+        self._no_improvement_count = 0
+        self.validation_scores_ = [] if self.early_stopping else None
+        self.best_validation_score_ = -np.inf if self.early_stopping else None
+        self.best_loss_ = None if self.early_stopping else np.inf
+
+    def _check_finite_params(self) -> None:
+        xp = self._backend.xp
+        if not all(bool(xp.all(xp.isfinite(p))) for pair in self._get_params(copy=False)
+                   for p in pair):
+            raise ValueError(
+                "Solver produced non-finite parameter weights. The input data may contain "
+                "large values and need to be preprocessed."
+            )
 
     # -- parameters as scikit-learn names them --------------------------------------------
-    def _get_params(self) -> list:
-        """Copies: the optimizers update the parameters in place."""
+    def _get_params(self, copy: bool = True) -> list:
+        """(weights, biases) per Dense layer; copies by default (updates are in place)."""
         xp = self._backend.xp
-        return [(xp.asarray(d.weights, copy=True), xp.asarray(d.biases, copy=True))
+        return [(xp.asarray(d.weights, copy=copy), xp.asarray(d.biases, copy=copy))
                 for d in dense_layers(self._layers)]
 
     def _set_params(self, params) -> None:
         for d, (w, b) in zip(dense_layers(self._layers), params):
-            d.weights, d.biases = w, b
+            d.set_param("weights", w)
+            d.set_param("biases", b)
 
     @property
     def coefs_(self) -> list:
-        """Weight matrices, one per layer, as host NumPy copies."""
+        """Weight matrices, one per layer: the model's own arrays (of its backend).
+
+        ``est.coefs_ = [...]`` and ``est.coefs_[i] = a`` replace them; where the
+        library's arrays are mutable (not JAX) ``est.coefs_[i][:] = 0`` edits the
+        model in place.
+        """
         check_is_fitted(self, "_layers")
-        be = self._backend
-        return [be.to_numpy(d.weights) for d in dense_layers(self._layers)]
+        return _state.ParamList(self, "weights")
+
+    @coefs_.setter
+    def coefs_(self, values) -> None:
+        check_is_fitted(self, "_layers")
+        _state.assign_all(self, "weights", values)
 
     @property
     def intercepts_(self) -> list:
-        """Bias vectors, one per layer, as host NumPy copies."""
+        """Bias vectors, one per layer: the model's own arrays (see :attr:`coefs_`)."""
         check_is_fitted(self, "_layers")
-        be = self._backend
-        return [be.to_numpy(d.biases) for d in dense_layers(self._layers)]
+        return _state.ParamList(self, "biases")
+
+    @intercepts_.setter
+    def intercepts_(self, values) -> None:
+        check_is_fitted(self, "_layers")
+        _state.assign_all(self, "biases", values)
 
     # -- inference --------------------------------------------------------------------------
     def _raw_outputs(self, X, method: str):
@@ -248,6 +236,9 @@ class BaseMLP(StochasticMixin, BaseEstimator):
         return be, out, X
 
     def _forward(self, be, Xd):
+        """The network's outputs for all rows of ``Xd`` (sparse rows block by block)."""
+        if isinstance(Xd, SparseRows):
+            return be.xp.concat([self._forward(be, block) for block in Xd.blocks()], axis=0)
         out = Xd
         for layer in self._layers:
             out = layer._forward(out)
@@ -256,17 +247,21 @@ class BaseMLP(StochasticMixin, BaseEstimator):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.array_api_support = True
-        tags.input_tags.sparse = False
+        tags.input_tags.sparse = True
         return tags
 
+    # -- pickling ---------------------------------------------------------------------------
     def __getstate__(self):
-        """Pickle the layers as host arrays (device arrays need not be picklable)."""
+        """Host arrays only (device arrays need not be picklable), optimizer state included."""
         state = dict(super().__getstate__())  # a copy: the live estimator keeps its arrays
         if "_layers" in state:
             be = state.pop("_backend")
             state["_backend_spec"] = (be.name, be.device_name, be.dtype_name)
-            state["_layers"] = [_host_layer(layer, be) for layer in state["_layers"]]
-            state["_optimizer"] = state["_compiled"] = None  # rebuilt by the next fit
+            state["_optimizer"] = _state.host_optimizer(state.get("_optimizer"),
+                                                        state["_layers"], be)
+            state["_layers"] = [_state.host_layer(layer, be) for layer in state["_layers"]]
+            state["_best_params"] = _state.host_params(state.get("_best_params"), be)
+            state["_compiled"] = None  # rebuilt by the next fit
         return state
 
     def __setstate__(self, state):
@@ -276,21 +271,6 @@ class BaseMLP(StochasticMixin, BaseEstimator):
             name, device, dtype = spec
             be = get_backend(name, device=device, dtype=dtype)
             self._backend = be
-            self._layers = [_device_layer(layer, be) for layer in self._layers]
-
-
-def _host_layer(layer, be):
-    twin = copy.copy(layer)
-    twin.__dict__ = {k: v for k, v in layer.__dict__.items()
-                     if k not in ("backend", "xp", "optimizer", "grads")}
-    for name in layer.param_names:
-        twin.__dict__[name] = be.to_numpy(getattr(layer, name))
-    return twin
-
-
-def _device_layer(layer, be):
-    layer.backend, layer.xp, layer.optimizer, layer.grads = be, be.xp, None, {}
-    for name in layer.param_names:
-        setattr(layer, name, be.asarray(getattr(layer, name)))
-    return layer
-
+            self._layers = [_state.device_layer(layer, be) for layer in self._layers]
+            self._optimizer = _state.device_optimizer(self._optimizer, self._layers, be)
+            self._best_params = _state.device_params(self._best_params, be)

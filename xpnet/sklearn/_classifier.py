@@ -6,12 +6,41 @@ import numpy as np
 from sklearn.base import ClassifierMixin
 from sklearn.metrics import accuracy_score
 from sklearn.utils import column_or_1d
-from sklearn.utils.multiclass import check_classification_targets, type_of_target
+from sklearn.utils.class_weight import compute_class_weight
+from sklearn.utils.metaestimators import available_if
+from sklearn.utils.multiclass import check_classification_targets, type_of_target, unique_labels
 from sklearn.utils.validation import check_array
 
-from ..losses import BinaryCrossEntropy, SoftmaxCrossEntropy, _sigmoid, log_softmax
+from ..losses import BinaryCrossEntropy, SoftmaxCrossEntropy, _sigmoid, _weighted, log_softmax
 from ._base import BaseMLP
 from ._inputs import dispatch_on, foreign_array, to_host
+
+
+class _ClippedLogLoss(SoftmaxCrossEntropy):
+    """scikit-learn's reported log loss: the softmax probabilities clipped to
+    ``[eps, 1 - eps]`` before the log (its lbfgs line search sees these values, which
+    differ from the exact loss once a probability is below ``eps``); the gradient is
+    the usual ``p - y``."""
+
+    def sum_and_grad(self, xp, outputs, targets, weights=None):
+        p = xp.exp(log_softmax(outputs, xp=xp))
+        per_sample = -xp.sum(targets * xp.log(_clip_eps(xp, p)), axis=1)
+        return _weighted(xp, per_sample, p - targets, weights)
+
+
+class _ClippedBinaryLogLoss(BinaryCrossEntropy):
+    """The binary (and multilabel) twin of :class:`_ClippedLogLoss`."""
+
+    def sum_and_grad(self, xp, outputs, targets, weights=None):
+        p = _sigmoid(xp, outputs)
+        pc = _clip_eps(xp, p)
+        per_sample = -xp.sum(targets * xp.log(pc) + (1.0 - targets) * xp.log(1.0 - pc), axis=1)
+        return _weighted(xp, per_sample, p - targets, weights)
+
+
+def _clip_eps(xp, p):
+    eps = float(xp.finfo(p.dtype).eps)
+    return xp.clip(p, eps, 1.0 - eps)
 
 
 class MLPClassifier(ClassifierMixin, BaseMLP):
@@ -50,7 +79,7 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
                  learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
                  random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
-                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10,
+                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
                  class_weight=None, backend=None, device=None, dtype=None):
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes, activation=activation, solver=solver,
@@ -60,15 +89,42 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
             warm_start=warm_start, momentum=momentum, nesterovs_momentum=nesterovs_momentum,
             early_stopping=early_stopping, validation_fraction=validation_fraction,
             beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, n_iter_no_change=n_iter_no_change,
-            backend=backend, device=device, dtype=dtype)
+            max_fun=max_fun, backend=backend, device=device, dtype=dtype)
         self.class_weight = class_weight
 
     def fit(self, X, y, sample_weight=None):
-        """Fit the model to ``X`` and labels ``y`` (any labels; 2-D 0/1 for multilabel)."""
+        """Fit the model to ``X`` and labels ``y``.
+
+        Parameters
+        ----------
+        X : array of shape (n_samples, n_features), or scipy.sparse CSR/CSC matrix
+        y : array of shape (n_samples,) (any labels) or (n_samples, n_labels) of 0/1
+            (multilabel)
+        sample_weight : array of shape (n_samples,), optional
+            Non-negative weights of the samples in the (weighted mean) loss.
+
+        Returns
+        -------
+        self
+        """
         return self._fit(X, y, sample_weight, incremental=False)
 
+    @available_if(lambda est: est._check_solver())
     def partial_fit(self, X, y, sample_weight=None, classes=None):
-        """One epoch over ``(X, y)``; the first call needs ``classes`` (all labels)."""
+        """One epoch over ``(X, y)`` (stochastic solvers only).
+
+        Parameters
+        ----------
+        X, y, sample_weight
+            As in :meth:`fit`.
+        classes : array of shape (n_classes,), optional
+            Every label of every call: required on the first call, and if
+            given later it must be the same set.
+
+        Returns
+        -------
+        self
+        """
         if not hasattr(self, "classes_") and classes is None:
             raise ValueError("classes must be passed on the first call to partial_fit.")
         return self._fit(X, y, sample_weight, incremental=True, classes=classes)
@@ -85,38 +141,53 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         check_classification_targets(y)
         kind = type_of_target(y)
         if first_pass:
-            self._multilabel = kind == "multilabel-indicator"
-            if self._multilabel:
-                self.classes_ = np.arange(y.shape[1])
-                self._label_dtype = y.dtype
-            else:
-                self.classes_ = np.unique(np.asarray(classes) if classes is not None else y)
-            n_classes = len(self.classes_)
-            self.n_outputs_ = y.shape[1] if self._multilabel else (
-                1 if n_classes <= 2 else n_classes)
-            self._loss = SoftmaxCrossEntropy() if self.n_outputs_ > 1 and not self._multilabel \
-                else BinaryCrossEntropy()
-        if not self._multilabel:
-            if kind == "multilabel-indicator":
-                raise ValueError("the model was fitted on single-label targets, got a "
-                                 "multilabel indicator matrix")
-            unseen = np.setdiff1d(np.unique(y), self.classes_)
-            if unseen.size:
-                what = "partial_fit" if incremental else "fit"
-                raise ValueError(
-                    f"`y` has classes not in `self.classes_` ({what}): unseen labels "
-                    f"{unseen.tolist()}; known {self.classes_.tolist()}. Pass every label "
-                    "with classes= on the first partial_fit call."
-                )
-            if classes is not None and incremental and not np.array_equal(
-                    np.unique(classes), self.classes_):
-                raise ValueError(f"`classes={np.unique(classes).tolist()}` is not the same as "
-                                 f"on the first call to partial_fit, which was "
-                                 f"{self.classes_.tolist()}")
-        elif y.ndim != 2 or y.shape[1] != self.n_outputs_:
-            raise ValueError(f"y must have {self.n_outputs_} label columns as when fitted, "
-                             f"got shape {y.shape}")
+            self._define_classes(y, kind, classes)
+        elif self._multilabel:
+            if y.ndim != 2 or y.shape[1] != self.n_outputs_:
+                raise ValueError(f"y must have {self.n_outputs_} label columns as when "
+                                 f"fitted, got shape {y.shape}")
+            return y
+        elif kind == "multilabel-indicator":
+            raise ValueError("the model was fitted on single-label targets, got a "
+                             "multilabel indicator matrix")
+        else:
+            self._check_known_classes(y, incremental, classes)
+        unseen = np.setdiff1d(np.unique(y), self.classes_) if not self._multilabel \
+            else np.empty(0)
+        if len(unseen):  # partial_fit's first call: y's labels must be among classes=
+            raise ValueError(f"`y` has classes not in `self.classes_`. `self.classes_` has "
+                             f"{self.classes_}. 'y' has {np.unique(y)}.")
         return y
+
+    def _define_classes(self, y, kind: str, classes) -> None:
+        """First pass: the classes, the output layer's size and the loss."""
+        self._multilabel = kind == "multilabel-indicator"
+        if self._multilabel:
+            self.classes_ = np.arange(y.shape[1])
+            self._label_dtype = y.dtype
+        else:
+            self.classes_ = np.unique(np.asarray(classes) if classes is not None else y)
+        n_classes = len(self.classes_)
+        self.n_outputs_ = y.shape[1] if self._multilabel else (
+            1 if n_classes <= 2 else n_classes)
+        self._loss = SoftmaxCrossEntropy() if self.n_outputs_ > 1 and not self._multilabel \
+            else BinaryCrossEntropy()
+
+    def _check_known_classes(self, y, incremental: bool, classes) -> None:
+        """A later call's labels, with scikit-learn's rules and messages."""
+        if incremental and classes is not None and \
+                not np.array_equal(self.classes_, unique_labels(classes)):
+            raise ValueError(f"`classes={classes!r}` is not the same as on last call to "
+                             f"partial_fit, was: {self.classes_!r}")
+        labels = unique_labels(y)
+        if self.warm_start:
+            if set(labels.tolist()) != set(self.classes_.tolist()):
+                raise ValueError(
+                    "warm_start can only be used where `y` has the same classes as in the "
+                    f"previous call to fit. Previously got {self.classes_}, `y` has {labels}")
+        elif len(np.setdiff1d(labels, self.classes_, assume_unique=True)):
+            raise ValueError(f"`y` has classes not in `self.classes_`. `self.classes_` has "
+                             f"{self.classes_}. 'y' has {labels}.")
 
     def _encode_targets(self, y):
         """Host targets for the loss: 0/1 columns (sigmoid outputs) or class indices."""
@@ -134,8 +205,10 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         if self._multilabel:
             raise ValueError("class_weight is not supported for multilabel targets")
         if isinstance(self.class_weight, str) and self.class_weight == "balanced":
-            labels, counts = np.unique(y, return_counts=True)
-            per_class = dict(zip(labels.tolist(), (len(y) / (len(self.classes_) * counts)).tolist()))
+            # scikit-learn's factors over the labels present in y: n / (n_present * count).
+            labels = np.unique(y)
+            weights = compute_class_weight("balanced", classes=labels, y=y)
+            per_class = dict(zip(labels.tolist(), weights.tolist()))
         elif isinstance(self.class_weight, dict):
             per_class = dict(self.class_weight)
             unknown = [k for k in per_class if k not in set(self.classes_.tolist())]
@@ -149,6 +222,12 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         if np.any(factor < 0) or not np.all(np.isfinite(factor)):
             raise ValueError("class_weight values must be finite and >= 0")
         return factor if sw is None else sw * factor
+
+    def _lbfgs_loss(self):
+        """The loss lbfgs minimises: scikit-learn's clipped values (see _ClippedLogLoss)."""
+        if isinstance(self._loss, SoftmaxCrossEntropy):
+            return _ClippedLogLoss()
+        return _ClippedBinaryLogLoss()
 
     # -- prediction ----------------------------------------------------------------------------
     def _out_activation(self) -> str:

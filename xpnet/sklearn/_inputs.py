@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numbers
+import os
 
 import array_api_compat
 import numpy as np
@@ -10,10 +11,21 @@ import sklearn
 from sklearn.utils.validation import check_array
 
 from ..backends import backend_of
+from ..feeds.sparse import SparseRows
 
 
 def dispatch_on() -> bool:
-    return bool(sklearn.get_config().get("array_api_dispatch", False))
+    """Whether scikit-learn's array API dispatch is on (then SciPy's must be too)."""
+    on = bool(sklearn.get_config().get("array_api_dispatch", False))
+    if on and os.environ.get("SCIPY_ARRAY_API") != "1":
+        # scikit-learn would fail later, deep inside SciPy, with a less helpful message.
+        raise RuntimeError(
+            "array_api_dispatch=True needs SciPy's array API support: set the environment "
+            "variable SCIPY_ARRAY_API=1 before scikit-learn or SciPy is imported (e.g. "
+            "`export SCIPY_ARRAY_API=1`, or os.environ[\"SCIPY_ARRAY_API\"] = \"1\" at the "
+            "top of the script)"
+        )
+    return on
 
 
 def foreign_array(X) -> bool:
@@ -59,3 +71,10 @@ def check_sample_weight(sample_weight, n_samples: int):
             "zero there is nothing to fit"
         )
     return sw
+
+
+def take_rows(be, X, idx_device, idx_host):
+    """The rows of ``X`` for a batch: a device gather, or a block of a sparse matrix."""
+    if isinstance(X, SparseRows):
+        return X.rows(idx_host)
+    return be.take_rows(X, idx_device)

@@ -6,6 +6,7 @@ import numpy as np
 from sklearn.base import RegressorMixin
 from sklearn.metrics import r2_score
 from sklearn.utils import column_or_1d
+from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_array
 
 from ..losses import MeanSquaredError, _weighted
@@ -29,6 +30,23 @@ class _SklearnSquaredError(MeanSquaredError):
         return _weighted(xp, per_sample, d, weights)
 
 
+class _SklearnPoisson(MeanSquaredError):
+    """scikit-learn's half Poisson deviance with an exp output: the outputs are
+    ``log(prediction)``; the loss is ``sum over outputs of y log(y / p) - y + p``
+    averaged over the samples, its gradient ``p - y`` (the canonical link)."""
+
+    name = "poisson"
+
+    def sum_and_grad(self, xp, outputs, targets, weights=None):
+        pred = xp.exp(outputs)
+        positive = targets > 0
+        safe = xp.where(positive, targets, xp.ones_like(targets))
+        # xlogy(y, y / p): 0 where y == 0, as scipy's xlogy.
+        ylogy = xp.where(positive, targets * xp.log(safe / pred), xp.zeros_like(targets))
+        per_sample = xp.sum(ylogy - targets + pred, axis=1)
+        return _weighted(xp, per_sample, pred - targets, weights)
+
+
 class MLPRegressor(RegressorMixin, BaseMLP):
     """Multi-layer perceptron regressor trained by xpnet on any array library.
 
@@ -42,18 +60,55 @@ class MLPRegressor(RegressorMixin, BaseMLP):
     >>> import numpy as np
     >>> from xpnet.sklearn import MLPRegressor
     >>> X = np.linspace(-1, 1, 40)[:, None]
-    >>> reg = MLPRegressor((16,), learning_rate_init=0.02, max_iter=500, tol=1e-6,
-    ...                    random_state=0).fit(X, 2 * X[:, 0] + 1)
+    >>> reg = MLPRegressor(hidden_layer_sizes=(16,), learning_rate_init=0.02, max_iter=500,
+    ...                    tol=1e-6, random_state=0).fit(X, 2 * X[:, 0] + 1)
     >>> bool(reg.score(X, 2 * X[:, 0] + 1) > 0.95)
     True
     """
 
+    def __init__(self, loss="squared_error", hidden_layer_sizes=(100,), activation="relu", *,
+                 solver="adam", alpha=0.0001, batch_size="auto", learning_rate="constant",
+                 learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
+                 random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
+                 nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
+                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
+                 backend=None, device=None, dtype=None):
+        super().__init__(
+            hidden_layer_sizes=hidden_layer_sizes, activation=activation, solver=solver,
+            alpha=alpha, batch_size=batch_size, learning_rate=learning_rate,
+            learning_rate_init=learning_rate_init, power_t=power_t, max_iter=max_iter,
+            shuffle=shuffle, random_state=random_state, tol=tol, verbose=verbose,
+            warm_start=warm_start, momentum=momentum, nesterovs_momentum=nesterovs_momentum,
+            early_stopping=early_stopping, validation_fraction=validation_fraction,
+            beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, n_iter_no_change=n_iter_no_change,
+            max_fun=max_fun, backend=backend, device=device, dtype=dtype)
+        self.loss = loss
+
     def fit(self, X, y, sample_weight=None):
-        """Fit the model to ``X`` and float targets ``y`` of shape (n,) or (n, n_outputs)."""
+        """Fit the model to ``X`` and float targets ``y``.
+
+        Parameters
+        ----------
+        X : array of shape (n_samples, n_features), or scipy.sparse CSR/CSC matrix
+        y : array of shape (n_samples,) or (n_samples, n_outputs)
+            Real targets (``loss="poisson"``: non-negative).
+        sample_weight : array of shape (n_samples,), optional
+            Non-negative weights of the samples in the (weighted mean) loss.
+
+        Returns
+        -------
+        self
+        """
         return self._fit(X, y, sample_weight, incremental=False)
 
+    @available_if(lambda est: est._check_solver())
     def partial_fit(self, X, y, sample_weight=None):
-        """One epoch over ``(X, y)``."""
+        """One epoch over ``(X, y)`` (stochastic solvers only; arguments as :meth:`fit`).
+
+        Returns
+        -------
+        self
+        """
         return self._fit(X, y, sample_weight, incremental=True)
 
     def _validate_y(self, y, n_samples, *, incremental, classes, first_pass):
@@ -67,9 +122,12 @@ class MLPRegressor(RegressorMixin, BaseMLP):
         if y.ndim > 2:
             raise ValueError(f"y must be 1-D or 2-D, got shape {y.shape}")
         n_outputs = 1 if y.ndim == 1 else y.shape[1]
+        if self.loss == "poisson" and np.any(y < 0):
+            raise ValueError(f"loss='poisson' needs y >= 0 (counts, rates), got "
+                             f"{int(np.sum(y < 0))} negative targets, the smallest {y.min()!r}")
         if first_pass:
             self.n_outputs_ = n_outputs
-            self._loss = _SklearnSquaredError()
+            self._loss = _SklearnPoisson() if self.loss == "poisson" else _SklearnSquaredError()
         elif n_outputs != self.n_outputs_:
             raise ValueError(f"y has {n_outputs} outputs but the model was fitted with "
                              f"{self.n_outputs_}")
@@ -81,26 +139,37 @@ class MLPRegressor(RegressorMixin, BaseMLP):
     def _apply_class_weight(self, y, sw):
         return sw
 
-    def _out_activation(self) -> str:
-        return "identity"
+    def _lbfgs_loss(self):
+        return self._loss
 
-    def predict(self, X):
-        """Predictions, shape (n,) for one output or (n, n_outputs)."""
-        be, z, X = self._raw_outputs(X, "predict")
+    def _out_activation(self) -> str:
+        return "exp" if self.loss == "poisson" else "identity"
+
+    def _predictions(self, be, z):
+        """The predictions for the network's outputs ``z``: (n,) for one output."""
+        if self.out_activation_ == "exp":
+            z = be.xp.exp(z)
         if self.n_outputs_ == 1:
             z = be.xp.reshape(z, (z.shape[0],))
-        return self._output(be, z, X)
+        return z
+
+    def _r2(self, be, z, y, sw) -> float:
+        """R^2 of the outputs ``z``; NaN when a prediction is not finite (scikit-learn's
+        early stopping records it so)."""
+        pred = be.to_numpy(self._predictions(be, z))
+        if not np.isfinite(pred).all():
+            return float("nan")
+        return float(r2_score(y, pred, sample_weight=sw))
+
+    def predict(self, X):
+        """Predictions, shape (n_samples,) for one output or (n_samples, n_outputs)."""
+        be, z, X = self._raw_outputs(X, "predict")
+        return self._output(be, self._predictions(be, z), X)
 
     def _score_device(self, be, Xd, y_host, sw) -> float:
-        pred = be.to_numpy(self._forward(be, Xd))
-        if self.n_outputs_ == 1:
-            pred = pred[:, 0]
-        return float(r2_score(y_host, pred, sample_weight=sw))
+        return self._r2(be, self._forward(be, Xd), y_host, sw)
 
     def score(self, X, y, sample_weight=None) -> float:
         """Coefficient of determination R^2, weighted by ``sample_weight``."""
         be, z, X = self._raw_outputs(X, "score")
-        pred = be.to_numpy(z)
-        if self.n_outputs_ == 1:
-            pred = pred[:, 0]
-        return float(r2_score(to_host(y), pred, sample_weight=to_host(sample_weight)))
+        return self._r2(be, z, to_host(y), to_host(sample_weight))

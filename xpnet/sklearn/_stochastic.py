@@ -7,6 +7,7 @@ line for line where that keeps the results equal to scikit-learn's.
 from __future__ import annotations
 
 import warnings
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sklearn.base import is_classifier
@@ -15,8 +16,10 @@ from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import LabelBinarizer
 
 from .._compiled import CompiledEpoch, compiles_epochs
+from ..feeds.sparse import SparseRows
 from ..optimizers import SGD, Adam, _one_minus_pow, _sqrt
 from ..training import train_step
+from ._inputs import take_rows
 from ._network import dense_layers
 
 
@@ -92,7 +95,7 @@ class _SklearnAdam(_SklearnL2, Adam):
         return param
 
 
-def _squared_norm(xp, w):
+def squared_norm(xp, w):
     """``sum(w * w)`` as one dot product (no temporary of w's size).
 
     ``flat @ flat`` (the standard's 1-D inner product) rather than ``vecdot``,
@@ -110,7 +113,24 @@ MIN_COMPILED_STEPS = 256
 
 
 class StochasticMixin:
-    """The sgd/adam training loop of :class:`~xpnet.sklearn._base.BaseMLP`."""
+    """The sgd/adam solver of :class:`~xpnet.sklearn._base.BaseMLP`: scikit-learn's
+    ``_fit_stochastic``, its epoch and its stopping rules."""
+
+    # The fitted state this loop updates (set up by BaseMLP._initialize).
+    n_iter_: int
+    t_: int
+    loss_: float
+    loss_curve_: list
+    validation_scores_: Any
+    best_validation_score_: Any
+    best_loss_: Any
+    _no_improvement_count: int
+    _best_params: Any
+    _optimizer: Any
+    _compiled: Any
+
+    if TYPE_CHECKING:  # the other attributes of the estimator this mixin is part of
+        def __getattr__(self, name: str) -> Any: ...
 
     def _make_optimizer(self):
         """scikit-learn's update rule for ``solver`` (the L2 penalty goes in front of it)."""
@@ -121,12 +141,17 @@ class StochasticMixin:
         return _SklearnAdam(float(self.learning_rate_init), beta1=float(self.beta_1),
                             beta2=float(self.beta_2), eps=float(self.epsilon))
 
-    def _fit_stochastic(self, be, X, targets, y_host, sw, incremental: bool) -> None:
-        if self._optimizer is None or not incremental:
+    def _prepare_optimizer(self, incremental: bool) -> None:
+        """A new update rule per fit; partial_fit keeps the one it has (its state)."""
+        if getattr(self, "_optimizer", None) is None or not incremental:
             self._optimizer = self._make_optimizer()
         self._optimizer.alpha = float(self.alpha)
         for layer in dense_layers(self._layers):
             layer.optimizer = self._optimizer
+
+    def _fit_stochastic(self, be, X, targets, y_host, sw, incremental: bool) -> None:
+        """scikit-learn's ``_fit_stochastic``: epochs until a stopping rule or ``max_iter``."""
+        self._prepare_optimizer(incremental)
         n = X.shape[0]
         train_idx, val_idx = np.arange(n), None
         if self.early_stopping:
@@ -134,44 +159,46 @@ class StochasticMixin:
         batch_size = self._batch_size(train_idx.shape[0])
         weights = None if sw is None else be.asarray(sw)
         order = train_idx
+        self.n_iter_ = 0  # counts this call's epochs, as scikit-learn >= 1.6
         with be.floating_point_errors_ignored():
             for _ in range(self.max_iter):
                 if self.shuffle:  # reshuffles the previous order, as scikit-learn does
                     order = self._random_state.permutation(order)
                 self.loss_ = self._epoch(be, X, targets, weights, sw, order, batch_size,
                                          epochs=1 if incremental else self.max_iter)
-                self.n_iter_ += 1
-                self.t_ += train_idx.shape[0]
-                self.loss_curve_.append(self.loss_)
-                if self.verbose:
-                    print(f"Iteration {self.n_iter_}, loss = {self.loss_:.8f}")
-                self._update_no_improvement_count(be, X, y_host, sw, val_idx)
-                self._update_learning_rate()
-                if self._no_improvement_count > self.n_iter_no_change:
-                    if self._stop_or_decay():
-                        break
-                    self._no_improvement_count = 0
+                if self._end_of_epoch(be, X, y_host, sw, val_idx, train_idx.shape[0]):
+                    break
                 if incremental:
                     break
                 if self.n_iter_ == self.max_iter:
                     warnings.warn(
                         f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached "
                         "and the optimization hasn't converged yet.", ConvergenceWarning,
-                        stacklevel=3)
-        if self.early_stopping and self._best_params is not None:
+                        stacklevel=4)
+        if self.early_stopping:  # restore the best weights (the initial ones if none was)
             self._set_params(self._best_params)
-        if not all(np.isfinite(c).all() for c in self.coefs_ + self.intercepts_):
-            raise ValueError(
-                "Solver produced non-finite parameter weights. The input data may contain "
-                "large values and need to be preprocessed."
-            )
+
+    def _end_of_epoch(self, be, X, y_host, sw, val_idx, n_train: int) -> bool:
+        """Count the epoch, check the stopping rule; True to stop."""
+        self.n_iter_ += 1
+        self.t_ += n_train
+        self.loss_curve_.append(self.loss_)
+        if self.verbose:
+            print(f"Iteration {self.n_iter_}, loss = {self.loss_:.8f}")
+        self._update_no_improvement_count(be, X, y_host, sw, val_idx)
+        self._update_learning_rate()
+        if self._no_improvement_count > self.n_iter_no_change:
+            if self._stop_or_decay():
+                return True
+            self._no_improvement_count = 0
+        return False
 
     def _batch_size(self, n: int) -> int:
         if self.batch_size == "auto":
             return min(200, n)
         if self.batch_size > n:
             warnings.warn("Got `batch_size` less than 1 or larger than sample size. It is "
-                          "going to be clipped", stacklevel=3)
+                          "going to be clipped", stacklevel=4)
         return int(np.clip(self.batch_size, 1, n))
 
     def _validation_split(self, y_host, n: int):
@@ -186,7 +213,6 @@ class StochasticMixin:
         if val_idx.shape[0] < 2:
             raise ValueError("The validation set is too small. Increase 'validation_fraction' "
                              "or the size of your dataset.")
-        self._best_params = None
         return train_idx, val_idx  # in train_test_split's order, as scikit-learn trains
 
     def _epoch(self, be, X, targets, weights, sw, order, batch_size: int, epochs: int) -> float:
@@ -194,12 +220,14 @@ class StochasticMixin:
 
         Returns scikit-learn's epoch loss: the batch losses (penalty included)
         weighted by batch size, over the rows. Without sample weights, a
-        backend that compiles loops runs the full batches as one program when
-        this call's ``epochs`` will run enough of them to pay for compiling it.
+        backend that compiles loops runs the full batches of a device array as
+        one program when this call's ``epochs`` will run enough of them to pay
+        for compiling it. This per-batch loop is the one place that walks the
+        batches (to become the shared ``run_epoch`` with a scikit-learn stepper).
         """
         order_d = be.asarray(order, dtype=be.index_dtype)
         n = order.shape[0]
-        n_full = n // batch_size if weights is None else 0
+        n_full = n // batch_size if weights is None and not isinstance(X, SparseRows) else 0
         total = 0.0
         if n_full * epochs >= MIN_COMPILED_STEPS and compiles_epochs(be, self._layers):
             step = self._compiled_epochs(be, batch_size)
@@ -210,24 +238,26 @@ class StochasticMixin:
         for lo in range(n_full * batch_size, n, batch_size):
             hi = min(lo + batch_size, n)
             weight = float(hi - lo) if sw is None else float(max(sw[order[lo:hi]].sum(), 0.0))
+            xb = take_rows(be, X, order_d[lo:hi], order[lo:hi])
             device_total = device_total + self._batch_step(
-                be, X, targets, weights, order_d[lo:hi], weight)
+                be, xb, targets, weights, order_d[lo:hi], weight)
         return (total + float(device_total)) / max(n, 1)
 
-    def _batch_step(self, be, X, targets, weights, idx, weight: float):
-        """Train on the rows ``idx``; returns the batch loss (penalty included) times its size.
+    def _batch_step(self, be, xb, targets, weights, idx, weight: float):
+        """Train on the batch ``xb`` (rows ``idx``); returns its loss (penalty included) times
+        its size.
 
         ``weight`` is the batch's size or total sample weight (the mean's
         denominator and the penalty's); a batch of weight 0 leaves its loss
         unscaled and unpenalised, as in scikit-learn.
         """
         xp = be.xp
-        xb, tb = be.take_rows(X, idx), be.take_rows(targets, idx)
+        tb = be.take_rows(targets, idx)
         wb = None if weights is None else xp.take(weights, idx, axis=0)
         alpha = self._optimizer.alpha
         self._optimizer.batch_weight = weight
         if alpha and weight > 0:  # the penalty term of the loss, before the update
-            sq = sum(_squared_norm(xp, d.weights) for d in dense_layers(self._layers))
+            sq = sum(squared_norm(xp, d.weights) for d in dense_layers(self._layers))
         loss_sum = train_step(self._layers, xp, xb, tb, 0, loss=self._loss, weights=wb)
         batch_loss = loss_sum / (weight if weight > 0 else 1.0)
         if alpha and weight > 0:
@@ -246,27 +276,15 @@ class StochasticMixin:
         if cached is None or cached[0][0] is not key[0] or cached[0][1] is not key[1] \
                 or cached[0][2:] != key[2:]:
             def step(X, targets, idx):
-                return self._batch_step(be, X, targets, None, idx, float(batch_size))
+                xb = be.take_rows(X, idx)
+                return self._batch_step(be, xb, targets, None, idx, float(batch_size))
 
             cached = self._compiled = (key, CompiledEpoch(be, self._layers, step))
         return cached[1]
 
     def _update_no_improvement_count(self, be, X, y_host, sw, val_idx) -> None:
         if val_idx is not None:
-            idx = be.asarray(val_idx, dtype=be.index_dtype)
-            Xv = be.xp.take(X, idx, axis=0)
-            score = self._score_device(be, Xv, y_host[val_idx],
-                                       None if sw is None else sw[val_idx])
-            self.validation_scores_.append(score)
-            if self.verbose:
-                print(f"Validation score: {score:f}")
-            if score < self.best_validation_score_ + self.tol:
-                self._no_improvement_count += 1
-            else:
-                self._no_improvement_count = 0
-            if score > self.best_validation_score_:
-                self.best_validation_score_ = score
-                self._best_params = self._get_params()
+            self._track_validation_score(be, X, y_host, sw, val_idx)
             return
         last = self.loss_curve_[-1]
         if last > self.best_loss_ - self.tol:
@@ -275,6 +293,25 @@ class StochasticMixin:
             self._no_improvement_count = 0
         if last < self.best_loss_:
             self.best_loss_ = last
+
+    def _track_validation_score(self, be, X, y_host, sw, val_idx) -> None:
+        """Early stopping: score the validation rows (NaN when the outputs are not finite,
+        as scikit-learn records it); keep the best parameters."""
+        Xv = take_rows(be, X, be.asarray(val_idx, dtype=be.index_dtype), val_idx)
+        score = self._score_device(be, Xv, y_host[val_idx],
+                                   None if sw is None else sw[val_idx])
+        self.validation_scores_.append(score)
+        if self.verbose:
+            print(f"Validation score: {score:f}")
+        # Comparisons with NaN are False, as in scikit-learn: a NaN epoch resets the
+        # count and never becomes the best.
+        if score < self.best_validation_score_ + self.tol:
+            self._no_improvement_count += 1
+        else:
+            self._no_improvement_count = 0
+        if score > self.best_validation_score_:
+            self.best_validation_score_ = score
+            self._best_params = self._get_params()
 
     def _update_learning_rate(self) -> None:
         """scikit-learn's 'invscaling' schedule: lr = lr_init / (t + 1) ** power_t (sgd only)."""
