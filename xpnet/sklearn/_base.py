@@ -10,11 +10,20 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ..backends import backend_of, get_backend
 from ..feeds.sparse import SparseRows, check_sparse, is_sparse
-from . import _state
 from ._inputs import check_sample_weight, dispatch_on, foreign_array, namespace_key, to_host
 from ._lbfgs import LbfgsMixin
 from ._network import build_layers, dense_layers
 from ._params import STOCHASTIC_SOLVERS, validate_hyperparameters
+from ._state import (
+    ParamList,
+    assign_all,
+    device_layer,
+    device_optimizer,
+    device_params,
+    host_layer,
+    host_optimizer,
+    host_params,
+)
 from ._stochastic import StochasticMixin
 
 
@@ -207,23 +216,23 @@ class BaseMLP(LbfgsMixin, StochasticMixin, BaseEstimator):
         model in place.
         """
         check_is_fitted(self, "_layers")
-        return _state.ParamList(self, "weights")
+        return ParamList(self, "weights")
 
     @coefs_.setter
     def coefs_(self, values) -> None:
         check_is_fitted(self, "_layers")
-        _state.assign_all(self, "weights", values)
+        assign_all(self, "weights", values)
 
     @property
     def intercepts_(self) -> list:
         """Bias vectors, one per layer: the model's own arrays (see :attr:`coefs_`)."""
         check_is_fitted(self, "_layers")
-        return _state.ParamList(self, "biases")
+        return ParamList(self, "biases")
 
     @intercepts_.setter
     def intercepts_(self, values) -> None:
         check_is_fitted(self, "_layers")
-        _state.assign_all(self, "biases", values)
+        assign_all(self, "biases", values)
 
     # -- inference --------------------------------------------------------------------------
     def _raw_outputs(self, X, method: str):
@@ -257,10 +266,10 @@ class BaseMLP(LbfgsMixin, StochasticMixin, BaseEstimator):
         if "_layers" in state:
             be = state.pop("_backend")
             state["_backend_spec"] = (be.name, be.device_name, be.dtype_name)
-            state["_optimizer"] = _state.host_optimizer(state.get("_optimizer"),
+            state["_optimizer"] = host_optimizer(state.get("_optimizer"),
                                                         state["_layers"], be)
-            state["_layers"] = [_state.host_layer(layer, be) for layer in state["_layers"]]
-            state["_best_params"] = _state.host_params(state.get("_best_params"), be)
+            state["_layers"] = [host_layer(layer, be) for layer in state["_layers"]]
+            state["_best_params"] = host_params(state.get("_best_params"), be)
             state["_compiled"] = None  # rebuilt by the next fit
         return state
 
@@ -271,6 +280,6 @@ class BaseMLP(LbfgsMixin, StochasticMixin, BaseEstimator):
             name, device, dtype = spec
             be = get_backend(name, device=device, dtype=dtype)
             self._backend = be
-            self._layers = [_state.device_layer(layer, be) for layer in self._layers]
-            self._optimizer = _state.device_optimizer(self._optimizer, self._layers, be)
-            self._best_params = _state.device_params(self._best_params, be)
+            self._layers = [device_layer(layer, be) for layer in self._layers]
+            self._optimizer = device_optimizer(self._optimizer, self._layers, be)
+            self._best_params = device_params(self._best_params, be)

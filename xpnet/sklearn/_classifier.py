@@ -11,36 +11,10 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets, type_of_target, unique_labels
 from sklearn.utils.validation import check_array
 
-from ..losses import BinaryCrossEntropy, SoftmaxCrossEntropy, _sigmoid, _weighted, log_softmax
+from ..losses import BinaryCrossEntropy, SoftmaxCrossEntropy, log_softmax
 from ._base import BaseMLP
 from ._inputs import dispatch_on, foreign_array, to_host
-
-
-class _ClippedLogLoss(SoftmaxCrossEntropy):
-    """scikit-learn's reported log loss: the softmax probabilities clipped to
-    ``[eps, 1 - eps]`` before the log (its lbfgs line search sees these values, which
-    differ from the exact loss once a probability is below ``eps``); the gradient is
-    the usual ``p - y``."""
-
-    def sum_and_grad(self, xp, outputs, targets, weights=None):
-        p = xp.exp(log_softmax(outputs, xp=xp))
-        per_sample = -xp.sum(targets * xp.log(_clip_eps(xp, p)), axis=1)
-        return _weighted(xp, per_sample, p - targets, weights)
-
-
-class _ClippedBinaryLogLoss(BinaryCrossEntropy):
-    """The binary (and multilabel) twin of :class:`_ClippedLogLoss`."""
-
-    def sum_and_grad(self, xp, outputs, targets, weights=None):
-        p = _sigmoid(xp, outputs)
-        pc = _clip_eps(xp, p)
-        per_sample = -xp.sum(targets * xp.log(pc) + (1.0 - targets) * xp.log(1.0 - pc), axis=1)
-        return _weighted(xp, per_sample, p - targets, weights)
-
-
-def _clip_eps(xp, p):
-    eps = float(xp.finfo(p.dtype).eps)
-    return xp.clip(p, eps, 1.0 - eps)
+from ._losses import ClippedBinaryLogLoss, ClippedLogLoss, sigmoid
 
 
 class MLPClassifier(ClassifierMixin, BaseMLP):
@@ -224,10 +198,10 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         return factor if sw is None else sw * factor
 
     def _lbfgs_loss(self):
-        """The loss lbfgs minimises: scikit-learn's clipped values (see _ClippedLogLoss)."""
+        """The loss lbfgs minimises: scikit-learn's clipped values (see ClippedLogLoss)."""
         if isinstance(self._loss, SoftmaxCrossEntropy):
-            return _ClippedLogLoss()
-        return _ClippedBinaryLogLoss()
+            return ClippedLogLoss()
+        return ClippedBinaryLogLoss()
 
     # -- prediction ----------------------------------------------------------------------------
     def _out_activation(self) -> str:
@@ -235,7 +209,7 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
 
     def _proba_device(self, be, z):
         if isinstance(self._loss, BinaryCrossEntropy):
-            p = _sigmoid(be.xp, z)
+            p = sigmoid(be.xp, z)
             if self._multilabel:
                 return p
             return be.xp.concat([1.0 - p, p], axis=1) if len(self.classes_) == 2 else \

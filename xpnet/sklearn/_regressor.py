@@ -9,42 +9,9 @@ from sklearn.utils import column_or_1d
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_array
 
-from ..losses import MeanSquaredError, _weighted
 from ._base import BaseMLP
 from ._inputs import to_host
-
-
-class _SklearnSquaredError(MeanSquaredError):
-    """scikit-learn's squared error: the loss it reports is half the mean over the outputs,
-    but its step follows half the *sum* over the outputs (deltas ``z - t``), a gradient
-    ``n_outputs`` times the reported loss's. Kept, so that multi-output regression
-    trains as scikit-learn's does; with one output the two agree.
-    """
-
-    def __init__(self):
-        super().__init__(half=True)
-
-    def sum_and_grad(self, xp, outputs, targets, weights=None):
-        d = outputs - targets
-        per_sample = xp.sum(d * d, axis=1) * self._factor(outputs.shape[1])
-        return _weighted(xp, per_sample, d, weights)
-
-
-class _SklearnPoisson(MeanSquaredError):
-    """scikit-learn's half Poisson deviance with an exp output: the outputs are
-    ``log(prediction)``; the loss is ``sum over outputs of y log(y / p) - y + p``
-    averaged over the samples, its gradient ``p - y`` (the canonical link)."""
-
-    name = "poisson"
-
-    def sum_and_grad(self, xp, outputs, targets, weights=None):
-        pred = xp.exp(outputs)
-        positive = targets > 0
-        safe = xp.where(positive, targets, xp.ones_like(targets))
-        # xlogy(y, y / p): 0 where y == 0, as scipy's xlogy.
-        ylogy = xp.where(positive, targets * xp.log(safe / pred), xp.zeros_like(targets))
-        per_sample = xp.sum(ylogy - targets + pred, axis=1)
-        return _weighted(xp, per_sample, pred - targets, weights)
+from ._losses import SklearnPoisson, SklearnSquaredError
 
 
 class MLPRegressor(RegressorMixin, BaseMLP):
@@ -127,7 +94,7 @@ class MLPRegressor(RegressorMixin, BaseMLP):
                              f"{int(np.sum(y < 0))} negative targets, the smallest {y.min()!r}")
         if first_pass:
             self.n_outputs_ = n_outputs
-            self._loss = _SklearnPoisson() if self.loss == "poisson" else _SklearnSquaredError()
+            self._loss = SklearnPoisson() if self.loss == "poisson" else SklearnSquaredError()
         elif n_outputs != self.n_outputs_:
             raise ValueError(f"y has {n_outputs} outputs but the model was fitted with "
                              f"{self.n_outputs_}")
