@@ -381,3 +381,30 @@ def test_pickled_estimator_warm_starts_as_the_original():
         _quiet(est.fit, X, y)
     for a, b in zip(_params_of(clf), _params_of(twin)):
         np.testing.assert_array_equal(a, b)
+
+
+# -- documentation and configuration ------------------------------------------------------------
+
+@pytest.mark.parametrize("cls", [MLPClassifier, MLPRegressor])
+def test_docstring_describes_every_parameter(cls):
+    doc = cls.__doc__
+    params = doc[doc.index("Parameters\n"):doc.index("Attributes\n")]
+    described = {name.strip() for line in params.splitlines()
+                 if line.startswith("    ") and not line.startswith("     ") and " : " in line
+                 for name in line.split(" : ")[0].split(",")}
+    assert set(inspect.signature(cls).parameters) <= described
+    assert "see scikit-learn" not in doc.lower()
+
+
+def test_dispatch_without_scipy_array_api_says_what_to_set(monkeypatch):
+    import sklearn
+
+    from xpnet.sklearn import _inputs
+
+    monkeypatch.delenv("SCIPY_ARRAY_API", raising=False)
+    monkeypatch.setattr(sklearn, "get_config", lambda: {"array_api_dispatch": True})
+    with pytest.raises(RuntimeError, match=r"set the environment variable SCIPY_ARRAY_API=1"):
+        _inputs.dispatch_on()
+    X, y = _digits(40)
+    with pytest.raises(RuntimeError, match="SCIPY_ARRAY_API=1"):
+        MLPClassifier(max_iter=1).fit(X, y)

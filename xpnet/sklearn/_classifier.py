@@ -13,40 +13,34 @@ from sklearn.utils.validation import check_array
 
 from ..losses import BinaryCrossEntropy, SoftmaxCrossEntropy, log_softmax
 from ._base import BaseMLP
+from ._docs import class_doc, classifier_params
 from ._inputs import dispatch_on, foreign_array, to_host
 from ._losses import ClippedBinaryLogLoss, ClippedLogLoss, sigmoid
 
 
 class MLPClassifier(ClassifierMixin, BaseMLP):
-    """Multi-layer perceptron classifier trained by xpnet on any array library.
+    __doc__ = class_doc(
+        """Multi-layer perceptron classifier trained by xpnet on any array library.
 
-    Same parameters and fitted attributes as
-    ``sklearn.neural_network.MLPClassifier`` with ``solver`` in ``{"sgd",
-    "adam"}``, plus:
-
-    Parameters
-    ----------
-    class_weight : "balanced", dict or None
-        Multiplies each sample's weight by its class's weight (``"balanced"``:
-        ``n_samples / (n_classes * count)``).
-    backend, device, dtype : optional
-        Where training runs when ``X`` is converted (no array API dispatch);
-        ``dtype=None`` follows ``X`` (float32 stays float32).
-
-    Output layers follow scikit-learn: a softmax over classes (multiclass), a
-    sigmoid unit (binary) or one sigmoid per label (multilabel).
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from xpnet.sklearn import MLPClassifier
-    >>> X = np.asarray([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]] * 10)
-    >>> y = np.asarray(["no", "yes", "yes", "yes"] * 10)
-    >>> clf = MLPClassifier((8,), solver="adam", learning_rate_init=0.05,
-    ...                     max_iter=300, random_state=0).fit(X, y)
-    >>> clf.classes_.tolist(), clf.predict(X[:4]).tolist()
-    (['no', 'yes'], ['no', 'yes', 'yes', 'yes'])
-    """
+    scikit-learn's ``sklearn.neural_network.MLPClassifier``: the same
+    parameters, in the same order, the same fitted attributes and, in float64
+    on NumPy, the same weights; plus ``class_weight`` and where training runs.""",
+        classifier_params(),
+        """Notes
+-----
+Output layers follow scikit-learn: a softmax over classes (multiclass), a
+sigmoid unit (binary) or one sigmoid per label (multilabel). ``X`` may be a
+dense array of any array library or a scipy.sparse CSR/CSC matrix.""",
+        """Examples
+--------
+>>> import numpy as np
+>>> from xpnet.sklearn import MLPClassifier
+>>> X = np.asarray([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]] * 10)
+>>> y = np.asarray(["no", "yes", "yes", "yes"] * 10)
+>>> clf = MLPClassifier((8,), solver="adam", learning_rate_init=0.05,
+...                     max_iter=300, random_state=0).fit(X, y)
+>>> clf.classes_.tolist(), clf.predict(X[:4]).tolist()
+(['no', 'yes'], ['no', 'yes', 'yes', 'yes'])""")
 
     def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam",
                  alpha=0.0001, batch_size="auto", learning_rate="constant",

@@ -10,28 +10,34 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_array
 
 from ._base import BaseMLP
+from ._docs import class_doc, regressor_params
 from ._inputs import to_host
 from ._losses import SklearnPoisson, SklearnSquaredError
 
 
 class MLPRegressor(RegressorMixin, BaseMLP):
-    """Multi-layer perceptron regressor trained by xpnet on any array library.
+    __doc__ = class_doc(
+        """Multi-layer perceptron regressor trained by xpnet on any array library.
 
-    Same parameters and fitted attributes as ``sklearn.neural_network.MLPRegressor``
-    with ``solver`` in ``{"sgd", "adam"}``, plus ``backend``, ``device`` and
-    ``dtype`` (see :class:`MLPClassifier`). The loss is half the mean squared
-    error, as scikit-learn reports it; one or many outputs.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from xpnet.sklearn import MLPRegressor
-    >>> X = np.linspace(-1, 1, 40)[:, None]
-    >>> reg = MLPRegressor(hidden_layer_sizes=(16,), learning_rate_init=0.02, max_iter=500,
-    ...                    tol=1e-6, random_state=0).fit(X, 2 * X[:, 0] + 1)
-    >>> bool(reg.score(X, 2 * X[:, 0] + 1) > 0.95)
-    True
-    """
+    scikit-learn's ``sklearn.neural_network.MLPRegressor`` (>= 1.7): the same
+    parameters, in the same order (``loss`` first: write
+    ``MLPRegressor(hidden_layer_sizes=(50,))``, not ``MLPRegressor((50,))``), the
+    same fitted attributes and, in float64 on NumPy, the same weights; plus
+    where training runs.""",
+        regressor_params(),
+        """Notes
+-----
+One or many outputs. ``X`` may be a dense array of any array library or a
+scipy.sparse CSR/CSC matrix.""",
+        """Examples
+--------
+>>> import numpy as np
+>>> from xpnet.sklearn import MLPRegressor
+>>> X = np.linspace(-1, 1, 40)[:, None]
+>>> reg = MLPRegressor(hidden_layer_sizes=(16,), learning_rate_init=0.02, max_iter=500,
+...                    tol=1e-6, random_state=0).fit(X, 2 * X[:, 0] + 1)
+>>> bool(reg.score(X, 2 * X[:, 0] + 1) > 0.95)
+True""")
 
     def __init__(self, loss="squared_error", hidden_layer_sizes=(100,), activation="relu", *,
                  solver="adam", alpha=0.0001, batch_size="auto", learning_rate="constant",
