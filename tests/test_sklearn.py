@@ -344,3 +344,7 @@ def test_sklearn_compare_benchmark_smoke_run(tmp_path):
         assert row["xpnet"]["mean"] == pytest.approx(row["sklearn"]["mean"], abs=1e-6)
     assert set(result["speed"]["seconds_per_epoch"]) == {"sklearn", "xpnet-numpy", "xpnet-jax",
                                                          "numpy floor"}
+    small = result["small"]["rows"]
+    assert set(small) == {"adam", "lbfgs"}
+    for row in small.values():  # the same fits: the same accuracy
+        assert row["xpnet_score"] == pytest.approx(row["sklearn_score"], abs=1e-6)
