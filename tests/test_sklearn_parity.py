@@ -408,3 +408,24 @@ def test_dispatch_without_scipy_array_api_says_what_to_set(monkeypatch):
     X, y = _digits(40)
     with pytest.raises(RuntimeError, match="SCIPY_ARRAY_API=1"):
         MLPClassifier(max_iter=1).fit(X, y)
+
+
+def test_keyboard_interrupt_keeps_the_epochs_done(monkeypatch):
+    """As scikit-learn: Ctrl-C during fit warns and keeps what was learnt."""
+    from xpnet.sklearn._stochastic import StochasticMixin
+
+    X, y = _digits(100)
+    epoch = StochasticMixin._epoch
+    calls = []
+
+    def interrupted(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return epoch(self, *args, **kwargs)
+
+    monkeypatch.setattr(StochasticMixin, "_epoch", interrupted)
+    with pytest.warns(UserWarning, match="Training interrupted by user"):
+        clf = MLPClassifier(hidden_layer_sizes=(4,), max_iter=10, random_state=0).fit(X, y)
+    assert clf.n_iter_ == 2 and len(clf.loss_curve_) == 2
+    assert clf.predict(X).shape == (100,)

@@ -158,8 +158,19 @@ class StochasticMixin:
             train_idx, val_idx = self._validation_split(y_host, n)
         batch_size = self._batch_size(train_idx.shape[0])
         weights = None if sw is None else be.asarray(sw)
-        order = train_idx
         self.n_iter_ = 0  # counts this call's epochs, as scikit-learn >= 1.6
+        try:
+            self._epochs(be, X, targets, y_host, sw, weights, train_idx, val_idx,
+                         batch_size, incremental)
+        except KeyboardInterrupt:  # as scikit-learn: keep what was learnt so far
+            warnings.warn("Training interrupted by user.", stacklevel=4)
+        if self.early_stopping:  # restore the best weights (the initial ones if none was)
+            self._set_params(self._best_params)
+
+    def _epochs(self, be, X, targets, y_host, sw, weights, train_idx, val_idx,
+                batch_size: int, incremental: bool) -> None:
+        """scikit-learn's epoch loop: shuffle, one pass, the stopping rules."""
+        order = train_idx
         with be.floating_point_errors_ignored():
             for _ in range(self.max_iter):
                 if self.shuffle:  # reshuffles the previous order, as scikit-learn does
@@ -174,9 +185,7 @@ class StochasticMixin:
                     warnings.warn(
                         f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached "
                         "and the optimization hasn't converged yet.", ConvergenceWarning,
-                        stacklevel=4)
-        if self.early_stopping:  # restore the best weights (the initial ones if none was)
-            self._set_params(self._best_params)
+                        stacklevel=5)
 
     def _end_of_epoch(self, be, X, y_host, sw, val_idx, n_train: int) -> bool:
         """Count the epoch, check the stopping rule; True to stop."""
