@@ -429,3 +429,21 @@ def test_keyboard_interrupt_keeps_the_epochs_done(monkeypatch):
         clf = MLPClassifier(hidden_layer_sizes=(4,), max_iter=10, random_state=0).fit(X, y)
     assert clf.n_iter_ == 2 and len(clf.loss_curve_) == 2
     assert clf.predict(X).shape == (100,)
+
+
+@pytest.mark.parametrize("name", ["torch", "array_api_strict"])
+def test_lbfgs_and_sparse_free_paths_under_array_api_dispatch(name):
+    """lbfgs trains where X lives under dispatch, with the NumPy fit's weights."""
+    import sklearn
+
+    xp = pytest.importorskip(name)
+    X, y = _digits(150)
+    params = dict(hidden_layer_sizes=(6,), solver="lbfgs", max_iter=10, random_state=0)
+    ref = _quiet(MLPClassifier(**params).fit, X, y)
+    with sklearn.config_context(array_api_dispatch=True):
+        ours = _quiet(MLPClassifier(**params).fit, xp.asarray(X), xp.asarray(y))
+        proba = ours.predict_proba(xp.asarray(X))
+    assert ours._backend.name == name and type(proba) is type(xp.asarray(X))
+    assert ours.n_iter_ == ref.n_iter_
+    for a, b in zip(_params_of(ours), _params_of(ref)):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
