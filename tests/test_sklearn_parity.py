@@ -234,6 +234,8 @@ def test_coefs_assignment_and_in_place_edits_change_the_model():
         clf.intercepts_ = [np.zeros(8)]
     with pytest.raises(TypeError, match="one array per layer"):
         clf.coefs_.append(np.zeros(3))
+    copied = pickle.loads(pickle.dumps(clf.coefs_))  # a plain list, without the estimator
+    assert type(copied) is list and np.array_equal(copied[1], clf.coefs_[1])
 
 
 def test_custom_initial_weights_then_warm_start_match_scikit_learn():

@@ -40,6 +40,11 @@ class ParamList(list):
         value = assign_param(self._est, self._name, index, value)
         super().__setitem__(index, value)
 
+    def __reduce__(self):
+        # Pickled or deep-copied on its own, it is a plain list of the arrays: the
+        # estimator it writes into does not travel with it.
+        return (list, (list(self),))
+
     def _attr(self) -> str:
         return "coefs_" if self._name == "weights" else "intercepts_"
 
