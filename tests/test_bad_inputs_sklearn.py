@@ -10,6 +10,7 @@ os.environ.setdefault("SCIPY_ARRAY_API", "1")
 
 import numpy as np
 import pytest
+from scipy import sparse
 
 pytest.importorskip("sklearn")
 
@@ -54,11 +55,42 @@ CASES = {
     "partial_fit with an unseen label": (
         lambda: MLPClassifier(max_iter=2).partial_fit(X, Y, classes=[0, 1, 2]).partial_fit(
             X, np.where(Y == 2, 7, Y)),
-        ValueError, r"unseen labels \[7\]; known \[0, 1, 2\]"),
+        ValueError, r"`y` has classes not in `self.classes_`. `self.classes_` has \[0 1 2\]"),
     "partial_fit with other classes later": (
         lambda: MLPClassifier(max_iter=2).partial_fit(X, Y, classes=[0, 1, 2]).partial_fit(
             X, Y, classes=[0, 1, 2, 3]),
-        ValueError, r"classes=\[0, 1, 2, 3\]` is not the same as on the first call"),
+        ValueError, r"`classes=\[0, 1, 2, 3\]` is not the same as on last call to partial_fit"),
+    "warm_start refit on a subset of the classes": (
+        lambda: MLPClassifier(max_iter=2, warm_start=True).fit(X, Y).fit(X[Y < 2], Y[Y < 2]),
+        ValueError, r"warm_start can only be used where `y` has the same classes as in the "
+                    r"previous call to fit. Previously got \[0 1 2\], `y` has \[0 1\]"),
+    "warm_start refit with an unseen class": (
+        lambda: MLPClassifier(max_iter=2, warm_start=True).fit(X, Y).fit(X, np.where(Y, Y, 5)),
+        ValueError, r"warm_start can only be used where `y` has the same classes"),
+    "refit (no warm start) partial_fit with an unseen class": (
+        lambda: MLPClassifier(max_iter=2).fit(X, Y).partial_fit(X, np.where(Y, Y, 5)),
+        ValueError, r"`y` has classes not in `self.classes_`"),
+    "partial_fit with lbfgs": (
+        lambda: MLPClassifier(solver="lbfgs").partial_fit(X, Y, classes=[0, 1, 2]),
+        AttributeError, r"This 'MLPClassifier' has no attribute 'partial_fit'"),
+    "regressor partial_fit with lbfgs": (
+        lambda: MLPRegressor(solver="lbfgs").partial_fit(X, YF),
+        AttributeError, r"This 'MLPRegressor' has no attribute 'partial_fit'"),
+    "poisson with negative targets": (
+        lambda: MLPRegressor(loss="poisson").fit(X, YF - 0.5),
+        ValueError, r"loss='poisson' needs y >= 0.*negative targets"),
+    "unknown regression loss": (
+        lambda: MLPRegressor(loss="huber").fit(X, YF),
+        ValueError, r"'loss' parameter of MLPRegressor must be one of \['squared_error', "),
+    "hidden sizes as MLPRegressor's first positional argument": (
+        lambda: MLPRegressor((8,)).fit(X, YF),
+        ValueError, r"MLPRegressor\(hidden_layer_sizes=\(8,\)\)"),
+    "max_fun 0": (
+        lambda: MLPClassifier(solver="lbfgs", max_fun=0).fit(X, Y),
+        ValueError, r"'max_fun' parameter must be an int >= 1, got 0"),
+    "n_iter_no_change a float other than inf": (
+        lambda: MLPClassifier(n_iter_no_change=2.5).fit(X, Y),
+        ValueError, r"'n_iter_no_change' parameter must be an int >= 1 or np.inf, got 2.5"),
     "partial_fit with early_stopping": (
         lambda: MLPClassifier(early_stopping=True).partial_fit(X, Y, classes=[0, 1, 2]),
         ValueError, r"partial_fit does not support early_stopping=True"),
@@ -88,9 +120,9 @@ CASES = {
         lambda: MLPRegressor().fit(X, None),
         ValueError, r"MLPRegressor requires y to be passed"),
     # --- hyperparameters -----------------------------------------------------------------------
-    "lbfgs solver": (
-        lambda: MLPClassifier(solver="lbfgs").fit(X, Y),
-        ValueError, r"'solver'.*\['sgd', 'adam'\], got 'lbfgs' \(xpnet trains with the "),
+    "unknown solver": (
+        lambda: MLPClassifier(solver="newton").fit(X, Y),
+        ValueError, r"'solver'.*\['lbfgs', 'sgd', 'adam'\], got 'newton'"),
     "hidden layer of size 0": (
         lambda: MLPClassifier(hidden_layer_sizes=(4, 0)).fit(X, Y),
         ValueError, r"hidden_layer_sizes must be > 0, got \(4, 0\)"),
@@ -113,9 +145,22 @@ CASES = {
     "predict with another feature count": (
         lambda: _fitted().predict(X[:, :3]),
         ValueError, r"X has 3 features, but MLPClassifier is expecting 4 features"),
-    "sparse X": (
-        lambda: MLPClassifier().fit(__import__("scipy.sparse").sparse.csr_array(X), Y),
-        TypeError, r"[Ss]parse data was passed"),
+    # --- sparse X --------------------------------------------------------------------------------
+    "sparse X of a non-numeric dtype": (
+        lambda: MLPClassifier().fit(sparse.csr_array(X.astype(np.complex128)), Y),
+        TypeError, r"X is a sparse matrix of dtype complex128; expected real numbers"),
+    "sparse X with no rows": (
+        lambda: MLPClassifier().fit(sparse.csr_array((0, 4)), Y[:0]),
+        ValueError, r"X has shape \(0, 4\); expected at least one row"),
+    "sparse X with a NaN": (
+        lambda: MLPClassifier().fit(sparse.csr_array(np.where(X > 0.9, np.nan, X)), Y),
+        ValueError, r"Input X contains NaN or infinity: \d+ of its \d+ stored entries"),
+    "sparse X in COO format": (
+        lambda: MLPClassifier().fit(sparse.coo_array(X), Y),
+        TypeError, r"X is a scipy.sparse matrix in 'coo' format; expected 'csr' or 'csc'"),
+    "sparse X with another feature count": (
+        lambda: _fitted().predict(sparse.csr_array(X[:, :3])),
+        ValueError, r"X has 3 features, but MLPClassifier is expecting 4 features"),
 }
 
 

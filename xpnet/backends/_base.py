@@ -120,6 +120,10 @@ class Backend:
     #: Whether the backend only records a graph for export (ndonnx): it is then left
     #: out of :data:`xpnet.backends.BACKEND_NAMES`, the test matrix and the CLI.
     export_only: ClassVar[bool] = False
+    #: Whether the Dense forward/backward (``x @ w``, ``x.T @ g``) accept a host
+    #: ``scipy.sparse`` CSR block as ``x`` and return this backend's arrays (NumPy:
+    #: scipy's products return ndarrays), so sparse input skips densifying.
+    takes_scipy_sparse: ClassVar[bool] = False
 
     def __init__(self, xp: Namespace, device: Device, dtype: DType) -> None:
         self.xp = xp

@@ -39,6 +39,7 @@ class NumpyBackend(Backend):
     library = "numpy"
     namespace_module = "array_api_compat.numpy"
     install_hint = "pip install numpy"
+    takes_scipy_sparse = True
 
     @property
     def shares_host_memory(self) -> bool:
