@@ -47,7 +47,7 @@ from .distributed import Communicator, DistributedError
 from .errors import StateError
 from .layers.base import loss_layers
 from .optimizers import SGD, KeepGrads
-from .training import first_trainable_index, train_step
+from .training import Stepper, first_trainable_index, train_step
 
 if TYPE_CHECKING:
     from .backends import Backend
@@ -280,7 +280,7 @@ def _divided_by_weight(xp: Any, reduced: list[Array], size: int) -> tuple[list[A
     return [g / denom for g in reduced[:-1]], mean_weight * size
 
 
-class DistributedStepper:
+class DistributedStepper(Stepper):
     """The data-parallel steps: backward, one fused allreduce, the optimizer step (equal on every rank).
 
     The loss, targets, sample weights (class weights folded in) and L2
@@ -290,6 +290,7 @@ class DistributedStepper:
 
     def __init__(self, model: Any, comm: Communicator, penalty: Any = None) -> None:
         self.model, self.comm, self.penalty = model, comm, penalty
+        self.backend = model.backend
         self.layers = loss_layers(model.layers)
         self.steps: dict = {}
 

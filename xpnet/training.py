@@ -342,7 +342,41 @@ class FitSettings:
     start_epoch: int = 0
 
 
-class LocalStepper:
+class Stepper:
+    """What :func:`run_epoch` asks of the update rules: a function per block, the compiled epoch.
+
+    ``guards``: whether a NaN/inf loss stops training (scikit-learn's loop
+    trains through it and keeps its best weights instead).
+    """
+
+    guards = True
+    backend: Any
+
+    def start(self, feed: Any) -> None:
+        """Called once before the first epoch (after the callbacks' ``on_train_begin``)."""
+        feed.start()
+
+    def step_fn(self, weighted: bool) -> Any:
+        """``step(X, targets, idx[, weights]) -> summed loss``."""
+        raise NotImplementedError
+
+    def epoch_fn(self, weighted: bool) -> Any:
+        """The whole block as one compiled program, or None (then step by step)."""
+        return None
+
+    def block_runner(self, block: Any) -> Any:
+        """``run(lo, hi) -> summed loss`` of the step on the block's rows ``order[lo:hi]``."""
+        fn = self.step_fn(block.weights is not None)
+        X, targets, order, weights = block.X, block.targets, block.order, block.weights
+        if weights is None:  # exactly the call it always was (a captured graph takes no weights)
+            return lambda lo, hi: fn(X, targets, order[lo:hi])
+        return lambda lo, hi: fn(X, targets, order[lo:hi], weights)
+
+    def end_epoch(self) -> None:
+        pass
+
+
+class LocalStepper(Stepper):
     """The steps of one process: the model's cached (possibly compiled) step and epoch.
 
     ``penalty``: an :class:`L2Penalty` attached to the layers for this fit.
@@ -352,12 +386,9 @@ class LocalStepper:
 
     def __init__(self, model: Any, penalty: L2Penalty | None = None) -> None:
         self.model, self.penalty = model, penalty
+        self.backend = model.backend
         self.layers = loss_layers(model.layers)
         self.first = first_trainable_index(self.layers)
-
-    def start(self, feed: Any) -> None:
-        """Called once before the first epoch (after the callbacks' ``on_train_begin``)."""
-        feed.start()
 
     def _loss(self, weighted: bool) -> Any:
         """None keeps the seed's fused kernel; weights (or another loss) need the loss object."""
@@ -377,9 +408,6 @@ class LocalStepper:
         model = self.model
         return _cached_epoch(model.train_steps, model.backend, self.layers, self.first,
                              self._loss(False))
-
-    def end_epoch(self) -> None:
-        pass
 
 
 def fit_loop(model, feed, validation, stepper, settings: FitSettings, callbacks: CallbackList,
@@ -419,14 +447,15 @@ def run_epoch(feed, stepper, settings: FitSettings, epoch: int) -> dict:
     """
     t0 = time.perf_counter()
     # Compiled blocks return their sums to the host; steps sum on the device (read back once).
-    sums = _Sums(host=0.0, device=stepper.model.backend.zeros(()), steps=0)
+    sums = _Sums(host=0.0, device=stepper.backend.zeros(()), steps=0)
     with _progress(feed.n_steps, f"epoch {epoch + 1}", settings.progress and feed.is_root) as bar:
         for block in feed.epoch_blocks(epoch, settings):
             _run_block(feed, stepper, block, settings, epoch, sums, bar)
             del block  # so that at most two chunks of host data are alive
     # The one read-back of the epoch: always checked.
     loss_sum = feed.reduce(sums.host + float(sums.device))
-    _guard(loss_sum, epoch, sums.steps - 1, settings.check_every)
+    if stepper.guards:
+        _guard(loss_sum, epoch, sums.steps - 1, settings.check_every)
     stepper.end_epoch()
     return {"epoch": epoch + 1, "loss": loss_sum / feed.trained_weight(),
             "seconds": time.perf_counter() - t0}
@@ -444,21 +473,19 @@ class _Sums:
 def _run_block(feed, stepper, block, settings: FitSettings, epoch: int, sums: _Sums, bar) -> None:
     """The steps of one block, added to ``sums``."""
     weighted = block.weights is not None
-    epoch_fn = stepper.epoch_fn(weighted) if feed.compiles else None
+    epoch_fn = stepper.epoch_fn(weighted) if feed.compiles and block.compilable else None
     if epoch_fn is not None:  # the whole block in one call; the guard reads its sums
         running = epoch_fn(block.X, block.targets, block.order, block.n_steps, block.rows)
         bar.update(block.n_steps)
         sums.host += _guarded_sums(running, epoch, settings.check_every)
         sums.steps += block.n_steps
         return
-    step_fn = stepper.step_fn(weighted)
-    X, targets, order, rows, weights = block.X, block.targets, block.order, block.rows, block.weights
+    run = stepper.block_runner(block)
+    rows, n_rows = block.rows, block.order.shape[0]
     check_every, total, steps = settings.check_every, sums.device, sums.steps
     for s in range(block.n_steps):
-        idx = order[s * rows:(s + 1) * rows]
-        # Unweighted: exactly the call it always was (a captured graph takes no weights).
-        total = total + (step_fn(X, targets, idx) if weights is None
-                         else step_fn(X, targets, idx, weights))
+        lo = s * rows
+        total = total + run(lo, min(lo + rows, n_rows))  # the last batch may be partial
         steps += 1
         if check_every and steps % check_every == 0:
             _guard(feed.reduce(float(total)), epoch, steps - 1, check_every)

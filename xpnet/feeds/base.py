@@ -39,6 +39,11 @@ class Block:
         Steps in the block, rows per step.
     weights : array or None
         Per-row sample weights of ``X`` (None: unweighted).
+    compilable : bool
+        Whether the block may run as one compiled program (full batches only).
+    host_order : NumPy array or None
+        ``order`` on the host, where a step needs it (scikit-learn's sparse rows and
+        host sample weights).
     """
 
     X: Array
@@ -47,6 +52,8 @@ class Block:
     n_steps: int
     rows: int
     weights: Array | None = None
+    compilable: bool = True
+    host_order: Any = None
 
 
 class Feed:
