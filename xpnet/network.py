@@ -108,15 +108,46 @@ def _n_outputs(layers) -> int | None:
     return None
 
 
-def _loop_settings(epochs, batch_size, shuffle, check_every, train_accuracy, progress,
-                   history) -> FitSettings:
+def _loop_settings(epochs, batch_size, shuffle, check_every, train_accuracy, verbose, progress,
+                   history, initial_epoch) -> FitSettings:
     """``fit``'s loop policy, checked in the order the arguments come (the RNG comes later)."""
+    start, count = _epoch_range(epochs, initial_epoch, history)
     return FitSettings(
-        epochs=check_int(epochs, "epochs", low=1),
-        batch_size=check_int(batch_size, "batch_size", low=1), shuffle=bool(shuffle),
+        epochs=count, batch_size=check_int(batch_size, "batch_size", low=1), shuffle=bool(shuffle),
         check_every=check_int(check_every, "check_every", low=0), rng=None,
-        train_accuracy=bool(train_accuracy), progress=bool(progress),
-        start_epoch=len(history) if history is not None else 0)
+        train_accuracy=bool(train_accuracy), verbose=_verbosity(verbose, progress),
+        start_epoch=start)
+
+
+def _epoch_range(epochs, initial_epoch, history) -> tuple[int, int]:
+    """``(first epoch, number of epochs)``, 0-based.
+
+    Without ``initial_epoch``, ``epochs`` more epochs numbered on from a
+    continued ``history``; with it, Keras's convention: epochs
+    ``initial_epoch .. epochs - 1`` (``epochs`` is the number of the last one).
+    """
+    epochs = check_int(epochs, "epochs", low=1)
+    if initial_epoch is None:
+        return (len(history) if history is not None else 0), epochs
+    initial = check_int(initial_epoch, "initial_epoch", low=0)
+    if initial >= epochs:
+        raise ValueError(
+            f"initial_epoch={initial} leaves nothing to train with epochs={epochs}: with "
+            "initial_epoch, epochs is the number of the last epoch (Keras's convention), so "
+            "it must be larger than initial_epoch"
+        )
+    return initial, epochs - initial
+
+
+def _verbosity(verbose, progress) -> int:
+    """Keras's ``verbose`` (0, 1, 2); ``progress=True`` is the older spelling of ``verbose=1``."""
+    verbose = check_int(verbose, "verbose", low=0, high=2)
+    if not progress:
+        return verbose
+    if verbose == 2:
+        raise ValueError("progress=True means verbose=1, but verbose=2 was given: pass only "
+                         "verbose=")
+    return 1
 
 
 def _host_rng(seed: Any) -> Any:
@@ -343,7 +374,7 @@ class Sequential:
             history: History | None = None, distributed: Communicator | None = None,
             chunk_bytes: int | None = None, sample_weight: Array | None = None,
             class_weight: str | dict | None = None, validation_split: float = 0.0,
-            alpha: float = 0.0) -> History:
+            alpha: float = 0.0, verbose: int = 0, initial_epoch: int | None = None) -> History:
         """Train with minibatch SGD (or ``optimizer``); return a :class:`History`.
 
         Parameters
@@ -365,6 +396,8 @@ class Sequential:
             targets (MSE) or 0/1 (binary cross-entropy), (n,) or (n, n_outputs).
         epochs, batch_size : int
             As in the tutorial (25 and 32); the last incomplete batch is dropped.
+            With ``initial_epoch``, ``epochs`` is the number of the last epoch
+            (Keras's convention); without it, the number of epochs to train.
         shuffle : bool or "chunks"
             Reshuffle each epoch with a permutation drawn from ``seed``.
             ``"chunks"`` (host data only, opt-in): a faster approximate shuffle
@@ -378,8 +411,16 @@ class Sequential:
         optimizer : Optimizer, optional
             Replaces the layers' built-in SGD step (see :mod:`xpnet.optimizers`).
         callbacks : list of Callback
+            Keras-style callbacks (:mod:`xpnet.callbacks`): ``self.model`` is set
+            before training, hooks take 0-based ``epoch``/``batch`` and a ``logs``
+            dict with ``loss``, ``accuracy``, ``val_loss``, ``val_accuracy`` and
+            ``seconds``. Every overridden hook's signature is checked before
+            training (the ``(model, epoch, logs)`` hooks of earlier versions are
+            refused with a ``TypeError`` naming the new one). A callback that
+            overrides ``on_train_batch_end`` reads every step's loss back and
+            turns off compiled whole epochs (JAX) for this fit.
         progress : bool
-            Show one tqdm bar per epoch.
+            The older spelling of ``verbose=1``.
         check_every : int
             The loss summed on the device is read back at the end of every
             epoch, and training stops with :class:`~xpnet.errors.DivergenceError`
@@ -400,6 +441,18 @@ class Sequential:
         chunk_bytes : int, optional
             Host data only: bytes of rows per chunk (default about 256 MB; at
             least one batch). Two chunks are in memory at once.
+        verbose : {0, 1, 2}
+            As in Keras: 0 silent (default), 1 a progress bar during each epoch
+            and one line after it, 2 the line only, e.g. ``epoch 3/10
+            loss=0.2500 train_acc=0.9000 val_acc=0.8750 seconds=1.50``
+            (:func:`xpnet.callbacks.format_epoch`, the lines of ``xpnet train``;
+            with ``distributed=`` the root rank prints). The bar goes to stderr,
+            the lines to stdout.
+        initial_epoch : int, optional
+            As in Keras, the 0-based epoch to start at (resuming a run): epochs
+            ``initial_epoch .. epochs - 1`` are trained, numbered so for the
+            callbacks (a ``LearningRateScheduler`` goes on with its schedule) and
+            the history. Default: 0, or the length of ``history``.
         sample_weight, class_weight, validation_split, alpha
             Per-sample weights >= 0 (weighted mean loss), class weights
             (``"balanced"`` or a dict), the *last* fraction held out for validation
@@ -420,7 +473,7 @@ class Sequential:
                                 seed=seed, shuffle=shuffle, optimizer=optimizer,
                                 validation_data=validation_data, options={**weighting, "alpha": alpha})
         settings = _loop_settings(epochs, batch_size, shuffle, check_every, train_accuracy,
-                                  progress, history)
+                                  verbose, progress, history, initial_epoch)
         feed = feed.check(settings.batch_size)
         validation = feeds.as_validation_feed(self, validation_data, chunk_bytes)
         settings = dataclasses.replace(settings, rng=_host_rng(seed))
