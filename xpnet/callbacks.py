@@ -154,8 +154,7 @@ def check_hook_signature(callback: Callback, hook: str) -> None:
         signature = inspect.signature(method)
     except (TypeError, ValueError):  # a builtin without a signature: trust it
         return
-    params = _positional(signature)
-    old = bool(params) and params[0].name == "model"
+    old = [p.name for p in _positional(signature)][:1] == ["model"]
     if old or not _fits_the_call(signature, len(_HOOK_ARGS[hook])):
         why = (" (the (model, ...) hooks of earlier xpnet versions are gone)" if old else "")
         raise TypeError(

@@ -367,14 +367,14 @@ class Sequential:
 
     # -- training ----------------------------------------------------------------
     def fit(self, X: Any, y: Array | None = None, *, epochs: int = 1, batch_size: int = 32,
-            shuffle: bool | str = True, seed: SeedLike = 0,
-            validation_data: tuple[Array, Array] | None = None,
-            optimizer: Optimizer | None = None, callbacks: Iterable[Callback] = (),
-            progress: bool = False, check_every: int = 100, train_accuracy: bool = True,
-            history: History | None = None, distributed: Communicator | None = None,
+            shuffle: bool | str = True, seed: SeedLike = 0, verbose: int = 0,
+            validation_data: tuple[Array, Array] | None = None, optimizer: Optimizer | None = None,
+            callbacks: Iterable[Callback] = (), progress: bool = False, check_every: int = 100,
+            train_accuracy: bool = True, history: History | None = None,
+            initial_epoch: int | None = None, distributed: Communicator | None = None,
             chunk_bytes: int | None = None, sample_weight: Array | None = None,
             class_weight: str | dict | None = None, validation_split: float = 0.0,
-            alpha: float = 0.0, verbose: int = 0, initial_epoch: int | None = None) -> History:
+            alpha: float = 0.0) -> History:
         """Train with minibatch SGD (or ``optimizer``); return a :class:`History`.
 
         Parameters
@@ -396,8 +396,6 @@ class Sequential:
             targets (MSE) or 0/1 (binary cross-entropy), (n,) or (n, n_outputs).
         epochs, batch_size : int
             As in the tutorial (25 and 32); the last incomplete batch is dropped.
-            With ``initial_epoch``, ``epochs`` is the number of the last epoch
-            (Keras's convention); without it, the number of epochs to train.
         shuffle : bool or "chunks"
             Reshuffle each epoch with a permutation drawn from ``seed``.
             ``"chunks"`` (host data only, opt-in): a faster approximate shuffle
@@ -411,25 +409,14 @@ class Sequential:
         optimizer : Optimizer, optional
             Replaces the layers' built-in SGD step (see :mod:`xpnet.optimizers`).
         callbacks : list of Callback
-            Keras-style callbacks (:mod:`xpnet.callbacks`): ``self.model`` is set
-            before training, hooks take 0-based ``epoch``/``batch`` and a ``logs``
-            dict with ``loss``, ``accuracy``, ``val_loss``, ``val_accuracy`` and
-            ``seconds``. Every overridden hook's signature is checked before
-            training (the ``(model, epoch, logs)`` hooks of earlier versions are
-            refused with a ``TypeError`` naming the new one). A callback that
-            overrides ``on_train_batch_end`` reads every step's loss back and
-            turns off compiled whole epochs (JAX) for this fit.
-        progress : bool
-            The older spelling of ``verbose=1``.
+            Keras-style (:mod:`xpnet.callbacks`); ``on_train_batch_end`` turns compiled epochs off.
         check_every : int
-            The loss summed on the device is read back at the end of every
-            epoch, and training stops with :class:`~xpnet.errors.DivergenceError`
-            (naming the epoch) if it is NaN/inf. ``check_every`` adds the same
-            check every this many steps within an epoch, to stop a diverged run
-            early; 0 leaves only the end-of-epoch check.
+            The loss summed on the device is read back at the end of every epoch,
+            and training stops with :class:`~xpnet.errors.DivergenceError` (naming
+            the epoch) if it is NaN/inf. ``check_every`` adds the same check every
+            this many steps, to stop a diverged run early (0: only per epoch).
         train_accuracy : bool
-            Also record accuracy on the whole training set after each epoch (as
-            the tutorial does).
+            Also record the accuracy on the whole training set after each epoch.
         history : History, optional
             Continue this history (epochs are numbered on from its length).
         distributed : communicator, optional
@@ -441,18 +428,12 @@ class Sequential:
         chunk_bytes : int, optional
             Host data only: bytes of rows per chunk (default about 256 MB; at
             least one batch). Two chunks are in memory at once.
-        verbose : {0, 1, 2}
-            As in Keras: 0 silent (default), 1 a progress bar during each epoch
-            and one line after it, 2 the line only, e.g. ``epoch 3/10
-            loss=0.2500 train_acc=0.9000 val_acc=0.8750 seconds=1.50``
-            (:func:`xpnet.callbacks.format_epoch`, the lines of ``xpnet train``;
-            with ``distributed=`` the root rank prints). The bar goes to stderr,
-            the lines to stdout.
+        verbose, progress : {0, 1, 2}, bool
+            As Keras: 0 silent, 1 a bar (stderr) and a line per epoch (stdout), 2 the line
+            only (:func:`xpnet.callbacks.format_epoch`, root rank); ``progress=True`` = ``verbose=1``.
         initial_epoch : int, optional
-            As in Keras, the 0-based epoch to start at (resuming a run): epochs
-            ``initial_epoch .. epochs - 1`` are trained, numbered so for the
-            callbacks (a ``LearningRateScheduler`` goes on with its schedule) and
-            the history. Default: 0, or the length of ``history``.
+            As Keras: train epochs ``initial_epoch .. epochs - 1`` (0-based, ``epochs``
+            then the last one's number). Default: 0, or the length of ``history``.
         sample_weight, class_weight, validation_split, alpha
             Per-sample weights >= 0 (weighted mean loss), class weights
             (``"balanced"`` or a dict), the *last* fraction held out for validation

@@ -407,7 +407,7 @@ def fit_loop(model, feed, validation, stepper, settings: FitSettings, callbacks:
     model.stop_training = False
     last_epoch = settings.start_epoch + settings.epochs
     batch_end = _batch_end_hook(callbacks, model.backend)  # before the built-in loggers join
-    _add_loggers(callbacks, history, settings.verbose and feed.is_root)
+    _add_loggers(callbacks, history, bool(settings.verbose) and feed.is_root)
     callbacks.set_model(model)
     callbacks.set_params({"epochs": last_epoch, "steps": feed.n_steps, "verbose": settings.verbose,
                           "metrics": log_keys(model, feed, validation, settings.train_accuracy)})
