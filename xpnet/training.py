@@ -417,9 +417,9 @@ def fit_loop(model, feed, validation, stepper, settings: FitSettings, callbacks:
         stepper.start(feed)
         for epoch in range(settings.start_epoch, last_epoch):
             callbacks.on_epoch_begin(epoch)
-            logs = run_epoch(feed, stepper, settings, epoch, batch_end, last_epoch)
-            logs = epoch_logs(logs, scoring.epoch_scores(model, feed, validation,
-                                                         settings.train_accuracy))
+            trained = run_epoch(feed, stepper, settings, epoch, batch_end, last_epoch)
+            logs = epoch_logs(trained, scoring.epoch_scores(model, feed, validation,
+                                                            settings.train_accuracy))
             callbacks.on_epoch_end(epoch, logs)
             if model.stop_training:
                 break
