@@ -3,6 +3,7 @@ the batch hook (cheap when unused, no compiled JAX epoch when used), initial_epo
 
 from __future__ import annotations
 
+import inspect
 import io
 import re
 
@@ -282,6 +283,46 @@ def test_a_batch_hook_turns_the_compiled_jax_epoch_off(jax_backend, monkeypatch)
 
 
 @pytest.mark.api_only  # API behaviour, no reference to compare with: not on JAX
+def test_batch_hook_on_every_input_kind(tmp_path):
+    """In-memory arrays, memory-mapped host data and an iterable of batches: one call per
+    step, numbered from 0, whose mean loss is the epoch's."""
+    be = xpnet.get_backend("numpy", dtype="float64")
+    gen = np.random.default_rng(0)
+    X, y = gen.standard_normal((32, 3)), gen.integers(0, 2, 32)
+    np.save(tmp_path / "X.npy", X)
+    np.save(tmp_path / "y.npy", y)
+    kinds = {
+        "arrays": (be.asarray(X), be.asarray(y, dtype=be.index_dtype)),
+        "memmap": (np.load(tmp_path / "X.npy", mmap_mode="r"),
+                   np.load(tmp_path / "y.npy", mmap_mode="r")),
+        "batches": ([(be.asarray(X[i:i + 8]), be.asarray(y[i:i + 8], dtype=be.index_dtype))
+                     for i in range(0, 32, 8)], None),
+    }
+    for kind, (data, labels) in kinds.items():
+        rec = Recorder()
+        hist = _model(be).fit(data, labels, epochs=1, batch_size=8, callbacks=[rec])
+        assert [c[1] for c in rec.calls if c[0] == "batch_end"] == [0, 1, 2, 3], kind
+        assert np.mean(rec.batch_losses(0)) == pytest.approx(hist["loss"][0], rel=1e-12), kind
+
+
+def test_hook_signatures_are_inspected_once_per_fit_not_per_epoch(monkeypatch):
+    be = xpnet.get_backend("numpy", dtype="float64")
+    X, y = _data(be)
+    calls, counts = [], []
+    real = inspect.signature
+
+    def counting(f, *args, **kwargs):
+        calls.append(f)
+        return real(f, *args, **kwargs)
+
+    monkeypatch.setattr(inspect, "signature", counting)
+    for epochs in (1, 4):
+        before = len(calls)
+        _model(be).fit(X, y, epochs=epochs, batch_size=8, callbacks=[Recorder()])
+        counts.append(len(calls) - before)
+    assert counts[0] == counts[1] >= 5  # the recorder's five hooks (and History's one)
+
+
 # -- initial_epoch -------------------------------------------------------------------
 
 def test_initial_epoch_numbers_the_epochs_as_keras(backend32, capsys):
