@@ -87,10 +87,10 @@ def run(contender: str, dtype: str = "float32", epochs: int = 25, batch_size: in
         rss["model_built"] = _rss()
 
         class _Record(xpnet.Callback):
-            def on_epoch_end(self, model, epoch, logs=None):
+            def on_epoch_end(self, epoch, logs=None):
                 per_epoch.append(_rss())
                 seconds.append(logs.get("seconds"))
-                val_acc.append(logs.get("val_acc"))
+                val_acc.append(logs.get("val_accuracy"))
 
         model.fit(Xd, yd, epochs=epochs, batch_size=batch_size, seed=rng,
                   validation_data=(Xvd, yvd), train_accuracy=True, callbacks=[_Record()])

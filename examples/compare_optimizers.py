@@ -47,10 +47,10 @@ class PrintEpoch(Callback):
     def __init__(self, name):
         self.name = name
 
-    def on_epoch_end(self, model, epoch, logs=None):
-        train = f"train {logs['train_acc']:.4f}  " if "train_acc" in logs else ""
+    def on_epoch_end(self, epoch, logs=None):
+        train = f"train {logs['accuracy']:.4f}  " if "accuracy" in logs else ""
         print(f"  {self.name:8s} epoch {epoch + 1:3d}  loss {logs['loss']:.4f}  {train}"
-              f"val {logs['val_acc']:.4f}  ({logs['seconds']:.1f} s)", flush=True)
+              f"val {logs['val_accuracy']:.4f}  ({logs['seconds']:.1f} s)", flush=True)
 
 
 def plot(results, path, epochs, be):

@@ -348,8 +348,8 @@ def test_a_callback_changing_a_layer_setting_gets_a_new_program(monkeypatch, jax
                                       xpnet.Dense(5, 3, rng=1, backend=be)])
 
             class Steeper(Callback):
-                def on_epoch_begin(self, model, epoch, logs=None):
-                    model[1].negative_slope = 0.1 * (epoch + 1)
+                def on_epoch_begin(self, epoch, logs=None):
+                    self.model[1].negative_slope = 0.1 * (epoch + 1)
 
             model.fit(X, y, epochs=3, batch_size=16, callbacks=[Steeper()], train_accuracy=False)
             results.append(_host_state(be, model))

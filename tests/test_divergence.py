@@ -26,7 +26,7 @@ def test_check_every_0_still_stops_a_diverged_fit(backend, train_accuracy):
     epochs_ended = []
 
     class Record(Callback):
-        def on_epoch_end(self, model, epoch, logs=None):
+        def on_epoch_end(self, epoch, logs=None):
             epochs_ended.append(epoch)
 
     with warnings.catch_warnings():
@@ -46,9 +46,9 @@ class _BlowUpAt(Callback):
     def __init__(self, epoch):
         self.epoch = epoch
 
-    def on_epoch_begin(self, model, epoch, logs=None):
+    def on_epoch_begin(self, epoch, logs=None):
         if epoch == self.epoch:
-            for layer in model.layers:
+            for layer in self.model.layers:
                 if getattr(layer, "learning_rate", None) is not None:
                     layer.learning_rate = 1e30
 

@@ -40,8 +40,8 @@ def test_fit_hands_one_frozen_settings_object_to_the_loop(backend, monkeypatch):
                         validation_data=(X, y), check_every=3, train_accuracy=False)
     s = seen["settings"]
     assert isinstance(s, training.FitSettings)
-    assert (s.epochs, s.batch_size, s.shuffle, s.check_every, s.train_accuracy, s.progress,
-            s.start_epoch) == (2, 8, False, 3, False, False, 0)
+    assert (s.epochs, s.batch_size, s.shuffle, s.check_every, s.train_accuracy, s.verbose,
+            s.progress, s.start_epoch) == (2, 8, False, 3, False, 0, False, 0)
     assert s.rng is gen and seen["validation"].X is X and seen["feed"].X is X
     assert isinstance(seen["stepper"], training.LocalStepper)
     assert isinstance(seen["callbacks"], CallbackList) and seen["history"] is history
@@ -94,24 +94,24 @@ def test_callback_list_calls_each_hook_in_order():
         def __init__(self, tag):
             self.tag = tag
 
-        def on_train_begin(self, model, logs=None):
+        def on_train_begin(self, logs=None):
             calls.append((self.tag, "begin"))
 
-        def on_epoch_begin(self, model, epoch, logs=None):
+        def on_epoch_begin(self, epoch, logs=None):
             calls.append((self.tag, "epoch_begin", epoch))
 
-        def on_epoch_end(self, model, epoch, logs=None):
+        def on_epoch_end(self, epoch, logs=None):
             calls.append((self.tag, "epoch_end", epoch, dict(logs)))
 
-        def on_train_end(self, model, logs=None):
+        def on_train_end(self, logs=None):
             calls.append((self.tag, "end", logs))
 
     cbs = CallbackList([Rec("a"), Rec("b")])
     assert len(cbs) == 2 and [c.tag for c in cbs] == ["a", "b"]
-    cbs.on_train_begin(None)
-    cbs.on_epoch_begin(None, 4)
-    cbs.on_epoch_end(None, 4, {"loss": 1.0})
-    cbs.on_train_end(None, {"loss": 1.0})
+    cbs.on_train_begin()
+    cbs.on_epoch_begin(4)
+    cbs.on_epoch_end(4, {"loss": 1.0})
+    cbs.on_train_end({"loss": 1.0})
     assert calls == [("a", "begin"), ("b", "begin"), ("a", "epoch_begin", 4),
                      ("b", "epoch_begin", 4), ("a", "epoch_end", 4, {"loss": 1.0}),
                      ("b", "epoch_end", 4, {"loss": 1.0}), ("a", "end", {"loss": 1.0}),

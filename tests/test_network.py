@@ -86,15 +86,15 @@ def test_history_and_callbacks_and_early_stop(backend):
     seen = []
 
     class StopAfterTwo(Callback):
-        def on_epoch_end(self, model, epoch, logs=None):
+        def on_epoch_end(self, epoch, logs=None):
             seen.append((epoch, sorted(logs)))
             if epoch == 1:
-                model.stop_training = True
+                self.model.stop_training = True
 
     model = xpnet.Sequential.mlp([6, 8, 3], seed=0, backend=backend)
     hist = model.fit(X, y, epochs=10, callbacks=[StopAfterTwo()], validation_data=(X, y))
     assert len(hist) == 2
-    assert seen[0] == (0, ["epoch", "loss", "seconds", "train_acc", "val_acc", "val_loss"])
+    assert seen[0] == (0, ["accuracy", "loss", "seconds", "val_accuracy", "val_loss"])
     # A second fit continues the history's epoch numbering.
     model.fit(X, y, epochs=1, history=hist, train_accuracy=False)
     assert hist.epochs == [1, 2, 3]
@@ -168,7 +168,7 @@ def test_interrupted_fit_leaves_model_usable(backend):
     model = xpnet.Sequential.mlp([6, 8, 3], seed=0, backend=backend)
 
     class Interrupt(Callback):
-        def on_epoch_end(self, model, epoch, logs=None):
+        def on_epoch_end(self, epoch, logs=None):
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):

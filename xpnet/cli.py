@@ -302,26 +302,6 @@ def _load_data(args, backend, *, progress: bool):
     return directory, load_mnist(directory, verify=verify, backend=backend)
 
 
-class _EpochPrinter(Callback):
-    """One script-readable line per epoch."""
-
-    def __init__(self, epochs: int, scheduler=None):
-        self.epochs = epochs
-        self.scheduler = scheduler
-
-    def on_epoch_end(self, model, epoch, logs=None):
-        logs = logs or {}
-        parts = [f"epoch {logs.get('epoch', epoch + 1)}/{self.epochs}",
-                 f"loss={logs['loss']:.4f}"]
-        for key in ("train_acc", "val_acc"):
-            if key in logs:
-                parts.append(f"{key}={logs[key]:.4f}")
-        if self.scheduler is not None and self.scheduler.learning_rates:
-            parts.append(f"lr={self.scheduler.learning_rates[-1]:.6g}")
-        parts.append(f"seconds={logs['seconds']:.2f}")
-        print(" ".join(parts), flush=True)
-
-
 def _optimization(args):
     """Optimizer and callbacks for the non-default flags (imported only when needed)."""
     optimizer, scheduler, stopper = None, None, None
@@ -522,12 +502,10 @@ def cmd_train(args) -> int:
                 f"test {0 if X_test is None else X_test.shape[0]})")
     model = Sequential.mlp(sizes, learning_rate=args.lr, init=args.init, seed=args.seed,
                            backend=be, loss=args.loss)
-    if root:
-        callbacks.append(_EpochPrinter(args.epochs, scheduler))
     validation = None if X_val is None else (X_val, _targets(model, y_val))
     history = model.fit(X_train, _targets(model, y_train), epochs=args.epochs,
                         batch_size=args.batch_size, seed=args.seed, validation_data=validation,
-                        optimizer=optimizer, callbacks=callbacks, progress=not quiet,
+                        optimizer=optimizer, callbacks=callbacks, verbose=2 if quiet else 1,
                         distributed=comm, train_accuracy=args.loss == "softmax_crossentropy")
     _report_stop(quiet, stopper)
     test = None if X_test is None else _test_scores(model, X_test, y_test, comm)

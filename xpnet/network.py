@@ -108,15 +108,46 @@ def _n_outputs(layers) -> int | None:
     return None
 
 
-def _loop_settings(epochs, batch_size, shuffle, check_every, train_accuracy, progress,
-                   history) -> FitSettings:
+def _loop_settings(epochs, batch_size, shuffle, check_every, train_accuracy, verbose, progress,
+                   history, initial_epoch) -> FitSettings:
     """``fit``'s loop policy, checked in the order the arguments come (the RNG comes later)."""
+    start, count = _epoch_range(epochs, initial_epoch, history)
     return FitSettings(
-        epochs=check_int(epochs, "epochs", low=1),
-        batch_size=check_int(batch_size, "batch_size", low=1), shuffle=_check_shuffle(shuffle),
+        epochs=count, batch_size=check_int(batch_size, "batch_size", low=1), shuffle=_check_shuffle(shuffle),
         check_every=check_int(check_every, "check_every", low=0), rng=None,
-        train_accuracy=bool(train_accuracy), progress=bool(progress),
-        start_epoch=len(history) if history is not None else 0)
+        train_accuracy=bool(train_accuracy), verbose=_verbosity(verbose, progress),
+        start_epoch=start)
+
+
+def _epoch_range(epochs, initial_epoch, history) -> tuple[int, int]:
+    """``(first epoch, number of epochs)``, 0-based.
+
+    Without ``initial_epoch``, ``epochs`` more epochs numbered on from a
+    continued ``history``; with it, Keras's convention: epochs
+    ``initial_epoch .. epochs - 1`` (``epochs`` is the number of the last one).
+    """
+    epochs = check_int(epochs, "epochs", low=1)
+    if initial_epoch is None:
+        return (len(history) if history is not None else 0), epochs
+    initial = check_int(initial_epoch, "initial_epoch", low=0)
+    if initial >= epochs:
+        raise ValueError(
+            f"initial_epoch={initial} leaves nothing to train with epochs={epochs}: with "
+            "initial_epoch, epochs is the number of the last epoch (Keras's convention), so "
+            "it must be larger than initial_epoch"
+        )
+    return initial, epochs - initial
+
+
+def _verbosity(verbose, progress) -> int:
+    """Keras's ``verbose`` (0, 1, 2); ``progress=True`` is the older spelling of ``verbose=1``."""
+    verbose = check_int(verbose, "verbose", low=0, high=2)
+    if not progress:
+        return verbose
+    if verbose == 2:
+        raise ValueError("progress=True means verbose=1, but verbose=2 was given: pass only "
+                         "verbose=")
+    return 1
 
 
 def _check_shuffle(shuffle: Any) -> bool:
@@ -347,11 +378,11 @@ class Sequential:
 
     # -- training ----------------------------------------------------------------
     def fit(self, X: Any, y: Array | None = None, *, epochs: int = 1, batch_size: int = 32,
-            shuffle: bool | str = True, seed: SeedLike = 0,
-            validation_data: tuple[Array, Array] | None = None,
-            optimizer: Optimizer | None = None, callbacks: Iterable[Callback] = (),
-            progress: bool = False, check_every: int = 100, train_accuracy: bool = True,
-            history: History | None = None, distributed: Communicator | None = None,
+            shuffle: bool | str = True, seed: SeedLike = 0, verbose: int = 0,
+            validation_data: tuple[Array, Array] | None = None, optimizer: Optimizer | None = None,
+            callbacks: Iterable[Callback] = (), progress: bool = False, check_every: int = 100,
+            train_accuracy: bool = True, history: History | None = None,
+            initial_epoch: int | None = None, distributed: Communicator | None = None,
             chunk_bytes: int | None = None, sample_weight: Array | None = None,
             class_weight: str | dict | None = None, validation_split: float = 0.0,
             alpha: float = 0.0) -> History:
@@ -389,17 +420,14 @@ class Sequential:
         optimizer : Optimizer, optional
             Replaces the layers' built-in SGD step (see :mod:`xpnet.optimizers`).
         callbacks : list of Callback
-        progress : bool
-            Show one tqdm bar per epoch.
+            Keras-style (:mod:`xpnet.callbacks`); ``on_train_batch_end`` turns compiled epochs off.
         check_every : int
-            The loss summed on the device is read back at the end of every
-            epoch, and training stops with :class:`~xpnet.errors.DivergenceError`
-            (naming the epoch) if it is NaN/inf. ``check_every`` adds the same
-            check every this many steps within an epoch, to stop a diverged run
-            early; 0 leaves only the end-of-epoch check.
+            The loss summed on the device is read back at the end of every epoch,
+            and training stops with :class:`~xpnet.errors.DivergenceError` (naming
+            the epoch) if it is NaN/inf. ``check_every`` adds the same check every
+            this many steps, to stop a diverged run early (0: only per epoch).
         train_accuracy : bool
-            Also record accuracy on the whole training set after each epoch (as
-            the tutorial does).
+            Also record the accuracy on the whole training set after each epoch.
         history : History, optional
             Continue this history (epochs are numbered on from its length).
         distributed : communicator, optional
@@ -411,6 +439,12 @@ class Sequential:
         chunk_bytes : int, optional
             Host data only: bytes of rows per chunk (default about 256 MB; at
             least one batch). Two chunks are in memory at once.
+        verbose, progress : {0, 1, 2}, bool
+            As Keras: 0 silent, 1 a bar (stderr) and a line per epoch (stdout), 2 the line
+            only (:func:`xpnet.callbacks.format_epoch`, root rank); ``progress=True`` = ``verbose=1``.
+        initial_epoch : int, optional
+            As Keras: train epochs ``initial_epoch .. epochs - 1`` (0-based, ``epochs``
+            then the last one's number). Default: 0, or the length of ``history``.
         sample_weight, class_weight, validation_split, alpha
             Per-sample weights >= 0 (weighted mean loss), class weights
             (``"balanced"`` or a dict), the *last* fraction held out for validation
@@ -434,7 +468,7 @@ class Sequential:
                                 seed=seed, shuffle=shuffle, optimizer=optimizer,
                                 validation_data=validation_data, options={**weighting, "alpha": alpha})
         settings = _loop_settings(epochs, batch_size, shuffle, check_every, train_accuracy,
-                                  progress, history)
+                                  verbose, progress, history, initial_epoch)
         feed = feed.check(settings.batch_size)
         validation = feeds.as_validation_feed(self, validation_data, chunk_bytes)
         settings = dataclasses.replace(settings, rng=_host_rng(seed))

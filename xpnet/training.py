@@ -32,9 +32,10 @@ from ._random import as_generator
 from ._typing import Array, BackendLike, SeedLike
 from ._validation import check_int
 from .backends import backend_of, get_backend
-from .callbacks import CallbackList, History
+from .callbacks import LEGACY_KEYS, CallbackList, EpochLogger, History
 from .errors import DivergenceError, ShapeError
 from .layers.base import loss_layers
+from .losses import MeanSquaredError
 from .optimizers import SGD, Optimizer
 
 __all__ = ["iterate_minibatches", "FitSettings", "fit_loop", "train_step", "L2Penalty"]
@@ -326,10 +327,12 @@ class FitSettings:
         each epoch, where it is read anyway).
     train_accuracy : bool
         Record the accuracy on the whole training set after each epoch.
-    progress : bool
-        Show a tqdm bar per epoch.
+    verbose : int
+        Keras's ``verbose``: 0 silent, 1 a tqdm bar during each epoch and a line
+        after it, 2 the line only (:func:`xpnet.callbacks.format_epoch`).
     start_epoch : int
-        0-based number of the first epoch (a continued history goes on counting).
+        0-based number of the first epoch (``initial_epoch``, or a continued
+        history's length); epochs ``start_epoch .. start_epoch + epochs - 1`` run.
     """
 
     epochs: int
@@ -338,8 +341,13 @@ class FitSettings:
     shuffle: bool = True
     check_every: int = 100
     train_accuracy: bool = True
-    progress: bool = False
+    verbose: int = 0
     start_epoch: int = 0
+
+    @property
+    def progress(self) -> bool:
+        """Whether a bar is shown during each epoch (``verbose=1``)."""
+        return self.verbose == 1
 
 
 class Stepper:
@@ -414,51 +422,116 @@ def fit_loop(model, feed, validation, stepper, settings: FitSettings, callbacks:
              history: History) -> History:
     """The epoch loop of :meth:`Sequential.fit` (everything already validated).
 
-    Fills and returns ``history``; ``callbacks`` see every epoch, and their
-    ``on_train_end`` runs also after an error or Ctrl-C, so they can restore
-    what they changed (the learning-rate scheduler puts the base rates back).
-    ``feed`` gives the epoch's blocks (:mod:`xpnet.feeds`), ``validation`` (a
-    feed or None) is scored after each epoch, ``stepper`` runs the steps.
+    Fills and returns ``history``. ``callbacks`` get ``model`` and ``params``,
+    then every hook with Keras's arguments (0-based epochs, the epoch's
+    ``logs``); ``history`` records each epoch after them and, with
+    ``settings.verbose``, an :class:`~xpnet.callbacks.EpochLogger` prints it on
+    the root process. ``on_train_end`` runs also after an error or Ctrl-C, so
+    callbacks can restore what they changed (the learning-rate scheduler puts
+    the base rates back). ``feed`` gives the epoch's blocks
+    (:mod:`xpnet.feeds`), ``validation`` (a feed or None) is scored after each
+    epoch, ``stepper`` runs the steps.
     """
     model.stop_training = False
-    callbacks.on_train_begin(model)
+    last_epoch = settings.start_epoch + settings.epochs
+    batch_end = _batch_end_hook(callbacks, model.backend)  # before the built-in loggers join
+    _add_loggers(callbacks, history, bool(settings.verbose) and feed.is_root)
+    callbacks.set_model(model)
+    callbacks.set_params({"epochs": last_epoch, "steps": feed.n_steps, "verbose": settings.verbose,
+                          "metrics": log_keys(model, feed, validation, settings.train_accuracy)})
+    callbacks.on_train_begin()
+    logs: dict = {}
     try:
         stepper.start(feed)
-        for epoch in range(settings.start_epoch, settings.start_epoch + settings.epochs):
-            callbacks.on_epoch_begin(model, epoch)
-            logs = run_epoch(feed, stepper, settings, epoch)
-            logs.update(scoring.epoch_scores(model, feed, validation, settings.train_accuracy))
-            history.append(logs)
-            callbacks.on_epoch_end(model, epoch, logs)
+        for epoch in range(settings.start_epoch, last_epoch):
+            callbacks.on_epoch_begin(epoch)
+            trained = run_epoch(feed, stepper, settings, epoch, batch_end, last_epoch)
+            logs = epoch_logs(trained, scoring.epoch_scores(model, feed, validation,
+                                                            settings.train_accuracy))
+            callbacks.on_epoch_end(epoch, logs)
             if model.stop_training:
                 break
     finally:
-        callbacks.on_train_end(model, history.last() if len(history) else {})
+        callbacks.on_train_end(logs)
     return history
 
 
-def run_epoch(feed, stepper, settings: FitSettings, epoch: int) -> dict:
-    """Train one epoch over ``feed``'s blocks; return its logs (``epoch``, ``loss``, ``seconds``).
+def _add_loggers(callbacks: CallbackList, history: History, prints: bool) -> None:
+    """``history`` and the printed line go last, as in Keras: they see what callbacks added."""
+    callbacks.append(history)
+    if prints:
+        callbacks.append(EpochLogger())
+
+
+def log_keys(model, feed, validation, train_accuracy: bool) -> list[str]:
+    """The keys of every epoch's logs in this fit (``params["metrics"]``), known before it starts.
+
+    They follow :func:`xpnet.scoring.epoch_scores`: accuracies for every loss but
+    the MSE, the training accuracy only where the feed can be scored again.
+    """
+    classifies = not isinstance(model.loss, MeanSquaredError)
+    keys = ["loss"]
+    if train_accuracy and feed.rescorable and classifies:
+        keys.append("accuracy")
+    if validation is not None:
+        keys += ["val_loss", "val_accuracy"] if classifies else ["val_loss"]
+    return keys + ["seconds"]
+
+
+def epoch_logs(trained: dict, scores) -> dict:
+    """The epoch's Keras-style logs from :func:`run_epoch`'s and the scores' ``(key, value)`` pairs."""
+    logs = {"loss": trained["loss"]}
+    for key, value in scores:
+        logs[LEGACY_KEYS.get(key, key)] = value
+    logs["seconds"] = trained["seconds"]
+    return logs
+
+
+def _batch_end_hook(callbacks: CallbackList, backend):
+    """``batch_end(batch, loss_sum, block, lo, hi)`` for the step loop, or None when no callback
+    overrides ``on_train_batch_end`` (decided once per fit: the steps then do no work for it).
+
+    The batch's logs hold its mean loss over this process's rows (weighted
+    where the fit is): one read-back per step.
+    """
+    if not callbacks.has_batch_hooks:
+        return None
+    xp = backend.xp
+
+    def batch_end(batch: int, loss_sum, block, lo: int, hi: int) -> None:
+        weights = block.weights
+        weight = (float(hi - lo) if weights is None
+                  else float(xp.sum(xp.take(weights, block.order[lo:hi], axis=0))))
+        callbacks.on_train_batch_end(batch, {"loss": float(loss_sum) / (weight or 1.0)})
+
+    return batch_end
+
+
+def run_epoch(feed, stepper, settings: FitSettings, epoch: int, batch_end=None,
+              last_epoch: int | None = None) -> dict:
+    """Train one epoch over ``feed``'s blocks; return its ``loss`` and ``seconds``.
 
     A block runs as one compiled program where the feed and the stepper allow
-    it, step by step otherwise. The loss is summed on the device and read back
-    once at the end (and every ``check_every`` steps), reduced over ranks by
-    the feed, and checked for NaN/inf (:class:`~xpnet.errors.DivergenceError`).
+    it and no ``batch_end`` hook (see :func:`_batch_end_hook`) wants every
+    step, step by step otherwise. The loss is summed on the device and read
+    back once at the end (and every ``check_every`` steps), reduced over ranks
+    by the feed, and checked for NaN/inf (:class:`~xpnet.errors.DivergenceError`).
+    ``last_epoch`` is the total the progress bar shows (``verbose=1``).
     """
     t0 = time.perf_counter()
     # Compiled blocks return their sums to the host; steps sum on the device (read back once).
     sums = _Sums(host=0.0, device=stepper.backend.zeros(()), steps=0)
-    with _progress(feed.n_steps, f"epoch {epoch + 1}", settings.progress and feed.is_root) as bar:
+    desc = f"epoch {epoch + 1}" + ("" if last_epoch is None else f"/{last_epoch}")
+    with _progress(feed.n_steps, desc, settings.progress and feed.is_root) as bar:
         for block in feed.epoch_blocks(epoch, settings):
-            _run_block(feed, stepper, block, settings, epoch, sums, bar)
+            _run_block(feed, stepper, block, settings, epoch, sums, bar, batch_end)
             del block  # so that at most two chunks of host data are alive
     # The one read-back of the epoch: always checked.
     loss_sum = feed.reduce(sums.host + float(sums.device))
     if stepper.guards:
         _guard(loss_sum, epoch, sums.steps - 1, settings.check_every)
     stepper.end_epoch()
-    return {"epoch": epoch + 1, "loss": loss_sum / feed.trained_weight(),
-            "seconds": time.perf_counter() - t0}
+    return {"loss": loss_sum / feed.trained_weight(), "seconds": time.perf_counter() - t0}
 
 
 @dataclass
@@ -470,10 +543,13 @@ class _Sums:
     steps: int
 
 
-def _run_block(feed, stepper, block, settings: FitSettings, epoch: int, sums: _Sums, bar) -> None:
+def _run_block(feed, stepper, block, settings: FitSettings, epoch: int, sums: _Sums, bar,
+               batch_end=None) -> None:
     """The steps of one block, added to ``sums``."""
     weighted = block.weights is not None
-    epoch_fn = stepper.epoch_fn(weighted) if feed.compiles and block.compilable else None
+    # A batch hook needs every step's loss: no whole-block program then (a flag, not a kind).
+    compiled = feed.compiles and block.compilable and batch_end is None
+    epoch_fn = stepper.epoch_fn(weighted) if compiled else None
     if epoch_fn is not None:  # the whole block in one call; the guard reads its sums
         running = epoch_fn(block.X, block.targets, block.order, block.n_steps, block.rows)
         bar.update(block.n_steps)
@@ -485,11 +561,15 @@ def _run_block(feed, stepper, block, settings: FitSettings, epoch: int, sums: _S
     check_every, total, steps = settings.check_every, sums.device, sums.steps
     for s in range(block.n_steps):
         lo = s * rows
-        total = total + run(lo, min(lo + rows, n_rows))  # the last batch may be partial
+        hi = min(lo + rows, n_rows)  # the last batch may be partial
+        loss = run(lo, hi)
+        total = total + loss
         steps += 1
         if check_every and steps % check_every == 0:
             _guard(feed.reduce(float(total)), epoch, steps - 1, check_every)
         bar.update(1)
+        if batch_end is not None:
+            batch_end(steps - 1, loss, block, lo, hi)
     sums.device, sums.steps = total, steps
 
 

@@ -122,7 +122,7 @@ def run_parity(comm, out_dir, backends):
 # -- bad inputs ---------------------------------------------------------------------
 
 class _EpochSpy(Callback):
-    def on_epoch_begin(self, model, epoch, logs=None):
+    def on_epoch_begin(self, epoch, logs=None):
         raise AssertionError("an epoch started although the inputs are bad")
 
 
