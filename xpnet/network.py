@@ -150,6 +150,12 @@ def _verbosity(verbose, progress) -> int:
     return 1
 
 
+def _check_trains(backend: Any) -> None:
+    if not backend.trains:
+        raise TypeError(f"{backend!r} is for export only (model.export_onnx): it cannot "
+                        "train; fit on a training backend such as 'numpy' or 'torch' first")
+
+
 def _check_shuffle(shuffle: Any) -> bool:
     """``shuffle`` is True, False or "chunks" (host data); anything else is a TypeError."""
     if isinstance(shuffle, str) and shuffle == "chunks":
@@ -452,13 +458,10 @@ class Sequential:
             With host data, ``sample_weight`` is a NumPy array too, gathered
             chunk by chunk with the rows. Batch iterables carry their weights in
             ``(X_batch, y_batch, w_batch)`` and take ``alpha``, not
-            ``sample_weight``, ``class_weight`` or ``validation_split``. With
-            ``distributed=`` (device arrays) all of them and any loss, with one
-            process's result on the whole data (``docs/distributed.md``).
+            ``sample_weight``, ``class_weight`` or ``validation_split``; ``distributed=``
+            all of them, with one process's result (``docs/distributed.md``).
         """
-        if not self.backend.trains:
-            raise TypeError(f"{self.backend!r} is for export only (model.export_onnx): it cannot "
-                            "train; fit on a training backend such as 'numpy' or 'torch' first")
+        _check_trains(self.backend)
         weighting = {"sample_weight": sample_weight, "class_weight": class_weight,
                      "validation_split": validation_split}
         feed = feeds.as_feed(self, X, y, shuffle=shuffle, chunk_bytes=chunk_bytes,
