@@ -7,6 +7,7 @@ line for line where that keeps the results equal to scikit-learn's.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -16,9 +17,10 @@ from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import LabelBinarizer
 
 from .._compiled import CompiledEpoch, compiles_epochs
+from ..feeds.base import Block, Feed
 from ..feeds.sparse import SparseRows
 from ..optimizers import SGD, Adam, _one_minus_pow, _sqrt
-from ..training import train_step
+from ..training import FitSettings, Stepper, run_epoch, train_step
 from ._inputs import take_rows
 from ._network import dense_layers
 
@@ -110,6 +112,61 @@ def squared_norm(xp, w):
 #: program (compiling costs about 0.3 s on JAX, a few hundred one-by-one steps).
 MIN_COMPILED_STEPS = 256
 
+
+
+class EpochRows(Feed):
+    """The rows of one scikit-learn epoch, in ``order``: the full batches (one compiled
+    program where the estimator allows it), then the rest batch by batch, the last one
+    possibly smaller. The epoch's loss is divided by the number of rows."""
+
+    compiles = True
+
+    def __init__(self, be, X, targets, order, n_compiled: int, batch_size: int) -> None:
+        self.be, self.X, self.targets, self.order = be, X, targets, order
+        self.n, self.n_compiled, self.batch_size = order.shape[0], n_compiled, batch_size
+        self.n_steps = -(-self.n // batch_size)
+
+    def epoch_blocks(self, epoch: int, settings: Any) -> Iterator[Block]:
+        be, b = self.be, self.batch_size
+        order_d = be.asarray(self.order, dtype=be.index_dtype)
+        if self.n_compiled:
+            yield Block(self.X, self.targets, order_d, self.n_compiled, b)
+        rest = self.n_compiled * b
+        if rest < self.n:
+            yield Block(self.X, self.targets, order_d[rest:], -(-(self.n - rest) // b), b,
+                        compilable=False, host_order=self.order[rest:])
+
+    def trained_weight(self) -> float:
+        return max(self.n, 1)
+
+
+class SklearnStepper(Stepper):
+    """scikit-learn's update rules for the shared loop: its batch step (loss with the L2
+    term, host batch weights, sparse rows) and its compiled full batches; no divergence
+    guard (scikit-learn trains through NaN; early stopping keeps the best weights)."""
+
+    guards = False
+
+    def __init__(self, est, be, targets, weights, sw, batch_size: int) -> None:
+        self.est, self.backend, self.targets = est, be, targets
+        self.weights, self.sw, self.batch_size = weights, sw, batch_size
+
+    def start(self, feed: Any) -> None:
+        pass
+
+    def epoch_fn(self, weighted: bool) -> Any:
+        return self.est._compiled_epochs(self.backend, self.batch_size)
+
+    def block_runner(self, block: Block) -> Any:
+        est, be, X, sw = self.est, self.backend, block.X, self.sw
+        order_d, order = block.order, block.host_order
+
+        def run(lo: int, hi: int) -> Any:
+            weight = float(hi - lo) if sw is None else float(max(sw[order[lo:hi]].sum(), 0.0))
+            xb = take_rows(be, X, order_d[lo:hi], order[lo:hi])
+            return est._batch_step(be, xb, self.targets, self.weights, order_d[lo:hi], weight)
+
+        return run
 
 
 class StochasticMixin:
@@ -231,26 +288,18 @@ class StochasticMixin:
         weighted by batch size, over the rows. Without sample weights, a
         backend that compiles loops runs the full batches of a device array as
         one program when this call's ``epochs`` will run enough of them to pay
-        for compiling it. This per-batch loop is the one place that walks the
-        batches (to become the shared ``run_epoch`` with a scikit-learn stepper).
+        for compiling it. The batches are walked by the shared loop
+        (:func:`xpnet.training.run_epoch`) with scikit-learn's stepper.
         """
-        order_d = be.asarray(order, dtype=be.index_dtype)
         n = order.shape[0]
         n_full = n // batch_size if weights is None and not isinstance(X, SparseRows) else 0
-        total = 0.0
-        if n_full * epochs >= MIN_COMPILED_STEPS and compiles_epochs(be, self._layers):
-            step = self._compiled_epochs(be, batch_size)
-            total = step(X, targets, order_d, n_full, batch_size)[-1]
-        else:
+        if not (n_full * epochs >= MIN_COMPILED_STEPS and compiles_epochs(be, self._layers)):
             n_full = 0
-        device_total = be.zeros(())
-        for lo in range(n_full * batch_size, n, batch_size):
-            hi = min(lo + batch_size, n)
-            weight = float(hi - lo) if sw is None else float(max(sw[order[lo:hi]].sum(), 0.0))
-            xb = take_rows(be, X, order_d[lo:hi], order[lo:hi])
-            device_total = device_total + self._batch_step(
-                be, xb, targets, weights, order_d[lo:hi], weight)
-        return (total + float(device_total)) / max(n, 1)
+        feed = EpochRows(be, X, targets, order, n_full, batch_size)
+        stepper = SklearnStepper(self, be, targets, weights, sw, batch_size)
+        settings = FitSettings(epochs=1, batch_size=batch_size, rng=None, shuffle=False,
+                               check_every=0, train_accuracy=False)
+        return run_epoch(feed, stepper, settings, 0)["loss"]
 
     def _batch_step(self, be, xb, targets, weights, idx, weight: float):
         """Train on the batch ``xb`` (rows ``idx``); returns its loss (penalty included) times
