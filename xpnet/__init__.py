@@ -12,7 +12,7 @@ array-api-strict; pick one with ``backend=``.
 from . import callbacks, initializers, losses, metrics, optimizers
 from ._version import __version__
 from .backends import Backend, available_backends, get_backend
-from .callbacks import Callback, EarlyStopping, History, LearningRateScheduler
+from .callbacks import Callback, EarlyStopping, History, LearningRateScheduler, ReduceLROnPlateau
 from .errors import (
     BackendUnavailableError,
     CheckpointError,
@@ -51,6 +51,7 @@ __all__ = [
     "get_optimizer",
     "get_schedule",
     "EarlyStopping",
+    "ReduceLROnPlateau",
     "LearningRateScheduler",
     "callbacks",
     "initializers",
