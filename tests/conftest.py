@@ -13,6 +13,9 @@ import os
 os.environ.setdefault("JAX_ENABLE_X64", "1")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("MPLBACKEND", "Agg")
+# Every fit on one BLAS thread unless a test asks otherwise: the bit-for-bit and parity
+# tests must not depend on xpnet's per-fit default (tests/test_blas_threads.py tests it).
+os.environ.setdefault("XPNET_BLAS_THREADS", "1")
 
 import numpy as np
 import pytest

@@ -212,6 +212,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="save the trained model to this .npz file")
     t.add_argument("--quiet", action="store_true",
                    help="no progress bars or banner: only the epoch lines and the result")
+    t.add_argument("--blas-threads", default=None, metavar="N|auto",
+                   help="BLAS threads while training (default: XPNET_BLAS_THREADS, else auto: "
+                        "one thread for small steps such as the tutorial's batch 32)")
     t.add_argument("--limit", type=_positive_int, default=None, metavar="N",
                    help="use only the first N images of each split (quick runs and tests)")
     t.add_argument("--distributed", action="store_true",
@@ -506,6 +509,7 @@ def cmd_train(args) -> int:
     history = model.fit(X_train, _targets(model, y_train), epochs=args.epochs,
                         batch_size=args.batch_size, seed=args.seed, validation_data=validation,
                         optimizer=optimizer, callbacks=callbacks, verbose=2 if quiet else 1,
+                        blas_threads=args.blas_threads,
                         distributed=comm, train_accuracy=args.loss == "softmax_crossentropy")
     _report_stop(quiet, stopper)
     test = None if X_test is None else _test_scores(model, X_test, y_test, comm)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from . import checkpoint, feeds, scoring
 from ._distributed_fit import DistributedStepper, check_fit_agreement, on_every_rank
 from ._random import as_generator
+from ._threads import blas_threads as blas_threads_for
 from ._typing import Array, BackendLike, Device, DType, Initializer, SeedLike
 from ._validation import check_bool, check_int, check_number
 from .backends import get_backend
@@ -391,23 +392,17 @@ class Sequential:
             initial_epoch: int | None = None, distributed: Communicator | None = None,
             chunk_bytes: int | None = None, sample_weight: Array | None = None,
             class_weight: str | dict | None = None, validation_split: float = 0.0,
-            alpha: float = 0.0) -> History:
+            alpha: float = 0.0, blas_threads: int | str | None = None) -> History:
         """Train with minibatch SGD (or ``optimizer``); return a :class:`History`.
 
         Parameters
         ----------
-        X : array (n, n_features) of the model's dtype, host data, or batches
-            An array on the model's device (the in-memory path); or *host data*:
-            a NumPy array (on a non-NumPy backend) or a memory-mapped array /
-            ``np.load(path, mmap_mode="r")`` (on any backend), in the model's
-            dtype, which is moved to the device in chunks of about
-            ``chunk_bytes`` while the next chunk is read on a background thread
-            -- the one input mode that moves data, and it never copies it whole.
-            Training from host data gives exactly the weights of training from
-            the same data in memory, with any loss and every option below. Or an
-            iterable of ``(X_batch, y_batch)`` pairs or ``(X_batch, y_batch,
-            w_batch)`` triples with sample weights (``y`` is then None), see
-            :mod:`xpnet.feeds.batches`.
+        X : array (n, n_features), host data, or batches
+            An array on the model's device; *host data* (a NumPy array on a non-NumPy
+            backend, or a memory-mapped array on any backend), moved to the device in
+            chunks of ``chunk_bytes`` by a background thread, never whole, to exactly the
+            in-memory weights; or an iterable of ``(X_batch, y_batch[, w_batch])``
+            batches (``y`` is then None). See :mod:`xpnet.feeds`.
         y : array (n,) of integer labels in ``[0, n_classes)``
             A NumPy array when ``X`` is host data. With another ``loss``: float
             targets (MSE) or 0/1 (binary cross-entropy), (n,) or (n, n_outputs).
@@ -445,6 +440,9 @@ class Sequential:
         chunk_bytes : int, optional
             Host data only: bytes of rows per chunk (default about 256 MB; at
             least one batch). Two chunks are in memory at once.
+        blas_threads : int or "auto", optional
+            BLAS threads for this fit (default: ``XPNET_BLAS_THREADS``, else "auto": one
+            thread for small steps, the library's own for large ones; :mod:`xpnet._threads`).
         verbose, progress : {0, 1, 2}, bool
             As Keras: 0 silent, 1 a bar (stderr) and a line per epoch (stdout), 2 the line
             only (:func:`xpnet.callbacks.format_epoch`, root rank); ``progress=True`` = ``verbose=1``.
@@ -482,10 +480,11 @@ class Sequential:
         _check_optimizer(optimizer)
         return self._train(feeds.shard(feed, distributed), feeds.shard(validation, distributed),
                            settings, callbacks, History() if history is None else history,
-                           optimizer=optimizer, alpha=alpha, distributed=distributed)
+                           optimizer=optimizer, alpha=alpha, distributed=distributed,
+                           threads=blas_threads)
 
     def _train(self, feed, validation, settings: FitSettings, callbacks, history, *,
-               optimizer, alpha, distributed) -> History:
+               optimizer, alpha, distributed, threads=None) -> History:
         """Attach ``optimizer`` (and the L2 penalty) for this fit and run the epoch loop."""
         previous = [layer.optimizer for layer in self.layers]
         if optimizer is not None:
@@ -497,7 +496,8 @@ class Sequential:
                    else DistributedStepper(self, distributed, penalty))
         try:
             # The guard reports a NaN/inf loss once, with its epoch: no warning per operation.
-            with self.backend.floating_point_errors_ignored():
+            with self.backend.floating_point_errors_ignored(), \
+                    blas_threads_for(self.layers, settings.batch_size, threads):
                 return fit_loop(self, feed, validation, stepper, settings, callbacks, history)
         finally:
             for layer, opt in zip(self.layers, previous):
