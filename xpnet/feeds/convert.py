@@ -178,7 +178,8 @@ def in_memory_features(backend: Any, X: Any, name: str, streamed: Callable[[Any]
         return X  # the zero-copy path
     check_real_dtype(X, name, type(X).__name__)
     check_exact_ints(X, want, name)
-    return X.astype(want)
+    with np.errstate(over="ignore"):  # 1e300 becomes inf in float32: refused as inf, later
+        return X.astype(want)
 
 
 def as_host_array(x: Any, name: str) -> Any:
@@ -198,8 +199,11 @@ def device_targets(model: Any, y: Any, name: str) -> Any:
     converted = is_host_like(y)
     if converted:
         y = to_host_array(y, name)
-    if not isinstance(y, np.ndarray) or isinstance(y, np.matrix) or (be.owns(y) and not converted):
+    if not isinstance(y, np.ndarray) or isinstance(y, np.matrix):
         return y
+    if be.owns(y) and not converted and (not model.uses_default_loss
+                                         or y.dtype == numpy_dtype(be, be.index_dtype)):
+        return y  # the model's own array: checked as it is
     if not model.uses_default_loss:
         kinds = {"f": be.dtype, "b": be.xp.bool}
         return be.asarray(y, dtype=kinds.get(y.dtype.kind, be.index_dtype))

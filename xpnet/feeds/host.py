@@ -319,11 +319,12 @@ def _gather_features(host: np.ndarray, rows: slice | np.ndarray, m: int, want: n
     they are, checked to convert exactly, then converted.
     """
     shape = (m, *host.shape[1:])
-    if exact_in(host.dtype, want):
-        return gather_rows(host, rows, np.empty(shape, dtype=want))  # assignment converts
-    raw = gather_rows(host, rows, np.empty(shape, dtype=host.dtype))
-    check_exact_ints(raw, want, "X", lambda i: _host_row(rows, i))
-    return raw.astype(want)
+    with np.errstate(over="ignore"):  # 1e300 becomes inf in float32: refused as inf, later
+        if exact_in(host.dtype, want):
+            return gather_rows(host, rows, np.empty(shape, dtype=want))  # assignment converts
+        raw = gather_rows(host, rows, np.empty(shape, dtype=host.dtype))
+        check_exact_ints(raw, want, "X", lambda i: _host_row(rows, i))
+        return raw.astype(want)
 
 
 def _host_row(rows: slice | np.ndarray, i: int) -> int:
