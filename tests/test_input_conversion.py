@@ -208,6 +208,7 @@ def test_a_flat_list_is_one_row_per_value():
         model.predict([0.5, 1.5])
 
 
+@pytest.mark.api_only
 def test_list_labels_become_the_index_dtype(backend):
     model = _model(backend)
     X = _device(backend, _values("float32"))
@@ -315,6 +316,7 @@ def test_bad_host_data_gets_a_clear_error_naming_the_argument(case):
         _values("float32"), _labels(), batch_size=8, validation_data=(X, [0] * 2)))
 
 
+@pytest.mark.api_only
 def test_bad_host_data_is_refused_on_every_backend(backend):
     model = _model(backend)
     for X, error, pattern, float32_only in BAD_HOST_DATA.values():
@@ -346,6 +348,7 @@ def test_nan_and_inf_in_host_data_are_refused_once_per_fit(backend):
             _model(backend).fit(big, _labels(), batch_size=8)
 
 
+@pytest.mark.api_only
 def test_float_labels_and_bad_label_lists_are_refused(backend):
     X = _values(backend.dtype_name)
     model = _model(backend)
@@ -376,6 +379,7 @@ def test_jax_arrays_are_refused_by_a_numpy_model():
         _numpy_model().predict(jnp.zeros((2, D)))
 
 
+@pytest.mark.api_only
 def test_tensors_of_the_models_library_are_never_cast_or_moved(backend):
     if backend.name == "numpy":
         pytest.skip("a NumPy array is host data: converted (tested above)")

@@ -18,6 +18,12 @@ an iterable of batches    :class:`~xpnet.feeds.batches.BatchFeed`: one block per
                           the MPI ranks share, sums reduced over ranks
 ========================  =====================================================
 
+Host data that is not a NumPy array yet (lists, pandas DataFrames and Series,
+``__array__`` objects) becomes one first, and host data of another dtype is
+converted to the model's in its one copy to the device
+(:mod:`~xpnet.feeds.convert`); tensors of an array library are never converted.
+A list is data when ``y`` is given and an iterable of batches when it is not.
+
 A new input kind is a new module here with a :class:`Feed` subclass and one
 line in :func:`as_feed` (see ``docs/architecture.md``).
 """

@@ -10,7 +10,10 @@ backend. Which inputs are *host data* is decided by type alone
 * on the NumPy backend, a ``np.memmap`` (an in-memory ``np.ndarray`` is already
   on the model's device and keeps the in-memory path).
 
-Host data is never copied whole. Rows are gathered into chunks of about
+Host data of any real dtype (ints, bool, float16, float64 into a float32
+model...) is converted to the model's dtype as each chunk is gathered
+(:mod:`xpnet.feeds.convert`), never the whole array at once. Host data is
+never copied whole. Rows are gathered into chunks of about
 ``chunk_bytes`` (default :data:`DEFAULT_CHUNK_BYTES`), each moved to the device
 once, while a background thread prepares the next chunk. With ``shuffle`` the
 epoch's global permutation is the very one in-memory training draws from the
