@@ -27,6 +27,7 @@ float32). NaN/inf are refused once per fit by the feeds, after conversion.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -71,7 +72,19 @@ def is_host_like(x: Any) -> bool:
 
 
 def numpy_dtype(backend: Any, dtype: Any = None) -> np.dtype:
-    """The NumPy dtype ``backend`` stores as ``dtype`` (default: the model's floats)."""
+    """The NumPy dtype ``backend`` stores as ``dtype`` (default: the model's floats).
+
+    Read once per backend and dtype from a one-element array (cached: batches ask
+    for it every step, and the read back waits for the device).
+    """
+    try:
+        return _read_numpy_dtype(backend, dtype)
+    except TypeError:  # an unhashable dtype object: read it each time
+        return _read_numpy_dtype.__wrapped__(backend, dtype)
+
+
+@functools.lru_cache(maxsize=64)
+def _read_numpy_dtype(backend: Any, dtype: Any) -> np.dtype:
     return backend.to_numpy(backend.zeros((1,), dtype=dtype)).dtype
 
 
