@@ -44,9 +44,18 @@ def _y(be, n=8, hi=10):
     return be.asarray(np.arange(n) % hi, dtype=be.index_dtype)
 
 
-def _strict_model():
+def _strict_model(dtype=None):
     aas = pytest.importorskip("array_api_strict")
-    return aas, xpnet.Sequential.mlp([4, 3, 2], backend="array_api_strict", device="device1", seed=0)
+    return aas, xpnet.Sequential.mlp([4, 3, 2], backend="array_api_strict", device="device1",
+                                     seed=0, dtype=dtype)
+
+
+def _strict_array(dtype_name):
+    """A (2, 4) array-api-strict array of ``dtype_name`` on device1, and a float32 model there:
+    an array of the model's library is never cast (host data is, see test_input_conversion.py)."""
+    aas, model = _strict_model("float32")
+    x = aas.zeros((2, 4), dtype=getattr(aas, dtype_name), device=aas.Device("device1"))
+    return model, x
 
 
 CASES = {
@@ -76,12 +85,28 @@ CASES = {
         lambda be, m: list(xpnet.iterate_minibatches(_X(be), _y(be, n=5), 2)),
         ShapeError, r"same number of samples, got 8 and 5"),
     # --- dtypes -----------------------------------------------------------------
-    "uint8 images": (
-        lambda be, m: m.fit(be.asarray(np.zeros((8, 784)), dtype=be.xp.uint8), _y(be), batch_size=4),
-        DTypeError, r"X must have dtype float32.*got uint8.*scale them to \[0, 1\]"),
-    "float64 data into a float32 model": (
-        lambda be, m: m.predict(be.with_dtype("float64").asarray(np.zeros((2, 784)))),
-        DTypeError, r"X must have dtype float32 \(the model's dtype\), got float64"),
+    "uint8 images (a tensor of the model's library)": (
+        lambda be, m: (lambda sm, x: sm.predict(x))(*_strict_array("uint8")),
+        DTypeError, r"X must have dtype float32.*got (array_api_strict\.)?uint8.*scale them to \[0, 1\]"),
+    "float64 data into a float32 model (a tensor of the model's library)": (
+        lambda be, m: (lambda sm, x: sm.predict(x))(*_strict_array("float64")),
+        DTypeError, r"X must have dtype float32 \(the model's dtype\), got (array_api_strict\.)?float64"),
+    "strings in a list": (
+        lambda be, m: m.predict([["a"] * 784]),
+        DTypeError, r"X must hold real numbers .*got dtype <U1 \(strings\) in a list"),
+    "complex host data": (
+        lambda be, m: m.predict(np.zeros((2, 784), dtype=complex)),
+        DTypeError, r"X must hold real numbers .*got dtype complex128 \(complex numbers\)"),
+    "objects in a list": (
+        lambda be, m: m.predict(np.array([[None] * 784], dtype=object)),
+        DTypeError, r"X must hold real numbers .*got dtype object \(Python objects"),
+    "integers too large for float32": (
+        lambda be, m: m.predict(np.full((2, 784), 2**24 + 1)),
+        ValueError, r"X holds integers that float32 cannot represent exactly: 16777217 \(row 0\) "
+                    r"would become 16777216"),
+    "a ragged list": (
+        lambda be, m: m.predict([[0.0] * 784, [0.0] * 783]),
+        ShapeError, r"X is a list whose rows have different lengths \(a ragged list\)"),
     "float labels": (
         lambda be, m: m.fit(_X(be), be.asarray(np.zeros(8)), batch_size=4),
         DTypeError, r"y must hold integer class labels, got dtype float32"),
@@ -140,9 +165,9 @@ CASES = {
     "validation_data not a pair": (
         lambda be, m: m.fit(_X(be), _y(be), batch_size=4, validation_data=_X(be)),
         TypeError, r"validation_data must be a pair \(X_val, y_val\)"),
-    "a list instead of an array": (
-        lambda be, m: m.predict([[0.0] * 784]),
-        TypeError, r"X must be an array of Backend\(name='numpy'.*backend.asarray"),
+    "a string instead of an array": (
+        lambda be, m: m.predict("pixels.npy"),
+        TypeError, r"X must be an array of Backend\(name='numpy'.*got str.*backend.asarray"),
     "rng of the wrong type": (
         lambda be, m: xpnet.Dense(3, 2, rng="seed"),
         TypeError, r"rng must be an int seed, a numpy.random.Generator or None, got str"),

@@ -189,12 +189,14 @@ def _other_float(backend):
     return "float64" if backend.dtype_name == "float32" else "float32"
 
 
-def test_memmap_of_wrong_dtype_or_shape_is_refused(backend, tmp_path):
-    X, y = _host_data(_other_float(backend))
+def test_memmap_of_no_real_dtype_or_wrong_shape_is_refused(backend, tmp_path):
+    """A memmap of another real dtype is converted chunk by chunk (tests/test_input_conversion.py);
+    complex numbers or a wrong width are refused before anything is read."""
+    X, y = _host_data(backend.dtype_name)
     model = _model(backend)
-    with pytest.raises(DTypeError, match=rf"X is host data \(memmap\) of dtype {_other_float(backend)}"
-                                         rf", but the model computes in {backend.dtype_name}"):
-        model.fit(_memmap(tmp_path, "X", X), y)
+    with pytest.raises(DTypeError, match=r"X must hold real numbers .* got dtype complex64 "
+                                         r"\(complex numbers\) in a host memmap"):
+        model.fit(_memmap(tmp_path, "X", X.astype(np.complex64)), y)
     wide = _memmap(tmp_path, "wide", np.zeros((N, D + 1), dtype=backend.dtype_name))
     with pytest.raises(ShapeError, match=rf"host data of shape \({N}, {D + 1}\).*\(n, {D}\)"):
         model.predict(wide)
@@ -243,9 +245,13 @@ def test_generator_exhausted_after_one_epoch_is_explained(backend):
 
 def test_batches_with_labels_argument_or_bad_items_are_refused(backend):
     X, y = _host_data(backend.dtype_name)
-    with pytest.raises(TypeError, match="X is a list, which fit takes as an iterable of .* so y "
-                                        "must be None"):
+    # With y given a list is data (issue 22): a list of batches then reads as ragged rows.
+    with pytest.raises(ShapeError, match=r"X is a list whose rows have different lengths.*a list "
+                                         r"of \(X_batch, y_batch\) batches\? then pass y=None"):
         _model(backend).fit([(X, y)], y)
+    with pytest.raises(TypeError, match="X is a generator, which fit takes as an iterable of .* "
+                                        "so y must be None"):
+        _model(backend).fit(((X, y) for _ in range(2)), y)
     with pytest.raises(TypeError, match=r"batch 1 of epoch 1 must be a pair"):
         _model(backend).fit([X])
 

@@ -591,6 +591,14 @@ def _scale(images: np.ndarray, dtype: str, flatten: bool) -> np.ndarray:
     return table[images]
 
 
+def _default_dtype() -> str:
+    """The default backend's floating dtype (``XPNET_DTYPE``, float32 when unset), by name."""
+    name = os.environ.get("XPNET_DTYPE", "float32")
+    if name not in ("float32", "float64"):
+        raise ValueError(f"XPNET_DTYPE must be 'float32' or 'float64', got {name!r}")
+    return name
+
+
 def load_mnist(data_dir: str | os.PathLike[str] | None = None, *, flatten: bool = True, dtype: Any = None,
                n_val: int = 10000, backend: Backend | str | None = None, device: Any = None,
                verify: bool = True, download: bool = True,
@@ -608,7 +616,9 @@ def load_mnist(data_dir: str | os.PathLike[str] | None = None, *, flatten: bool 
     dtype : {"float32", "float64", "uint8"}, optional
         Floating dtypes hold pixels scaled to ``[0, 1]`` (``x / 255``);
         ``"uint8"`` gives the raw 0..255 pixels (NumPy only). Default: the
-        ``backend``'s dtype when one is given, else float32.
+        backend's dtype (``backend``'s when one is given, else the default
+        backend's: ``XPNET_DTYPE``, float32 when unset), so the data matches
+        a model built with the same defaults.
     n_val : int, default 10000
         The last ``n_val`` training images become the validation split.
     backend : str or Backend, optional
@@ -645,7 +655,7 @@ def load_mnist(data_dir: str | os.PathLike[str] | None = None, *, flatten: bool 
         be = get_backend(backend, device=device, dtype=dtype)
         dtype = be.dtype_name
     else:
-        dtype = np.dtype("float32" if dtype is None else dtype).name
+        dtype = _default_dtype() if dtype is None else np.dtype(dtype).name
         if dtype not in ("float32", "float64", "uint8"):
             raise ValueError(f"dtype must be 'float32', 'float64' or 'uint8', got {dtype!r}")
     directory = locate_mnist(data_dir, verify=verify, download=download, mirrors=mirrors,

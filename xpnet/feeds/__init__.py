@@ -18,6 +18,12 @@ an iterable of batches    :class:`~xpnet.feeds.batches.BatchFeed`: one block per
                           the MPI ranks share, sums reduced over ranks
 ========================  =====================================================
 
+Host data that is not a NumPy array yet (lists, pandas DataFrames and Series,
+``__array__`` objects) becomes one first, and host data of another dtype is
+converted to the model's in its one copy to the device
+(:mod:`~xpnet.feeds.convert`); tensors of an array library are never converted.
+A list is data when ``y`` is given and an iterable of batches when it is not.
+
 A new input kind is a new module here with a :class:`Feed` subclass and one
 line in :func:`as_feed` (see ``docs/architecture.md``).
 """
@@ -26,12 +32,15 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from .._distributed_fit import check_inputs_agree, on_every_rank
 from .._validation import check_int
 from .._weights import check_sample_weight, class_weight_factors, validation_split_index
 from .arrays import ArrayFeed, UncheckedArrays, check_batch_fits, check_labels, check_targets
 from .base import Block, Feed
 from .batches import BatchFeed, BatchSource
+from .convert import as_host_array, device_targets, in_memory_features, is_host_like
 from .host import DEFAULT_CHUNK_BYTES, HostData, HostFeed, host_sample_weight, is_host_array
 from .sharded import ShardedFeed, check_same_weights
 
@@ -48,9 +57,29 @@ def _refuse_sharding(distributed: Any, what: str) -> None:
         )
 
 
+def _streams_arrays(backend: Any) -> bool:
+    """Whether ``backend`` streams an in-memory NumPy array (every backend but NumPy's)."""
+    return is_host_array(backend, np.empty((0,)))
+
+
 def _is_host_pair(backend: Any, pair: Any) -> bool:
     return (isinstance(pair, (tuple, list)) and len(pair) == 2
-            and is_host_array(backend, pair[0]))
+            and (is_host_array(backend, pair[0])
+                 or (is_host_like(pair[0]) and _streams_arrays(backend))))
+
+
+def _features(model: Any, X: Any, name: str = "X") -> Any:
+    """Host data as a NumPy array, converted to the model's dtype unless it is streamed."""
+    be = model.backend
+    return in_memory_features(be, X, name, lambda x: is_host_array(be, x))
+
+
+def _host_inputs(model: Any, X: Any, y: Any, names: tuple[str, str] = ("X", "y")) -> tuple:
+    """``(X, y)`` converted for the feed ``X`` picks: streamed host arrays, or device arrays."""
+    X = _features(model, X, names[0])
+    if is_host_array(model.backend, X):
+        return X, as_host_array(y, names[1])
+    return X, (None if y is None else device_targets(model, y, names[1]))
 
 
 def as_feed(model: Any, X: Any, y: Any, *, shuffle: Any = True, chunk_bytes: Any = None,
@@ -61,6 +90,8 @@ def as_feed(model: Any, X: Any, y: Any, *, shuffle: Any = True, chunk_bytes: Any
     labels); arrays on the device by ``check``, which also knows the batch size.
     """
     chunkwise = isinstance(shuffle, str) and shuffle == "chunks"
+    if y is not None or not isinstance(X, (list, tuple)):  # a list without y: batches
+        X, y = _host_inputs(model, X, y)
     feed: Any
     if is_host_array(model.backend, X):
         feed = HostFeed(model, HostData.of(model, X, y, chunk_bytes=chunk_bytes,
@@ -72,8 +103,8 @@ def as_feed(model: Any, X: Any, y: Any, *, shuffle: Any = True, chunk_bytes: Any
         if y is not None:
             raise TypeError(
                 f"X is a {type(X).__name__}, which fit takes as an iterable of (X_batch, "
-                f"y_batch[, w_batch]) batches, so y must be None (got {type(y).__name__}); for samples "
-                "in a list, convert them first with backend.asarray(X)"
+                f"y_batch[, w_batch]) batches, so y must be None (got {type(y).__name__}); samples "
+                "go in a list, a NumPy array or a DataFrame"
             )
         feed = BatchFeed(model, BatchSource(model, X))
     else:
@@ -91,8 +122,9 @@ def as_validation_feed(model: Any, validation_data: Any, chunk_bytes: Any = None
         vx, vy = validation_data
     except (TypeError, ValueError):
         raise TypeError("validation_data must be a pair (X_val, y_val)") from None
+    names = ("validation_data[0]", "validation_data[1]")
+    vx, vy = _host_inputs(model, vx, vy, names)
     if is_host_array(model.backend, vx):  # scored chunk by chunk
-        names = ("validation_data[0]", "validation_data[1]")
         return HostFeed(model, HostData.of(model, vx, vy, chunk_bytes=chunk_bytes, names=names))
     model.layers[0]._check_input(vx, "validation_data[0]")
     check_targets(model, vy, vx.shape[0], "validation_data[1]")
@@ -138,6 +170,7 @@ def as_eval_feed(model: Any, X: Any, y: Any = None, *, block: Any, method: str,
                  chunk_bytes: Any = None, distributed: Any = None,
                  sample_weight: Any = None) -> Feed:
     """The feed of ``predict``/``evaluate``'s input (``y`` given: ``evaluate``), checked."""
+    X, y = _host_inputs(model, X, y)
     if is_host_array(model.backend, X):
         _refuse_sharding(distributed, method)
         check_int(block, "batch_size", low=1)

@@ -20,6 +20,7 @@ from ..errors import ShapeError
 from ..losses import one_hot
 from .arrays import check_targets
 from .base import Block, Feed
+from .convert import as_host_array, check_exact_ints, in_memory_features, numpy_dtype
 from .host import (
     check_finite_rows,
     check_host_labels,
@@ -77,7 +78,8 @@ class BatchSource:
         if not isinstance(batch, (tuple, list)) or len(batch) not in (2, 3):
             raise TypeError(f"{where} must be a pair (X_batch, y_batch) or a triple (X_batch, "
                             f"y_batch, w_batch), got {type(batch).__name__}")
-        xb, yb, wb = (*batch, None) if len(batch) == 2 else batch
+        xb, yb, wb = (as_host_array(a, f"{k} of {where}")
+                      for k, a in zip("Xyw", (*batch, None) if len(batch) == 2 else batch))
         self._check_shapes(where, xb, yb, wb)
         X = self._device_X(xb, where)
         n = X.shape[0]
@@ -101,11 +103,14 @@ class BatchSource:
             )
 
     def _device_X(self, xb: Any, where: str) -> Array:
-        model = self.model
-        if is_host_array(model.backend, xb):
-            check_host_X(model, xb, f"X of {where}")
+        model, be = self.model, self.model.backend
+        name = f"X of {where}"
+        xb = in_memory_features(be, xb, name, lambda x: is_host_array(be, x))
+        if is_host_array(be, xb):  # converted in its one copy to the device
+            check_host_X(model, xb, name)
+            check_exact_ints(xb, numpy_dtype(be), name)
             check_finite_rows(xb, slice(0, xb.shape[0]))
-            return model.backend.asarray(xb)
+            return be.asarray(xb)
         model.layers[0]._check_input(xb, f"X of {where}")
         return xb
 

@@ -10,7 +10,10 @@ backend. Which inputs are *host data* is decided by type alone
 * on the NumPy backend, a ``np.memmap`` (an in-memory ``np.ndarray`` is already
   on the model's device and keeps the in-memory path).
 
-Host data is never copied whole. Rows are gathered into chunks of about
+Host data of any real dtype (ints, bool, float16, float64 into a float32
+model...) is converted to the model's dtype as each chunk is gathered
+(:mod:`xpnet.feeds.convert`), never the whole array at once. Host data is
+never copied whole. Rows are gathered into chunks of about
 ``chunk_bytes`` (default :data:`DEFAULT_CHUNK_BYTES`), each moved to the device
 once, while a background thread prepares the next chunk. With ``shuffle`` the
 epoch's global permutation is the very one in-memory training draws from the
@@ -57,6 +60,7 @@ from ..losses import as_matrix, check_target_rows, one_hot
 from ..scoring import logit_blocks
 from .arrays import check_batch_fits, trained_weight
 from .base import Block, Feed
+from .convert import check_exact_ints, check_real_dtype, exact_in, numpy_dtype
 
 if TYPE_CHECKING:
     from ..backends import Backend
@@ -86,7 +90,7 @@ def is_host_array(backend: Backend, x: Any) -> bool:
 
 def _numpy_dtype(backend: Backend, dtype: DType) -> np.dtype:
     """The NumPy dtype that ``backend`` stores as ``dtype`` (read from a one-element array)."""
-    return backend.to_numpy(backend.zeros((1,), dtype=dtype)).dtype
+    return numpy_dtype(backend, dtype)
 
 
 # -- host data: validation --------------------------------------------------------------
@@ -142,16 +146,14 @@ class HostData:
 
 
 def check_host_X(model: Any, X: np.ndarray, name: str) -> None:
-    """Dtype and per-sample shape of host features, without reading them."""
+    """Dtype kind and per-sample shape of host features, without reading them.
+
+    Any real dtype is accepted: each chunk is converted to the model's dtype as
+    it is gathered (:func:`_gather_features`).
+    """
     be = model.backend
     want = _numpy_dtype(be, be.dtype)
-    if X.dtype != want:
-        raise DTypeError(
-            f"{name} is host data ({type(X).__name__}) of dtype {X.dtype}, but the model "
-            f"computes in {be.dtype_name}; host data is streamed as it is stored: convert "
-            f"it once (np.asarray({name}, dtype=np.{want.name}), or write the memmap in "
-            f"{want.name}) or build the model with dtype={X.dtype.name!r}"
-        )
+    check_real_dtype(X, name, f"host {type(X).__name__}")
     if X.ndim == 0:
         raise ShapeError(f"{name} must be an array of samples, got a 0-d array")
     probe = be.asarray(np.zeros((0, *X.shape[1:]), dtype=want))  # no data read
@@ -211,6 +213,7 @@ def check_host_targets(model: Any, y: Any, n_samples: int, name: str) -> np.ndar
     as_matrix(host, y, n_outputs, name)
     check_target_rows(y, n_samples, name)
     step = max(1, _GATHER_BYTES // max(y.itemsize * (y.size // max(y.shape[0], 1)), 1))
+    check_real_dtype(y, name, f"host {type(y).__name__}")
     for lo in range(0, max(n_samples, 1), step):  # once at least: the dtype check
         loss.prepare_targets(host, y[lo:lo + step], n_outputs, name)
     return y
@@ -281,31 +284,55 @@ def _n_rows(rows: slice | np.ndarray) -> int:
     return rows.stop - rows.start if isinstance(rows, slice) else len(rows)
 
 
-def _load_chunk(backend: Backend, data: HostData, rows: slice | np.ndarray, label_dtype: np.dtype,
+def _load_chunk(backend: Backend, data: HostData, rows: slice | np.ndarray, dtypes: tuple,
                 check_finite: bool) -> Chunk:
     """Gather ``rows`` of every column on the host, check them, move them to the device.
 
-    Runs on the loader thread. Each chunk gets fresh host buffers, so no
-    buffer is rewritten while the device may still read it; where the backend
-    reads host memory directly (:attr:`~xpnet.backends.Backend.shares_host_memory`)
-    the buffer becomes the device array without another copy.
+    Runs on the loader thread. ``dtypes``: the NumPy dtypes of the model's floats
+    and of its labels; features of another dtype are converted here, chunk by
+    chunk. Each chunk gets fresh host buffers, so no buffer is rewritten while
+    the device may still read it; where the backend reads host memory directly
+    (:attr:`~xpnet.backends.Backend.shares_host_memory`) the buffer becomes the
+    device array without another copy.
     """
+    want, label_dtype = dtypes
     m = _n_rows(rows)
-    X = gather_rows(data.X, rows, np.empty((m, *data.X.shape[1:]), dtype=data.X.dtype))
+    X = _gather_features(data.X, rows, m, want)
     if check_finite:
         check_finite_rows(X, rows)
     y = None
     if data.y is not None and data.dense:  # the loss's targets, (m, n_outputs) in the model's dtype
         y = _to_device(backend, gather_rows(data.y, rows, np.empty(
-            (m, *data.y.shape[1:]), dtype=data.X.dtype)).reshape(m, math.prod(data.y.shape[1:])),
+            (m, *data.y.shape[1:]), dtype=want)).reshape(m, math.prod(data.y.shape[1:])),
             backend.dtype)
     elif data.y is not None:
         y = _to_device(backend, gather_rows(data.y, rows, np.empty(m, dtype=label_dtype)),
                        backend.index_dtype)
     extras = {name: _to_device(backend, gather_rows(col, rows, np.empty(
-        (m, *col.shape[1:]), dtype=data.X.dtype)), backend.dtype)
+        (m, *col.shape[1:]), dtype=want)), backend.dtype)
         for name, col in data.extras.items()}
     return Chunk(_to_device(backend, X, backend.dtype), y, extras)
+
+
+def _gather_features(host: np.ndarray, rows: slice | np.ndarray, m: int, want: np.dtype) -> np.ndarray:
+    """``host[rows]`` in the model's dtype ``want``: the one conversion of streamed features.
+
+    Where every value converts exactly (or rounds, float to float) the gather
+    writes straight into a buffer of ``want``; wide integers are gathered as
+    they are, checked to convert exactly, then converted.
+    """
+    shape = (m, *host.shape[1:])
+    with np.errstate(over="ignore"):  # 1e300 becomes inf in float32: refused as inf, later
+        if exact_in(host.dtype, want):
+            return gather_rows(host, rows, np.empty(shape, dtype=want))  # assignment converts
+        raw = gather_rows(host, rows, np.empty(shape, dtype=host.dtype))
+        check_exact_ints(raw, want, "X", lambda i: _host_row(rows, i))
+        return raw.astype(want)
+
+
+def _host_row(rows: slice | np.ndarray, i: int) -> int:
+    """The row of the host array that row ``i`` of a chunk gathered from ``rows`` is."""
+    return rows.start + i if isinstance(rows, slice) else int(rows[i])
 
 
 def _to_device(backend: Backend, host: np.ndarray, dtype: DType) -> Array:
@@ -322,7 +349,7 @@ def check_finite_rows(X: np.ndarray, rows: slice | np.ndarray) -> None:
     bad = np.flatnonzero(~np.isfinite(X.reshape(X.shape[0], -1)).all(axis=1))
     if not len(bad):
         return  # the sum merely overflowed
-    where = rows.start + int(bad[0]) if isinstance(rows, slice) else int(rows[bad[0]])
+    where = _host_row(rows, int(bad[0]))
     raise ValueError(
         f"X contains NaN or infinite values (first in row {where} of the host array, found "
         "when its chunk was read); training on them would make every weight NaN. Clean or "
@@ -337,10 +364,10 @@ def stream_chunks(backend: Backend, data: HostData, plans: list, *,
     The caller must drop its reference to a chunk before asking for the next
     (``del chunk``), so at most two chunks are alive at once.
     """
-    label_dtype = _numpy_dtype(backend, backend.index_dtype)
+    dtypes = (_numpy_dtype(backend, backend.dtype), _numpy_dtype(backend, backend.index_dtype))
 
     def load(rows: slice | np.ndarray) -> Chunk:
-        return _load_chunk(backend, data, rows, label_dtype, check_finite)
+        return _load_chunk(backend, data, rows, dtypes, check_finite)
 
     if not plans:
         return
