@@ -333,11 +333,11 @@ class Sequential:
                 chunk_bytes: int | None = None) -> Array:
         """Predicted class indices for ``X`` (a device array of integers).
 
-        ``X`` is an array on the model's device, or *host data*: a NumPy array
-        (on a non-NumPy backend) or a memory-mapped NumPy array (on any
-        backend), which is read and moved to the device in chunks of about
-        ``chunk_bytes`` (default 256 MB) -- never whole. The result lives on
-        the device. See :mod:`xpnet.feeds.host`.
+        ``X`` is an array on the model's device, or *host data* (NumPy arrays of
+        any real dtype, lists, DataFrames, converted to the model's dtype; a
+        memory-mapped file is read and moved to the device in chunks of about
+        ``chunk_bytes`` (default 256 MB) -- never whole). The result lives on
+        the device. See :mod:`xpnet.feeds`.
 
         ``distributed``: an :mod:`xpnet.distributed` communicator; the ranks
         (which all hold the same ``X``) each predict their blocks of rows and
@@ -398,13 +398,13 @@ class Sequential:
         Parameters
         ----------
         X : array (n, n_features), host data, or batches
-            An array on the model's device; *host data* (a NumPy array on a non-NumPy
-            backend, or a memory-mapped array on any backend), moved to the device in
+            An array on the model's device; *host data* (NumPy arrays of any real dtype,
+            lists, DataFrames: converted to the model's dtype; memory-mapped files), moved in
             chunks of ``chunk_bytes`` by a background thread, never whole, to exactly the
             in-memory weights; or an iterable of ``(X_batch, y_batch[, w_batch])``
             batches (``y`` is then None). See :mod:`xpnet.feeds`.
         y : array (n,) of integer labels in ``[0, n_classes)``
-            A NumPy array when ``X`` is host data. With another ``loss``: float
+            Host data (NumPy, a list, a Series) is converted too. With another ``loss``: float
             targets (MSE) or 0/1 (binary cross-entropy), (n,) or (n, n_outputs).
         epochs, batch_size : int
             As in the tutorial (25 and 32); the last incomplete batch is dropped.
