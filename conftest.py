@@ -17,25 +17,28 @@ from sybil import Sybil
 from sybil.parsers.markdown import PythonCodeBlockParser, SkipParser
 
 
-@pytest.fixture
-def docs_workdir(tmp_path, monkeypatch):
-    """Run each page in a fresh directory (examples save files) with one BLAS thread.
+@pytest.fixture(scope="module")
+def docs_workdir(tmp_path_factory):
+    """Run each page in a fresh directory (examples save files, and later blocks of the
+    same page read them) with one BLAS thread.
 
     One thread: the examples' matrices are small, and on a shared CI machine
     BLAS threads contending with other jobs can make them ten times slower.
     """
-    monkeypatch.chdir(tmp_path)
-    for name in ("XPNET_BACKEND", "XPNET_DEVICE", "XPNET_DTYPE", "XPNET_DATA_DIR"):
-        monkeypatch.delenv(name, raising=False)
-    import numpy  # noqa: F401  (loads its BLAS, so that the limit below reaches it)
+    workdir = tmp_path_factory.mktemp("docs")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(workdir)
+        for name in ("XPNET_BACKEND", "XPNET_DEVICE", "XPNET_DTYPE", "XPNET_DATA_DIR"):
+            patch.delenv(name, raising=False)
+        import numpy  # noqa: F401  (loads its BLAS, so that the limit below reaches it)
 
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - threadpoolctl is in the test extra
-        yield tmp_path
-        return
-    with threadpool_limits(limits=1, user_api="blas"):
-        yield tmp_path
+        try:
+            from threadpoolctl import threadpool_limits
+        except ImportError:  # pragma: no cover - threadpoolctl is in the test extra
+            yield workdir
+            return
+        with threadpool_limits(limits=1, user_api="blas"):
+            yield workdir
 
 
 def _available(module: str) -> bool:
