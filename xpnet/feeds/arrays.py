@@ -119,6 +119,9 @@ class ArrayFeed(Feed):
         return type(self)(self.model, X, y, host_weight=host_weight, batch_size=batch_size)
 
     # -- training ---------------------------------------------------------------------
+    def start(self) -> None:
+        self.targets()  # once per fit, before the first epoch's clock starts
+
     def targets(self) -> Array:
         """The loss's dense targets (one-hot labels for the default loss), made once per fit."""
         if self._targets is None:

@@ -83,6 +83,7 @@ class ShardedFeed(Feed):
                              "training data (a fingerprint of the labels and of 16 rows of X)")
         if inner.host_weight is not None:
             check_same_weights(self.comm, inner.host_weight)
+        inner.start()
 
     # -- training ---------------------------------------------------------------------
     def epoch_blocks(self, epoch: int, settings: Any) -> Iterator[Block]:
