@@ -42,10 +42,10 @@ def cores_busy(n: int, seconds: float):
 def epoch_seconds(batch: int, threads: int | None, rows: int) -> float:
     """One epoch of the seed MLP on the first ``rows`` MNIST images, BLAS limited to ``threads``."""
     import xpnet
+    from xpnet.datasets import load_mnist
 
     be = xpnet.get_backend("numpy", dtype="float32")
-    data = xpnet.load_mnist(backend=be)
-    X, y = data["X_train"][:rows], data["y_train"][:rows]
+    X, y = (a[:rows] for a in load_mnist(backend=be)[:2])
     model = xpnet.Sequential.mlp([784, 100, 200, 10], backend=be, seed=0)
     t0 = time.perf_counter()
     model.fit(X, y, epochs=1, batch_size=batch, train_accuracy=False,

@@ -23,7 +23,7 @@ __all__ = ["ENV_VAR", "SMALL_STEP_FLOPS", "step_flops", "threads_for", "blas_thr
 ENV_VAR = "XPNET_BLAS_THREADS"
 #: Floating-point operations of one training step below which one BLAS thread
 #: is used (see ``benchmarks/results/blas_threads.md`` for the measurements).
-SMALL_STEP_FLOPS = 200e6
+SMALL_STEP_FLOPS = 50e6
 
 
 def step_flops(layers: Any, batch_size: int) -> float:
