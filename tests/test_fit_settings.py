@@ -83,7 +83,7 @@ def test_unshuffled_fit_takes_the_batches_in_order(backend64):
 
 def test_model_state_is_declared_in_init():
     model = xpnet.Sequential.mlp([4, 5, 3], backend="numpy")
-    assert model._train_steps == {} and model.stop_training is False
+    assert model.train_steps == {} and model.stop_training is False
     assert (model.config["sizes"], model.metadata, model.checkpoint) == ([4, 5, 3], {}, {})
 
 

@@ -497,4 +497,3 @@ def get_loss(loss: str | Loss | None) -> Loss:
         f"unknown loss {loss!r}; choose one of {', '.join(sorted(LOSSES))} or pass an "
         "xpnet.losses.Loss instance"
     )
-_sigmoid = sigmoid  # the older private name (xpnet.sklearn)

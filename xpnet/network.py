@@ -355,11 +355,6 @@ class Sequential:
         """Whether the loss is the softmax cross-entropy (the seed's, with its fast paths)."""
         return type(self.loss) is SoftmaxCrossEntropy
 
-    _default_loss = uses_default_loss  # the older private name
-
-    @property
-    def _train_steps(self) -> dict:  # the older private name
-        return self.train_steps
 
     def evaluate(self, X: Array, y: Array, *, batch_size: int = PREDICT_BLOCK,
                  distributed: Communicator | None = None, chunk_bytes: int | None = None,
@@ -551,7 +546,7 @@ class Sequential:
         ``metadata``: JSON-serialisable keyword arguments, read back as
         ``Sequential.load(path).metadata``.
         """
-        config = self.config if self._default_loss else {**self.config, "loss": self.loss.name}
+        config = self.config if self.uses_default_loss else {**self.config, "loss": self.loss.name}
         checkpoint.save_layers(path, self.layers, self.backend, model_config=config,
                                metadata=metadata)
 

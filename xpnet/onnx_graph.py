@@ -39,7 +39,7 @@ from .backends import Backend, get_backend
 from .errors import ExportError
 from .layers import Dense, ReLU, Sigmoid, Tanh
 from .layers.base import Layer, layers_of
-from .losses import BinaryCrossEntropy, MeanSquaredError, _sigmoid, get_loss, log_softmax
+from .losses import BinaryCrossEntropy, MeanSquaredError, get_loss, log_softmax, sigmoid
 
 __all__ = ["export_onnx", "onnx_model", "estimator_to_onnx", "estimator_onnx_model",
            "trace_graph", "OUTPUTS"]
@@ -186,7 +186,7 @@ def _model_head(loss: Any, output: str) -> Head:
         raise TypeError("output='proba' needs a classification loss; this model minimises the "
                         "mean squared error: export output='logits' (its predictions)")
     if isinstance(loss, BinaryCrossEntropy):
-        return lambda xp, z: {"proba": _sigmoid(xp, z)}
+        return lambda xp, z: {"proba": sigmoid(xp, z)}
     return lambda xp, z: {"proba": xp.exp(log_softmax(z, xp=xp))}
 
 
@@ -308,13 +308,13 @@ def _classifier_head(est: Any, label: str, proba: str) -> Head:
                     proba: xp.exp(log_softmax(z, xp=xp))}
     elif est.n_outputs_ == 1:  # binary: one logistic output, P(classes_[1])
         def head(xp, z):
-            p = _sigmoid(xp, z)
+            p = sigmoid(xp, z)
             idx = xp.minimum(xp.astype(z[:, 0] > 0, xp.int64), len(classes) - 1)
             return {label: xp.take(_class_table(xp, classes), idx, axis=0),
                     proba: xp.concat([1.0 - p, p], axis=1) if len(classes) == 2 else p}
     else:  # multilabel: one 0/1 decision per output
         def head(xp, z):
-            return {label: xp.astype(z > 0, xp.int64), proba: _sigmoid(xp, z)}
+            return {label: xp.astype(z > 0, xp.int64), proba: sigmoid(xp, z)}
     return head
 
 

@@ -6,18 +6,13 @@ from ..losses import (
     BinaryCrossEntropy,
     MeanSquaredError,
     SoftmaxCrossEntropy,
-    _sigmoid,
     _weighted,
     log_softmax,
+    sigmoid,
 )
 
 __all__ = ["ClippedBinaryLogLoss", "ClippedLogLoss", "SklearnPoisson", "SklearnSquaredError",
            "sigmoid"]
-
-
-def sigmoid(xp, z):
-    """The logistic function (the binary and multilabel output activation)."""
-    return _sigmoid(xp, z)
 
 
 class SklearnSquaredError(MeanSquaredError):
@@ -69,7 +64,7 @@ class ClippedBinaryLogLoss(BinaryCrossEntropy):
     """The binary (and multilabel) twin of :class:`ClippedLogLoss`."""
 
     def sum_and_grad(self, xp, outputs, targets, weights=None):
-        p = _sigmoid(xp, outputs)
+        p = sigmoid(xp, outputs)
         pc = _clip_eps(xp, p)
         per_sample = -xp.sum(targets * xp.log(pc) + (1.0 - targets) * xp.log(1.0 - pc), axis=1)
         return _weighted(xp, per_sample, p - targets, weights)
