@@ -187,3 +187,16 @@ def test_shuffle_must_be_a_bool_or_chunks(shuffle):
     with pytest.raises(TypeError, match="shuffle must be True, False or 'chunks'"):
         model.fit(X, y, epochs=1, batch_size=8, shuffle=shuffle)
     assert all(np.array_equal(b, layer.weights) for b, layer in zip(before, model.layers[::2]))
+
+
+def test_the_step_is_looked_up_once_per_epoch_not_per_batch(monkeypatch):
+    be = xpnet.get_backend("numpy", dtype="float64")
+    X, y = _toy(be)
+    batches = [(X[i:i + 8], y[i:i + 8]) for i in range(0, 40, 8)]  # 5 blocks an epoch
+    calls = []
+    real = training.LocalStepper.step_fn
+    monkeypatch.setattr(training.LocalStepper, "step_fn",
+                        lambda self, weighted: calls.append(weighted) or real(self, weighted))
+    model = xpnet.Sequential.mlp([4, 5, 3], seed=0, backend=be)
+    model.fit(batches, epochs=2, train_accuracy=False)
+    assert calls == [False, False]

@@ -372,9 +372,20 @@ class Stepper:
         """The whole block as one compiled program, or None (then step by step)."""
         return None
 
+    def begin_epoch(self) -> None:
+        """Forget the previous epoch's step functions (learning rates may have changed)."""
+        self._epoch_steps: dict = {}
+
+    def epoch_step(self, weighted: bool) -> Any:
+        """:meth:`step_fn`, looked up once per epoch (not once per block: a batch is a block)."""
+        steps = self.__dict__.setdefault("_epoch_steps", {})
+        if weighted not in steps:
+            steps[weighted] = self.step_fn(weighted)
+        return steps[weighted]
+
     def block_runner(self, block: Any) -> Any:
         """``run(lo, hi) -> summed loss`` of the step on the block's rows ``order[lo:hi]``."""
-        fn = self.step_fn(block.weights is not None)
+        fn = self.epoch_step(block.weights is not None)
         X, targets, order, weights = block.X, block.targets, block.order, block.weights
         if weights is None:  # exactly the call it always was (a captured graph takes no weights)
             return lambda lo, hi: fn(X, targets, order[lo:hi])
@@ -520,6 +531,7 @@ def run_epoch(feed, stepper, settings: FitSettings, epoch: int, batch_end=None,
     """
     t0 = time.perf_counter()
     # Compiled blocks return their sums to the host; steps sum on the device (read back once).
+    stepper.begin_epoch()
     sums = _Sums(host=0.0, device=stepper.backend.zeros(()), steps=0)
     desc = f"epoch {epoch + 1}" + ("" if last_epoch is None else f"/{last_epoch}")
     with _progress(feed.n_steps, desc, settings.progress and feed.is_root) as bar:
