@@ -142,8 +142,6 @@ def apply_options(model: Any, feed: Feed, validation: Feed | None, *, batch_size
     """
     feed.refuse_options(sample_weight=sample_weight, class_weight=class_weight,
                         validation_split=validation_split)
-    if isinstance(feed, BatchFeed):
-        return feed, validation
     weights = feed.host_sample_weight(sample_weight)
     be, labels = feed.class_weight_source()
     factors = class_weight_factors(be, labels, model.loss, class_weight, model.n_outputs)

@@ -185,6 +185,12 @@ class BatchFeed(Feed):
         check_batch_options(sample_weight=sample_weight, class_weight=class_weight,
                             validation_split=validation_split)
 
+    def host_sample_weight(self, sample_weight: Any) -> None:
+        return None  # refused above: the batches carry their own weights
+
+    def class_weight_source(self) -> tuple[Any, Any]:
+        return None, None  # class_weight is refused above, so nothing reads them
+
     def epoch_blocks(self, epoch: int, settings: Any) -> Iterator[Block]:
         be = self.model.backend
         self._steps, self._weight = 0, 0.0
