@@ -186,7 +186,7 @@ def _fit_two_ways(monkeypatch, be, make_opt, callbacks=lambda: [], epochs=3, **k
             model = _model(be)
             h = model.fit(X, y, epochs=epochs, batch_size=16, optimizer=make_opt(),
                           callbacks=callbacks(), train_accuracy=False, **kw)
-            kinds = {key[0] for key in model._train_steps}
+            kinds = {key[0] for key in model.train_steps}
             out.append((np.asarray(h["loss"]), _host_state(be, model), kinds))
     (loss, params, kinds), (want_loss, want_params, want_kinds) = out
     assert kinds == {"epoch"} and "epoch" not in want_kinds  # each path was taken
@@ -301,9 +301,9 @@ def test_a_fresh_optimizer_of_the_same_settings_reuses_the_program(monkeypatch, 
         model.fit(X, y, epochs=1, batch_size=16, optimizer=Adam(1e-2), train_accuracy=False)
         counts.append(len(calls) - sum(counts))
     assert counts == [3 + 2 * 3, 2 * 3]  # a trace, then only the 2 eager steps of each fit
-    assert len(model._train_steps) == 1
+    assert len(model.train_steps) == 1
     model.fit(X, y, epochs=1, batch_size=16, optimizer=Adam(1e-2, beta1=0.5), train_accuracy=False)
-    assert len(model._train_steps) == 2  # other settings: another program
+    assert len(model.train_steps) == 2  # other settings: another program
 
 
 def test_jax_fit_leaves_concrete_state_and_the_step_count(jax_backend):

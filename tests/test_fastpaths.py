@@ -64,11 +64,11 @@ def test_compiled_step_is_reused_by_a_second_fit(backend):
     model = xpnet.Sequential.mlp([5, 4, 3], seed=0, backend=backend)
     model.fit(X, y, epochs=1, batch_size=8, train_accuracy=False)
     model.fit(X, y, epochs=1, batch_size=8, train_accuracy=False)
-    assert len(model._train_steps) == 1
+    assert len(model.train_steps) == 1
     model[0].learning_rate = 0.05  # a new rate is a new (compiled) step...
     model.fit(X, y, epochs=1, batch_size=8, train_accuracy=False)
     # ...except for a compiled epoch, which takes the rates as arguments
-    assert len(model._train_steps) == (1 if backend.compiles_loops else 2)
+    assert len(model.train_steps) == (1 if backend.compiles_loops else 2)
 
 
 def test_compiled_step_sees_changed_layer_settings(backend):
