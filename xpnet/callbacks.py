@@ -55,7 +55,16 @@ from ._validation import check_int, check_number
 from .errors import StateError
 
 __all__ = ["Callback", "CallbackList", "History", "LearningRateScheduler", "EarlyStopping",
-           "ReduceLROnPlateau", "EpochLogger", "format_epoch", "LEGACY_KEYS"]
+           "ReduceLROnPlateau", "EpochLogger", "format_epoch", "LEGACY_KEYS",
+           "BackupAndRestore", "ModelCheckpoint"]
+
+
+def __getattr__(name: str) -> Any:
+    """``BackupAndRestore`` and ``ModelCheckpoint`` live in :mod:`xpnet.backup` (which imports this)."""
+    if name in ("BackupAndRestore", "ModelCheckpoint"):
+        from . import backup
+        return getattr(backup, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 #: Today's History keys and the Keras log keys they are recorded as in ``logs``.
 LEGACY_KEYS = MappingProxyType({"train_acc": "accuracy", "val_acc": "val_accuracy"})
@@ -111,6 +120,22 @@ class Callback:
 
     def on_train_end(self, logs: dict | None = None) -> None:
         pass
+
+    def state_dict(self) -> dict:
+        """What a backup keeps of this callback (:mod:`xpnet.backup`): name -> value.
+
+        Values are JSON values (numbers, strings, lists, dicts) or arrays (of
+        the model's backend or NumPy). A callback whose decisions depend on
+        earlier epochs returns what it needs to continue exactly; the default
+        is a stateless callback's ``{}``.
+        """
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue from :meth:`state_dict`'s ``state`` (arrays come back as NumPy arrays).
+
+        Called when ``fit`` resumes from a backup, after ``on_train_begin``.
+        """
 
 
 def overrides(callback: Callback, hook: str) -> bool:
@@ -305,6 +330,12 @@ class History(Callback):
     def last(self) -> dict:
         return {k: v[-1] for k, v in self.history.items() if v}
 
+    def state_dict(self) -> dict:
+        return {"history": {k: list(v) for k, v in self.history.items()}}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.history = {k: list(v) for k, v in state["history"].items()}
+
 
 def format_epoch(epoch: int, epochs: int | None, logs: Mapping[str, Any]) -> str:
     """One script-readable line for an epoch: the line of ``fit(verbose=1|2)`` and ``xpnet train``.
@@ -464,6 +495,12 @@ class LearningRateScheduler(Callback):
         if self._base is not None:
             self._set(1.0)
 
+    def state_dict(self) -> dict:
+        return {"learning_rates": list(self.learning_rates)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.learning_rates = [float(r) for r in state["learning_rates"]]
+
 
 # -- monitoring a metric -------------------------------------------------------------------
 
@@ -600,6 +637,23 @@ class EarlyStopping(_Monitor):
                 and self.best_epoch != self._last_epoch:
             _restore(self.model, self._best_params)
 
+    def state_dict(self) -> dict:
+        state: dict = {"best": self.best, "best_epoch": self.best_epoch, "wait": self.wait,
+                       "stopped_epoch": self.stopped_epoch, "last_epoch": self._last_epoch,
+                       "has_best_params": self._best_params is not None}
+        for i, params in enumerate(self._best_params or ()):
+            state.update({f"best_params.{i}.{name}": value for name, value in params.items()})
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        self.best, self.best_epoch, self.wait = state["best"], state["best_epoch"], state["wait"]
+        self.stopped_epoch, self._last_epoch = state["stopped_epoch"], state["last_epoch"]
+        self._best_params = None
+        if state["has_best_params"]:
+            self._best_params = [
+                {name: layer.backend.asarray(state[f"best_params.{i}.{name}"])
+                 for name in layer.param_names} for i, layer in enumerate(self.model.layers)]
+
     def __repr__(self) -> str:
         return (f"EarlyStopping(monitor={self.monitor!r}, patience={self.patience}, "
                 f"min_delta={self.min_delta}, restore_best={self.restore_best}, "
@@ -685,6 +739,15 @@ class ReduceLROnPlateau(_Monitor):
             self.wait += 1
             if self.wait >= self.patience:
                 self._reduce(epoch)
+
+    def state_dict(self) -> dict:
+        return {"best": self.best, "wait": self.wait, "cooldown_counter": self.cooldown_counter,
+                "reductions": [list(r) for r in self.reductions]}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.best, self.wait = state["best"], state["wait"]
+        self.cooldown_counter = state["cooldown_counter"]
+        self.reductions = [(int(e), float(r)) for e, r in state["reductions"]]
 
     def _reduce(self, epoch: int) -> None:
         reduced = False

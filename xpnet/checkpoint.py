@@ -15,7 +15,8 @@ JSON metadata entry (``__xpnet__``, stored as UTF-8 bytes) with:
 * ``metadata``: whatever keyword arguments were passed to :func:`save_model`
   (training settings, metrics, history), JSON-encoded;
 * ``sha256``: a digest over the parameter names, dtypes, shapes and bytes,
-  so a flipped bit is detected on load.
+  so a flipped bit is detected on load;
+* a backup (:mod:`xpnet.backup`) adds ``state``, ``state_arrays`` and ``state_sha256``.
 
 Nothing is pickled: files are written with :func:`numpy.savez` and read with
 ``allow_pickle=False``. Writes are atomic (:func:`xpnet._io.atomic_write`): a crash or an
@@ -52,24 +53,15 @@ import numpy as np
 
 from . import layers as layers_pkg
 from . import safetensors_io
+from .safetensors_io import torch_name
 from ._io import atomic_write
 from ._version import __version__
 from .backends import Backend, get_backend
 from .errors import CheckpointError
 from .layers.base import Layer, layers_of
 
-__all__ = [
-    "save_model",
-    "load_model",
-    "save_layers",
-    "load_layers",
-    "LoadedLayers",
-    "read_metadata",
-    "register_model_class",
-    "atomic_write",
-    "FORMAT_NAME",
-    "FORMAT_VERSION",
-]
+__all__ = ["save_model", "load_model", "save_layers", "load_layers", "LoadedLayers", "read_metadata",
+           "read_state", "register_model_class", "atomic_write", "FORMAT_NAME", "FORMAT_VERSION"]
 
 #: Value of the ``format`` field: what marks a file as an xpnet checkpoint.
 FORMAT_NAME = "xpnet-checkpoint"
@@ -79,13 +71,12 @@ FORMAT_VERSION = 1
 METADATA_KEY = "__xpnet__"
 
 _FLOAT_DTYPES = ("float32", "float64")
+#: What a training state's arrays may hold (optimizer moments, step counts, ...).
+_STATE_DTYPES = ("float32", "float64", "int32", "int64", "uint32", "uint64", "bool")
 #: A path with this suffix is saved and loaded as safetensors (tensors torch can load).
 SAFETENSORS_SUFFIX = ".safetensors"
 #: The ``__metadata__`` entry of a safetensors checkpoint holding the JSON header.
 SAFETENSORS_HEADER_KEY = "xpnet"
-#: xpnet parameter -> (torch.nn.Linear's name, stored transposed): Linear keeps its
-#: weight as (out_features, in_features), Dense as (input_units, output_units).
-_TORCH_PARAMS = {"weights": ("weight", True), "biases": ("bias", False)}
 #: Most bytes deflate can expand one stored byte to (its format's limit is about 1032).
 _MAX_DEFLATE_RATIO = 1100
 #: Readers of the ``.npy`` header versions ``np.savez`` writes.
@@ -104,6 +95,13 @@ def _params_digest(entries: list[tuple[str, np.ndarray]]) -> str:
         arr = np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("<"))
         h.update(f"{name}|{arr.dtype.str}|{tuple(arr.shape)}\n".encode())
         h.update(arr.tobytes())
+    return h.hexdigest()
+
+
+def _state_digest(state: Any, arrays: list[tuple[str, np.ndarray]]) -> str:
+    """SHA-256 over a training state: its JSON (canonical) and its arrays, as :func:`_params_digest`."""
+    h = hashlib.sha256(json.dumps(state, sort_keys=True).encode("utf-8"))
+    h.update(_params_digest(arrays).encode("ascii"))
     return h.hexdigest()
 
 
@@ -166,7 +164,8 @@ def _host_params(layers: list[Layer], be: Backend) -> list:
 
 
 def save_layers(path: str | os.PathLike[str], layers: Any, backend: Backend, *, model_config: dict | None = None,
-                metadata: dict | None = None) -> None:
+                metadata: dict | None = None, state: dict | None = None,
+                state_arrays: dict | None = None) -> None:
     """Write ``layers`` (with their backend) and a JSON header to one ``.npz`` file.
 
     A path ending in ``.safetensors`` is written as safetensors instead: the
@@ -185,6 +184,9 @@ def save_layers(path: str | os.PathLike[str], layers: Any, backend: Backend, *, 
         Where the layers live (recorded in the header).
     model_config, metadata : dict, optional
         JSON-serialisable; stored as ``model_config`` and ``metadata``.
+    state, state_arrays : dict, optional
+        A training state (``.npz``; :mod:`xpnet.backup`): JSON, and NumPy arrays stored beside
+        the parameters; ``state_sha256`` covers both. :func:`read_state` reads them back.
     """
     architecture = [_layer_entry(i, layer) for i, layer in enumerate(layers)]
     entries = _host_params(layers, backend)
@@ -202,14 +204,34 @@ def save_layers(path: str | os.PathLike[str], layers: Any, backend: Backend, *, 
         "metadata": json.loads(_to_json(metadata or {}, "metadata")),
         "sha256": _params_digest(entries),
     }
+    extra = _state_entries(header, state, state_arrays)
     if _is_safetensors(path):
+        if extra:
+            raise ValueError("a training state is saved as .npz, not safetensors")
         _save_safetensors(path, entries, header)
         return
     blob = np.frombuffer(json.dumps(header).encode("utf-8"), dtype=np.uint8)
-    arrays = dict(entries)
+    arrays = dict(entries + extra)
     arrays[METADATA_KEY] = blob
     with atomic_write(path) as f:
         np.savez(f, **arrays)
+
+
+def _state_entries(header: dict, state: dict | None, arrays: dict | None) -> list:
+    """Add a training state to ``header``; return its ``(name, host array)`` entries."""
+    if state is None and not arrays:
+        return []
+    entries = [(name, np.ascontiguousarray(a)) for name, a in (arrays or {}).items()]
+    for name, a in entries:
+        if name == METADATA_KEY or name in {p["name"] for p in header["params"]} \
+                or a.dtype.name not in _STATE_DTYPES:
+            raise ValueError(f"state array {name!r} ({a.dtype}) clashes with a parameter name "
+                             f"or has a dtype outside {_STATE_DTYPES}")
+    header["state"] = json.loads(_to_json(state or {}, "the training state"))
+    header["state_arrays"] = [{"name": n, "shape": list(a.shape), "dtype": a.dtype.name}
+                              for n, a in entries]
+    header["state_sha256"] = _state_digest(header["state"], entries)
+    return entries
 
 
 def save_model(model: Any, path: str | os.PathLike[str], **metadata: Any) -> None:
@@ -406,10 +428,13 @@ def read_metadata(path: str | os.PathLike[str]) -> dict:
         return _read_header(npz, path)
 
 
-def _declared_params(header: dict, path: str | os.PathLike[str]) -> dict:
-    """``name -> (shape, dtype name)`` of the params the header lists, in order."""
+def _declared_params(header: dict, path: str | os.PathLike[str], field: str = "params") -> dict:
+    """``name -> (shape, dtype name)`` of the arrays the header lists in ``field``, in order."""
+    entries = header.get(field, [])
+    if not isinstance(entries, list):
+        raise _corrupt(path, f"metadata field {field!r} must be a list, got {entries!r}")
     expected = {}
-    for entry in header["params"]:
+    for entry in entries:
         try:
             name, shape, dtype = entry["name"], tuple(entry["shape"]), entry["dtype"]
             if not isinstance(name, str) or not isinstance(dtype, str) \
@@ -421,11 +446,17 @@ def _declared_params(header: dict, path: str | os.PathLike[str]) -> dict:
     return expected
 
 
-def _check_stored_arrays(npz: Any, expected: dict, path: str | os.PathLike[str]) -> None:
-    """Each array named in the header is there with the header's shape and dtype."""
+def _check_stored_arrays(npz: Any, expected: dict, path: str | os.PathLike[str],
+                         state: dict | None = None) -> None:
+    """Each array named in the header is there with the header's shape and dtype.
+
+    ``state``: the training state's arrays (:func:`read_state`), which may also
+    hold integers and booleans.
+    """
+    state = state or {}
     present = set(npz.files) - {METADATA_KEY}
-    missing = sorted(set(expected) - present)
-    extra = sorted(present - set(expected))
+    missing = sorted((set(expected) | set(state)) - present)
+    extra = sorted(present - set(expected) - set(state))
     if missing or extra:
         raise CheckpointError(
             f"{os.fspath(path)!r}: the arrays do not match the metadata "
@@ -442,9 +473,15 @@ def _check_stored_arrays(npz: Any, expected: dict, path: str | os.PathLike[str])
             raise CheckpointError(
                 f"{os.fspath(path)!r}: array {name!r} must be float32 or float64, got {dtype}"
             )
+    for name, (shape, dtype) in state.items():
+        stored_shape, stored_dtype = _array_header(npz, name, path)
+        if stored_shape != shape or stored_dtype.name != dtype or dtype not in _STATE_DTYPES:
+            raise _corrupt(path, f"state array {name!r} has shape {stored_shape} and dtype "
+                                 f"{stored_dtype}, but the metadata says {shape} of {dtype}")
 
 
-def _read_arrays(npz: Any, expected: dict, header: dict, path: str | os.PathLike[str]) -> dict:
+def _read_arrays(npz: Any, expected: dict, header: dict, path: str | os.PathLike[str],
+                 verify: bool = True) -> dict:
     """The parameter arrays (shapes already checked), verified against the checksum."""
     arrays = {}
     for name in expected:
@@ -455,7 +492,8 @@ def _read_arrays(npz: Any, expected: dict, header: dict, path: str | os.PathLike
         except _READ_ERRORS as exc:
             raise _corrupt(path, f"array {name!r} cannot be read ({type(exc).__name__}: {exc})") \
                 from None
-    _verify_digest(arrays, header, path)
+    if verify:
+        _verify_digest(arrays, header, path)
     return arrays
 
 
@@ -591,13 +629,38 @@ def load_layers(path: str | os.PathLike[str], *, backend: Backend | str | None =
         with _open_npz(path) as npz:
             header = _read_header(npz, path)
             expected = _declared_params(header, path)
-            _check_stored_arrays(npz, expected, path)
+            # A training state's arrays may sit beside the parameters (a backup loads as a model).
+            _check_stored_arrays(npz, expected, path, _declared_params(header, path, "state_arrays"))
             _check_dtype(header, expected, path)
             plan = _plan_layers(header, expected, path)
             arrays = _read_arrays(npz, expected, header, path)
     be = get_backend(backend, device=device, dtype=header["dtype"] if dtype is None else dtype)
     layers = [_build_layer(i, entry, arrays, be, path) for i, entry in enumerate(plan)]
     return LoadedLayers(layers, be, header)
+
+
+def read_state(path: str | os.PathLike[str]) -> tuple[dict, dict, dict]:
+    """``(header, params, state arrays)`` of a backup (:mod:`xpnet.backup`), all verified.
+
+    Every size is checked before anything is read, then both digests (the
+    parameters', and the state's over its JSON ``header["state"]`` and arrays).
+    Raises :class:`~xpnet.errors.CheckpointError` for anything else.
+    """
+    with _open_npz(path) as npz:
+        header = _read_header(npz, path)
+        if not isinstance(header.get("state"), dict) or "state_sha256" not in header:
+            raise CheckpointError(f"{os.fspath(path)!r} is a model checkpoint without a "
+                                  "training state (it was not written by a backup)")
+        expected = _declared_params(header, path)
+        declared = _declared_params(header, path, "state_arrays")
+        _check_stored_arrays(npz, expected, path, declared)
+        _check_dtype(header, expected, path)
+        params = _read_arrays(npz, expected, header, path)
+        state_arrays = _read_arrays(npz, declared, header, path, verify=False)
+    digest = _state_digest(header["state"], list(state_arrays.items()))
+    if digest != header["state_sha256"]:
+        raise _corrupt(path, "training state checksum mismatch")
+    return header, params, state_arrays
 
 
 #: Model classes by name, registered by the modules that define them (Sequential).
@@ -663,24 +726,6 @@ def _check_dtype(header: dict, expected: dict, path: str | os.PathLike[str]) -> 
     if other:
         raise _corrupt(path, f"the model's dtype is {header['dtype']} but parameters "
                              f"{sorted(other)[:4]} are declared {sorted(set(other.values()))}")
-
-
-def torch_name(name: str) -> tuple[str, bool]:
-    """The safetensors (torch) name of parameter ``name`` and whether it is stored transposed.
-
-    Layer ``i`` of a model is module ``i`` of the equivalent ``torch.nn.Sequential``,
-    so ``layer0.weights`` (Dense, ``(in, out)``) is ``0.weight`` (Linear, ``(out, in)``)
-    and ``layer0.biases`` is ``0.bias``.
-
-    Examples
-    --------
-    >>> from xpnet.checkpoint import torch_name
-    >>> torch_name("layer2.weights"), torch_name("layer2.biases")
-    (('2.weight', True), ('2.bias', False))
-    """
-    layer, _, param = name.partition(".")
-    stored, transposed = _TORCH_PARAMS.get(param, (param, False))
-    return f"{layer.removeprefix('layer')}.{stored}", transposed
 
 
 def _save_safetensors(path: str | os.PathLike[str], entries: list, header: dict) -> None:

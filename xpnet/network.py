@@ -17,6 +17,7 @@ from ._threads import blas_threads as blas_threads_for
 from ._typing import Array, BackendLike, Device, DType, Initializer, SeedLike
 from ._validation import check_bool, check_int, check_number
 from .backends import get_backend
+from .backup import BackupAndRestore
 from .callbacks import Callback, CallbackList, History
 from .errors import CheckpointError
 from .layers import Dense, ReLU
@@ -166,6 +167,16 @@ def _check_shuffle(shuffle: Any) -> bool:
     except TypeError:
         raise TypeError(f"shuffle must be True, False or 'chunks' (host data), got {shuffle!r}") \
             from None
+
+
+def _with_backup(callbacks: Iterable[Callback], backup_dir: Any, backup_every: Any) -> list:
+    """``callbacks`` plus the :class:`~xpnet.backup.BackupAndRestore` that ``backup_dir`` asks for."""
+    callbacks = list(callbacks)
+    if backup_dir is not None:
+        callbacks.append(BackupAndRestore(backup_dir, save_freq=backup_every))
+    elif backup_every != "epoch":
+        raise ValueError(f"backup_every={backup_every!r} needs backup_dir= (where to back up)")
+    return callbacks
 
 
 def _host_rng(seed: Any) -> Any:
@@ -387,7 +398,8 @@ class Sequential:
             initial_epoch: int | None = None, distributed: Communicator | None = None,
             chunk_bytes: int | None = None, sample_weight: Array | None = None,
             class_weight: str | dict | None = None, validation_split: float = 0.0,
-            alpha: float = 0.0, blas_threads: int | str | None = None) -> History:
+            alpha: float = 0.0, blas_threads: int | str | None = None,
+            backup_dir: Any = None, backup_every: str | int = "epoch") -> History:
         """Train with minibatch SGD (or ``optimizer``); return a :class:`History`.
 
         Parameters
@@ -409,8 +421,7 @@ class Sequential:
             that reads contiguous chunks in random order and shuffles rows
             within each (weights then differ from in-memory training).
         seed : int or numpy.random.Generator
-            Host RNG for the batch order: the same seed gives the same order on
-            every backend.
+            Host RNG for the batch order: the same seed, the same order on every backend.
         validation_data : (X_val, y_val), optional
             Validation accuracy is recorded after each epoch.
         optimizer : Optimizer, optional
@@ -433,8 +444,7 @@ class Sequential:
             call ``fit`` with the same data and settings. ``None`` (default):
             this process alone, with the fastest step.
         chunk_bytes : int, optional
-            Host data only: bytes of rows per chunk (default about 256 MB; at
-            least one batch). Two chunks are in memory at once.
+            Host data only: bytes of rows per chunk (default about 256 MB; at least one batch).
         blas_threads : int or "auto", optional
             BLAS threads for this fit (default: ``XPNET_BLAS_THREADS``, else "auto": one
             thread for small steps, the library's own for large ones; :mod:`xpnet._threads`).
@@ -444,6 +454,9 @@ class Sequential:
         initial_epoch : int, optional
             As Keras: train epochs ``initial_epoch .. epochs - 1`` (0-based, ``epochs``
             then the last one's number). Default: 0, or the length of ``history``.
+        backup_dir, backup_every : path, "epoch" or int
+            Back the run up to ``backup_dir`` every epoch (or ``backup_every`` steps); the same
+            ``fit`` continues from the last backup, exactly (:mod:`xpnet.backup`).
         sample_weight, class_weight, validation_split, alpha
             Per-sample weights >= 0 (weighted mean loss), class weights
             (``"balanced"`` or a dict), the *last* fraction held out for validation
@@ -471,7 +484,7 @@ class Sequential:
         # Checked on every rank: one rank's bad weights stop all of them.
         feed, validation = on_every_rank(distributed, "checking the sample weights", lambda: (
             feeds.apply_options(self, feed, validation, batch_size=settings.batch_size, **weighting)))
-        callbacks = CallbackList(callbacks)
+        callbacks = CallbackList(_with_backup(callbacks, backup_dir, backup_every))
         _check_optimizer(optimizer)
         return self._train(feeds.shard(feed, distributed), feeds.shard(validation, distributed),
                            settings, callbacks, History() if history is None else history,

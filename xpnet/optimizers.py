@@ -179,6 +179,10 @@ class Optimizer:
         """Drop all per-parameter state (momentum buffers, moments, step counts)."""
         self.state.clear()
 
+    def state_owner(self, layer: Layer) -> Optimizer:
+        """The optimizer whose :attr:`state` holds ``layer``'s state: this one (a wrapper's inner one)."""
+        return self
+
     # -- to override --------------------------------------------------------------------
     def _lr_for(self, layer: Layer) -> float:
         if self.learning_rate is None:  # pragma: no cover - SGD, the one allowing None, overrides this

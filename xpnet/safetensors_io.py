@@ -33,7 +33,8 @@ import numpy as np
 from ._io import atomic_write
 from .errors import CheckpointError
 
-__all__ = ["TensorInfo", "read_index", "read_tensor", "read_file", "write_file", "METADATA_KEY"]
+__all__ = ["TensorInfo", "read_index", "read_tensor", "read_file", "write_file", "METADATA_KEY",
+           "torch_name"]
 
 #: The header entry holding the file's string-to-string metadata.
 METADATA_KEY = "__metadata__"
@@ -224,3 +225,26 @@ def write_file(path: str | os.PathLike[str], tensors: Iterable[tuple[str, np.nda
         f.write(head)
         for _, arr in tensors:
             f.write(arr.tobytes())
+
+
+#: xpnet parameter -> (torch.nn.Linear's name, stored transposed): Linear keeps its
+#: weight as (out_features, in_features), Dense as (input_units, output_units).
+_TORCH_PARAMS = {"weights": ("weight", True), "biases": ("bias", False)}
+
+
+def torch_name(name: str) -> tuple[str, bool]:
+    """The safetensors (torch) name of parameter ``name`` and whether it is stored transposed.
+
+    Layer ``i`` of a model is module ``i`` of the equivalent ``torch.nn.Sequential``,
+    so ``layer0.weights`` (Dense, ``(in, out)``) is ``0.weight`` (Linear, ``(out, in)``)
+    and ``layer0.biases`` is ``0.bias``.
+
+    Examples
+    --------
+    >>> from xpnet.safetensors_io import torch_name
+    >>> torch_name("layer2.weights"), torch_name("layer2.biases")
+    (('2.weight', True), ('2.bias', False))
+    """
+    layer, _, param = name.partition(".")
+    stored, transposed = _TORCH_PARAMS.get(param, (param, False))
+    return f"{layer.removeprefix('layer')}.{stored}", transposed

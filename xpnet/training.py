@@ -32,6 +32,7 @@ from ._random import as_generator
 from ._typing import Array, BackendLike, SeedLike
 from ._validation import check_int
 from .backends import backend_of, get_backend
+from .backup import Resume, backup_of
 from .callbacks import LEGACY_KEYS, CallbackList, EpochLogger, History
 from .errors import DivergenceError, ShapeError
 from .layers.base import loss_layers
@@ -283,6 +284,11 @@ class L2Penalty:
             self.coef = self.alpha / (total_weight + xp.astype(total_weight == 0,
                                                                total_weight.dtype))
 
+    def state_owner(self, layer) -> Any:
+        """The layer's own optimizer (whose state a backup keeps), or None (the plain SGD step)."""
+        inner = self.optimizers.get(id(layer))
+        return None if inner is None else getattr(inner, "state_owner", lambda _: inner)(layer)
+
     def update(self, layer, grads: dict) -> None:
         inner = self.optimizers.get(id(layer))
         if inner is None:
@@ -445,6 +451,7 @@ def fit_loop(model, feed, validation, stepper, settings: FitSettings, callbacks:
     """
     model.stop_training = False
     last_epoch = settings.start_epoch + settings.epochs
+    backup = backup_of(callbacks)
     batch_end = _batch_end_hook(callbacks, model.backend)  # before the built-in loggers join
     _add_loggers(callbacks, history, bool(settings.verbose) and feed.is_root)
     callbacks.set_model(model)
@@ -452,18 +459,28 @@ def fit_loop(model, feed, validation, stepper, settings: FitSettings, callbacks:
                           "metrics": log_keys(model, feed, validation, settings.train_accuracy)})
     callbacks.on_train_begin()
     logs: dict = {}
+    completed = False
     try:
         stepper.start(feed)
-        for epoch in range(settings.start_epoch, last_epoch):
+        resume = None if backup is None else backup.begin(model, feed, settings, callbacks,
+                                                          history, last_epoch)
+        for epoch in range(settings.start_epoch if resume is None else resume.epoch, last_epoch):
+            if backup is not None:  # before the callbacks change anything in this epoch
+                backup.epoch_start(epoch)
             callbacks.on_epoch_begin(epoch)
-            trained = run_epoch(feed, stepper, settings, epoch, batch_end, last_epoch)
+            trained = run_epoch(feed, stepper, settings, epoch, batch_end, last_epoch,
+                                resume=resume, after_steps=backup and backup.after_steps)
+            resume = None
             logs = epoch_logs(trained, scoring.epoch_scores(model, feed, validation,
                                                             settings.train_accuracy))
             callbacks.on_epoch_end(epoch, logs)
             if model.stop_training:
                 break
+        completed = True
     finally:
         callbacks.on_train_end(logs)
+    if backup is not None and completed:
+        backup.finish()
     return history
 
 
@@ -519,7 +536,8 @@ def _batch_end_hook(callbacks: CallbackList, backend):
 
 
 def run_epoch(feed, stepper, settings: FitSettings, epoch: int, batch_end=None,
-              last_epoch: int | None = None) -> dict:
+              last_epoch: int | None = None, *, resume: Resume | None = None,
+              after_steps=None) -> dict:
     """Train one epoch over ``feed``'s blocks; return its ``loss`` and ``seconds``.
 
     A block runs as one compiled program where the feed and the stepper allow
@@ -528,15 +546,28 @@ def run_epoch(feed, stepper, settings: FitSettings, epoch: int, batch_end=None,
     back once at the end (and every ``check_every`` steps), reduced over ranks
     by the feed, and checked for NaN/inf (:class:`~xpnet.errors.DivergenceError`).
     ``last_epoch`` is the total the progress bar shows (``verbose=1``).
+
+    ``resume`` (:class:`xpnet.backup.Resume`): continue after its steps, from
+    its sums (the batch order is drawn again, from the restored generator).
+    ``after_steps(epoch, sums, advanced)`` runs after every step (compiled
+    block): :meth:`xpnet.backup.BackupAndRestore.after_steps`.
     """
     t0 = time.perf_counter()
     # Compiled blocks return their sums to the host; steps sum on the device (read back once).
     stepper.begin_epoch()
-    sums = _Sums(host=0.0, device=stepper.backend.zeros(()), steps=0)
+    sums = (_Sums(host=0.0, device=stepper.backend.zeros(()), steps=0) if resume is None
+            else _Sums(host=resume.host_sum, device=resume.device_sum, steps=resume.step))
+    skip = sums.steps
     desc = f"epoch {epoch + 1}" + ("" if last_epoch is None else f"/{last_epoch}")
     with _progress(feed.n_steps, desc, settings.progress and feed.is_root) as bar:
+        bar.update(skip)
         for block in feed.epoch_blocks(epoch, settings):
-            _run_block(feed, stepper, block, settings, epoch, sums, bar, batch_end)
+            if skip >= block.n_steps:  # trained before the backup this run resumes from
+                skip -= block.n_steps
+                continue
+            _run_block(feed, stepper, block, settings, epoch, sums, bar, batch_end,
+                       first_step=skip, after_steps=after_steps)
+            skip = 0
             del block  # so that at most two chunks of host data are alive
     # The one read-back of the epoch: always checked.
     loss_sum = feed.reduce(sums.host + float(sums.device))
@@ -556,22 +587,25 @@ class _Sums:
 
 
 def _run_block(feed, stepper, block, settings: FitSettings, epoch: int, sums: _Sums, bar,
-               batch_end=None) -> None:
-    """The steps of one block, added to ``sums``."""
+               batch_end=None, *, first_step: int = 0, after_steps=None) -> None:
+    """The steps ``first_step ..`` of one block, added to ``sums``."""
     weighted = block.weights is not None
-    # A batch hook needs every step's loss: no whole-block program then (a flag, not a kind).
-    compiled = feed.compiles and block.compilable and batch_end is None
+    # A batch hook needs every step's loss: no whole-block program then (a flag, not a kind);
+    # a resumed block continues step by step.
+    compiled = feed.compiles and block.compilable and batch_end is None and not first_step
     epoch_fn = stepper.epoch_fn(weighted) if compiled else None
     if epoch_fn is not None:  # the whole block in one call; the guard reads its sums
         running = epoch_fn(block.X, block.targets, block.order, block.n_steps, block.rows)
         bar.update(block.n_steps)
         sums.host += _guarded_sums(running, epoch, settings.check_every)
         sums.steps += block.n_steps
+        if after_steps is not None:
+            after_steps(epoch, sums, block.n_steps)
         return
     run = stepper.block_runner(block)
     rows, n_rows = block.rows, block.order.shape[0]
     check_every, total, steps = settings.check_every, sums.device, sums.steps
-    for s in range(block.n_steps):
+    for s in range(first_step, block.n_steps):
         lo = s * rows
         hi = min(lo + rows, n_rows)  # the last batch may be partial
         loss = run(lo, hi)
@@ -582,6 +616,9 @@ def _run_block(feed, stepper, block, settings: FitSettings, epoch: int, sums: _S
         bar.update(1)
         if batch_end is not None:
             batch_end(steps - 1, loss, block, lo, hi)
+        if after_steps is not None:
+            sums.device, sums.steps = total, steps
+            after_steps(epoch, sums)
     sums.device, sums.steps = total, steps
 
 

@@ -143,6 +143,11 @@ class ArrayFeed(Feed):
     def trained_weight(self) -> float:
         return trained_weight(self.host_weight, self._order, self.n_steps * self.batch_size)
 
+    def fingerprint(self) -> dict:
+        from .sharded import data_fingerprint  # sharded builds on this module
+        return {**super().fingerprint(), "shape": list(self.X.shape),
+                "values": data_fingerprint(self.model.backend, self.X, self.y)}
+
     # -- options ----------------------------------------------------------------------
     def host_sample_weight(self, sample_weight: Any) -> Any:
         return check_sample_weight(self.model.backend, sample_weight, self.n)

@@ -76,6 +76,11 @@ class Feed:
         Whether ``distributed=`` can share its rows over MPI ranks.
     rescorable : bool
         Whether the training rows can be read again after an epoch (for ``train_acc``).
+    resumes_mid_epoch : bool
+        Whether an epoch can be replayed up to any step (a backup may then be taken
+        mid-epoch, :mod:`xpnet.backup`); a generator of batches resumes at epoch ends.
+    rank : int
+        This process's rank among those sharing the rows (0 in one process).
     """
 
     n: Any = None  # int, or None where unknown
@@ -85,6 +90,8 @@ class Feed:
     is_root: bool = True
     shardable: bool = False
     rescorable: bool = True
+    resumes_mid_epoch: bool = True
+    rank: int = 0
 
     # -- training ---------------------------------------------------------------------
     def epoch_blocks(self, epoch: int, settings: Any) -> Iterator[Block]:
@@ -145,6 +152,14 @@ class Feed:
     def collect(self, what: str, fn: Callable[[Feed], Array]) -> Array:
         """``fn(feed)`` for the rows of this process; a sharded feed gathers every rank's part."""
         return fn(self)
+
+    def fingerprint(self) -> dict:
+        """What identifies the training data (JSON): a backup made on other data is refused."""
+        return {"kind": type(self).__name__, "rows": self.n, "steps": self.n_steps}
+
+    def agree(self, value: Any, what: str) -> Any:
+        """``value``; a sharded feed checks every rank has an equal one."""
+        return value
 
     def start(self) -> None:
         """Called once before the first epoch (a sharded feed checks the ranks agree)."""

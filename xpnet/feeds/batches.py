@@ -171,6 +171,7 @@ class BatchFeed(Feed):
     """
 
     rescorable = False
+    resumes_mid_epoch = False  # a generator cannot be replayed up to a step
 
     def __init__(self, model: Any, source: BatchSource) -> None:
         self.model, self.source = model, source

@@ -43,6 +43,7 @@ thread, which overlaps with training on the CPU backends only.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -420,6 +421,16 @@ def _chunk_targets(model: Any, chunk: Chunk) -> Array:
     return chunk.y
 
 
+def host_fingerprint(X: np.ndarray, y: np.ndarray | None, rows: int = 16) -> str:
+    """A digest of ``rows`` evenly spaced rows of host ``X`` and of every label (reads only those)."""
+    n = X.shape[0]
+    picked = sorted({(i * (n - 1)) // max(rows - 1, 1) for i in range(rows)}) if n else []
+    digest = hashlib.blake2b(np.ascontiguousarray(X[picked]).tobytes(), digest_size=16)
+    if y is not None:
+        digest.update(np.ascontiguousarray(y).tobytes())
+    return digest.hexdigest()
+
+
 class HostFeed(Feed):
     """Host data streamed in chunks: one block per chunk, loaded by a background thread.
 
@@ -463,6 +474,10 @@ class HostFeed(Feed):
 
     def trained_weight(self) -> float:
         return trained_weight(self.host_weight, self._order, self.n_steps * self.batch_size)
+
+    def fingerprint(self) -> dict:
+        return {**super().fingerprint(), "shape": list(self.data.X.shape),
+                "values": host_fingerprint(self.data.X, self.data.y)}
 
     # -- options ----------------------------------------------------------------------
     def host_sample_weight(self, sample_weight: Any) -> Any:

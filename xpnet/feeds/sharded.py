@@ -70,7 +70,14 @@ class ShardedFeed(Feed):
         self.n, self.n_steps = inner.n, inner.n_steps
         self.weighted = inner.weighted
         self.is_root = comm.is_root
+        self.rank = comm.rank
         self._host_order: Any = None
+
+    def fingerprint(self) -> dict:
+        return {**self.inner.fingerprint(), "ranks": self.comm.size}
+
+    def agree(self, value: Any, what: str) -> Any:
+        return self.comm.check_same(value, what)
 
     @property
     def model(self) -> Any:

@@ -213,6 +213,19 @@ class Layer:
         for name, host in params.items():
             self.set_param(name, self.backend.asarray(host))
 
+    def host_rng_state(self) -> dict | None:
+        """The state of the host generator this layer draws from in training (None: it draws nothing).
+
+        A backup (:mod:`xpnet.backup`) keeps it, so a resumed run draws what
+        the uninterrupted one would have drawn.
+        """
+        return None
+
+    def set_host_rng_state(self, state: dict) -> None:
+        """Continue from :meth:`host_rng_state`'s ``state``."""
+        raise TypeError(f"{type(self).__name__} draws no host randomness, so it has no "
+                        "generator state to restore")
+
     def get_config(self) -> dict:
         """Constructor arguments (JSON-able) that rebuild this layer: ``type(self)(**config)``.
 

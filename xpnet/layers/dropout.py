@@ -115,5 +115,11 @@ class Dropout(Layer):
         self._mask = None
         return self
 
+    def host_rng_state(self) -> dict:
+        return self._rng.bit_generator.state
+
+    def set_host_rng_state(self, state: dict) -> None:
+        self._rng.bit_generator.state = state
+
     def get_config(self) -> dict:
         return {"rate": self.rate, "rng": self._seed}
