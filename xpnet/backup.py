@@ -51,12 +51,14 @@ Examples
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import signal
 import warnings
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -68,7 +70,8 @@ from ._validation import check_bool, check_int
 from .callbacks import Callback, EpochLogger, _Monitor
 from .errors import CheckpointError
 
-__all__ = ["BackupAndRestore", "ModelCheckpoint", "Resume", "backup_of", "after_step_hook"]
+__all__ = ["BackupAndRestore", "ModelCheckpoint", "Resume", "TrainingInterrupted",
+           "interrupt_on_signals", "backup_of", "after_step_hook"]
 
 #: Backup files are ``backup-00000012.npz``: the number grows with every backup.
 _FILE = re.compile(r"^backup-(\d{8})\.npz$")
@@ -150,7 +153,9 @@ class BackupAndRestore(Callback):
         self.save_freq = _check_frequency(save_freq, "save_freq")
         self.delete_checkpoint = check_bool(delete_checkpoint, "delete_checkpoint")
         self.restored_from: Path | None = None  # the backup the last fit resumed from
+        self.last_backup: Path | None = None  # the newest file this callback wrote
         self._run: _Run | None = None
+        self._interrupted: str | None = None
 
     # -- what fit_loop calls ---------------------------------------------------------------
     def begin(self, model: Any, feed: Any, settings: Any, callbacks: Any, history: Any,
@@ -191,6 +196,28 @@ class BackupAndRestore(Callback):
                 self._write(epoch, sums.steps, sums)
         if after_step_hook is not None:
             after_step_hook(epoch, sums.steps)
+        if self._interrupted is not None:
+            self._stop(epoch, sums)
+
+    def interrupt(self, why: str = "interrupted") -> None:
+        """Back up after the current step, then stop ``fit`` with :class:`TrainingInterrupted`.
+
+        Safe to call from a signal handler (:func:`interrupt_on_signals`): it only sets a flag.
+        """
+        self._interrupted = why
+
+    def _stop(self, epoch: int, sums: Any) -> None:
+        run, why = self._run, self._interrupted
+        assert run is not None
+        self._interrupted = None
+        if run.feed.resumes_mid_epoch:
+            self._write(epoch, sums.steps, sums)
+            where = f"step {sums.steps} of epoch {epoch + 1}"
+        else:
+            where = f"the start of epoch {epoch + 1} (batches resume at epoch boundaries)"
+        raise TrainingInterrupted(
+            f"training {why}; backed up to {os.fspath(self.directory)!r}: run the same fit "
+            f"(or command) again to resume from {where}")
 
     def finish(self) -> None:
         """``fit`` completed: remove the backups (unless ``delete_checkpoint=False``)."""
@@ -211,12 +238,39 @@ class BackupAndRestore(Callback):
         model = run.model
         checkpoint.save_layers(path, model.layers, model.backend, model_config=model.config,
                                state=state, state_arrays=arrays)
+        self.last_backup = path
         for old in _backups(self.directory)[KEEP:]:
             old.unlink(missing_ok=True)
 
     def __repr__(self) -> str:
         return (f"BackupAndRestore(backup_dir={os.fspath(self.directory)!r}, "
                 f"save_freq={self.save_freq!r}, delete_checkpoint={self.delete_checkpoint})")
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """``fit`` stopped on request (Ctrl-C, SIGTERM) after writing a last backup; the message says
+    how to resume."""
+
+
+@contextlib.contextmanager
+def interrupt_on_signals(backup: BackupAndRestore,
+                         signals: tuple = (signal.SIGINT, signal.SIGTERM)) -> Iterator[None]:
+    """While inside, Ctrl-C or SIGTERM makes ``backup`` write a last backup after the current step
+    and stop ``fit`` (:meth:`BackupAndRestore.interrupt`); a second signal stops at once.
+
+    Main thread only (Python delivers signals there); the previous handlers come back on exit.
+    """
+    def handler(signum: int, frame: Any) -> None:
+        if backup._interrupted is not None:  # a second signal: do not wait for the step
+            raise KeyboardInterrupt
+        backup.interrupt(f"stopped by {signal.Signals(signum).name}")
+
+    previous = {sig: signal.signal(sig, handler) for sig in signals}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def _backups(directory: Path) -> list[Path]:
