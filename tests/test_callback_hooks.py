@@ -248,9 +248,9 @@ def test_no_per_step_callback_work_without_a_batch_hook(backend32, monkeypatch):
 
 
 def _spy_on(run_block, seen):
-    def spy(*args):
+    def spy(*args, **kwargs):
         seen.append(args[-1])  # the batch_end hook handed to the step loop
-        return run_block(*args)
+        return run_block(*args, **kwargs)
     return spy
 
 

@@ -9,9 +9,10 @@ array-api-strict; pick one with ``backend=``.
 100710
 """
 
-from . import callbacks, initializers, losses, metrics, optimizers
+from . import backup, callbacks, initializers, losses, metrics, optimizers
 from ._version import __version__
 from .backends import Backend, available_backends, get_backend
+from .backup import BackupAndRestore, ModelCheckpoint, TrainingInterrupted
 from .callbacks import Callback, EarlyStopping, History, LearningRateScheduler, ReduceLROnPlateau
 from .errors import (
     BackendUnavailableError,
@@ -53,6 +54,10 @@ __all__ = [
     "EarlyStopping",
     "ReduceLROnPlateau",
     "LearningRateScheduler",
+    "BackupAndRestore",
+    "ModelCheckpoint",
+    "TrainingInterrupted",
+    "backup",
     "callbacks",
     "initializers",
     "metrics",

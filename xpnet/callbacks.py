@@ -55,16 +55,8 @@ from ._validation import check_int, check_number
 from .errors import StateError
 
 __all__ = ["Callback", "CallbackList", "History", "LearningRateScheduler", "EarlyStopping",
-           "ReduceLROnPlateau", "EpochLogger", "format_epoch", "LEGACY_KEYS",
-           "BackupAndRestore", "ModelCheckpoint"]
+           "ReduceLROnPlateau", "EpochLogger", "format_epoch", "LEGACY_KEYS"]
 
-
-def __getattr__(name: str) -> Any:
-    """``BackupAndRestore`` and ``ModelCheckpoint`` live in :mod:`xpnet.backup` (which imports this)."""
-    if name in ("BackupAndRestore", "ModelCheckpoint"):
-        from . import backup
-        return getattr(backup, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 #: Today's History keys and the Keras log keys they are recorded as in ``logs``.
 LEGACY_KEYS = MappingProxyType({"train_acc": "accuracy", "val_acc": "val_accuracy"})

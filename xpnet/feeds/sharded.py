@@ -18,14 +18,10 @@ from typing import Any
 from .._distributed_fit import on_every_rank
 from .._typing import Array
 from ..scoring import logit_blocks
-from .arrays import ArrayFeed
+from .arrays import ArrayFeed, data_fingerprint
 from .base import Block, Feed
 
-__all__ = ["ShardedFeed", "shard_rows", "check_same_weights"]
-
-#: Rows of X whose bytes enter the data fingerprint (with every label).
-FINGERPRINT_ROWS = 16
-
+__all__ = ["ShardedFeed", "shard_rows", "check_same_weights", "data_fingerprint"]
 
 def shard_rows(n: int, block: int, rank: int, size: int) -> tuple:
     """This rank's contiguous rows ``[lo, hi)`` of ``n``, cut at multiples of ``block``.
@@ -42,18 +38,6 @@ def shard_rows(n: int, block: int, rank: int, size: int) -> tuple:
     n_blocks = -(-n // block)
     return (min(rank * n_blocks // size * block, n),
             min((rank + 1) * n_blocks // size * block, n))
-
-
-def data_fingerprint(be: Any, X: Array, y: Array) -> str:
-    """A digest of every label and of ``FINGERPRINT_ROWS`` evenly spaced rows of X (exact bytes)."""
-    xp = be.xp
-    n = X.shape[0]
-    rows = sorted({(i * (n - 1)) // max(FINGERPRINT_ROWS - 1, 1) for i in range(FINGERPRINT_ROWS)})
-    sample = xp.take(X, be.asarray(rows, dtype=be.index_dtype), axis=0) if n else X
-    digest = hashlib.blake2b(digest_size=16)
-    digest.update(be.to_numpy(sample).tobytes())
-    digest.update(be.to_numpy(y).tobytes())
-    return digest.hexdigest()
 
 
 def check_same_weights(comm: Any, host_weight: Any) -> None:
