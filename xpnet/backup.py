@@ -59,6 +59,7 @@ import signal
 import warnings
 import weakref
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -71,7 +72,7 @@ from .callbacks import Callback, EpochLogger, _Monitor
 from .errors import CheckpointError
 
 __all__ = ["BackupAndRestore", "ModelCheckpoint", "Resume", "TrainingInterrupted",
-           "interrupt_on_signals", "backup_of", "after_step_hook"]
+           "interrupt_on_signals", "backup_of", "check_frequency", "after_step_hook"]
 
 #: Backup files are ``backup-00000012.npz``: the number grows with every backup.
 _FILE = re.compile(r"^backup-(\d{8})\.npz$")
@@ -106,7 +107,8 @@ def backup_of(callbacks: Any) -> BackupAndRestore | None:
     return found[0] if found else None
 
 
-def _check_frequency(save_freq: Any, name: str) -> Any:
+def check_frequency(save_freq: Any, name: str) -> Any:
+    """``"epoch"`` or a number of steps >= 1 (Keras's ``save_freq``); a clear error naming ``name``."""
     if save_freq == "epoch":
         return "epoch"
     if isinstance(save_freq, str):
@@ -150,12 +152,14 @@ class BackupAndRestore(Callback):
     def __init__(self, backup_dir: str | os.PathLike[str], save_freq: str | int = "epoch",
                  delete_checkpoint: bool = True) -> None:
         self.directory = _check_directory(backup_dir, "backup_dir")
-        self.save_freq = _check_frequency(save_freq, "save_freq")
+        self.save_freq = check_frequency(save_freq, "save_freq")
         self.delete_checkpoint = check_bool(delete_checkpoint, "delete_checkpoint")
         self.restored_from: Path | None = None  # the backup the last fit resumed from
         self.last_backup: Path | None = None  # the newest file this callback wrote
         self._run: _Run | None = None
         self._interrupted: str | None = None
+        self._writer: ThreadPoolExecutor | None = None
+        self._pending: Future | None = None
 
     # -- what fit_loop calls ---------------------------------------------------------------
     def begin(self, model: Any, feed: Any, settings: Any, callbacks: Any, history: Any,
@@ -195,6 +199,7 @@ class BackupAndRestore(Callback):
                 self._since = 0
                 self._write(epoch, sums.steps, sums)
         if after_step_hook is not None:
+            self.wait()  # a test kills the process here: what was written is on disk
             after_step_hook(epoch, sums.steps)
         if self._interrupted is not None:
             self._stop(epoch, sums)
@@ -212,6 +217,7 @@ class BackupAndRestore(Callback):
         self._interrupted = None
         if run.feed.resumes_mid_epoch:
             self._write(epoch, sums.steps, sums)
+            self.wait()
             where = f"step {sums.steps} of epoch {epoch + 1}"
         else:
             where = f"the start of epoch {epoch + 1} (batches resume at epoch boundaries)"
@@ -221,6 +227,10 @@ class BackupAndRestore(Callback):
 
     def finish(self) -> None:
         """``fit`` completed: remove the backups (unless ``delete_checkpoint=False``)."""
+        self.wait()
+        if self._writer is not None:
+            self._writer.shutdown()
+            self._writer = None
         if self.delete_checkpoint and self._run is not None and self._run.feed.is_root:
             for path in _backups(self.directory):
                 path.unlink(missing_ok=True)
@@ -228,19 +238,34 @@ class BackupAndRestore(Callback):
 
     # -- files -------------------------------------------------------------------------------
     def _write(self, epoch: int, step: int, sums: Any) -> None:
+        """Take the state now; write it in the background (training goes on meanwhile)."""
         run = self._run
         assert run is not None
         state, arrays = run.capture(epoch, step, sums)  # collective: every rank takes part
         if not run.feed.is_root:
             return
+        model = run.model
+        header, entries = checkpoint.describe_layers(model.layers, model.backend,
+                                                     model_config=model.config)
+        entries = [(name, np.array(a, copy=True)) for name, a in entries]
+        self.wait()  # one backup in flight at most, and the files stay in order
         self._number += 1
         path = self.directory / f"backup-{self._number:08d}.npz"
-        model = run.model
-        checkpoint.save_layers(path, model.layers, model.backend, model_config=model.config,
-                               state=state, state_arrays=arrays)
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="xpnet-backup")
+        self._pending = self._writer.submit(self._save, path, header, entries, state, arrays)
+
+    def _save(self, path: Path, header: dict, entries: list, state: dict, arrays: dict) -> None:
+        checkpoint.write_checkpoint(path, header, entries, state=state, state_arrays=arrays)
         self.last_backup = path
         for old in _backups(self.directory)[KEEP:]:
             old.unlink(missing_ok=True)
+
+    def wait(self) -> None:
+        """Return when the backup being written is on disk (raises its error, if any)."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
 
     def __repr__(self) -> str:
         return (f"BackupAndRestore(backup_dir={os.fspath(self.directory)!r}, "
@@ -319,7 +344,8 @@ def _owner(layer: Any) -> Any:
 
 
 def _to_host(backend: Any, value: Any) -> np.ndarray:
-    return np.asarray(value) if isinstance(value, np.ndarray) else backend.to_numpy(value)
+    """A host copy (written in the background while training changes the arrays)."""
+    return np.array(value if isinstance(value, np.ndarray) else backend.to_numpy(value), copy=True)
 
 
 class _Run:
@@ -533,7 +559,7 @@ class ModelCheckpoint(_Monitor):
             raise TypeError(f"filepath must be a str or os.PathLike, got {type(filepath).__name__}")
         self.filepath = os.fspath(filepath)
         self.save_best_only = check_bool(save_best_only, "save_best_only")
-        freq = _check_frequency(save_freq, "save_freq")
+        freq = check_frequency(save_freq, "save_freq")
         self.period = check_int(period, "period", low=1) if freq == "epoch" else freq
         self.best: float | None = None
         self.saved: list[str] = []

@@ -53,15 +53,16 @@ import numpy as np
 
 from . import layers as layers_pkg
 from . import safetensors_io
-from .safetensors_io import torch_name
 from ._io import atomic_write
 from ._version import __version__
 from .backends import Backend, get_backend
 from .errors import CheckpointError
 from .layers.base import Layer, layers_of
+from .safetensors_io import torch_name
 
 __all__ = ["save_model", "load_model", "save_layers", "load_layers", "LoadedLayers", "read_metadata",
-           "read_state", "register_model_class", "atomic_write", "FORMAT_NAME", "FORMAT_VERSION"]
+           "read_state", "describe_layers", "write_checkpoint", "register_model_class",
+           "atomic_write", "FORMAT_NAME", "FORMAT_VERSION"]
 
 #: Value of the ``format`` field: what marks a file as an xpnet checkpoint.
 FORMAT_NAME = "xpnet-checkpoint"
@@ -166,50 +167,49 @@ def _host_params(layers: list[Layer], be: Backend) -> list:
 def save_layers(path: str | os.PathLike[str], layers: Any, backend: Backend, *, model_config: dict | None = None,
                 metadata: dict | None = None, state: dict | None = None,
                 state_arrays: dict | None = None) -> None:
-    """Write ``layers`` (with their backend) and a JSON header to one ``.npz`` file.
+    """Write ``layers`` (with their backend) and a JSON header to one ``.npz`` file, atomically.
 
     A path ending in ``.safetensors`` is written as safetensors instead: the
     tensors under torch's names and layouts (see :func:`torch_name`), the
     same JSON header in the file's metadata. The building block of :func:`save_model` and :meth:`Sequential.save
-    <xpnet.Sequential.save>`; see the module docstring for the format.
-
-    Parameters
-    ----------
-    path : str or os.PathLike
-        Destination, written atomically.
-    layers : list of Layer
-        Every layer must be a class of :mod:`xpnet.layers` whose
-        ``get_config()`` rebuilds it.
-    backend : Backend
-        Where the layers live (recorded in the header).
-    model_config, metadata : dict, optional
-        JSON-serialisable; stored as ``model_config`` and ``metadata``.
-    state, state_arrays : dict, optional
-        A training state (``.npz``; :mod:`xpnet.backup`): JSON, and NumPy arrays stored beside
-        the parameters; ``state_sha256`` covers both. :func:`read_state` reads them back.
+    <xpnet.Sequential.save>`; see the module docstring for the format. ``layers``: classes of
+    :mod:`xpnet.layers` whose ``get_config()`` rebuilds them; ``model_config`` and ``metadata``:
+    JSON-serialisable. ``state`` and ``state_arrays``: see :func:`write_checkpoint`.
     """
+    header, entries = describe_layers(layers, backend, model_config=model_config,
+                                      metadata=metadata)
+    write_checkpoint(path, header, entries, state=state, state_arrays=state_arrays)
+
+
+def describe_layers(layers: Any, backend: Backend, *, model_config: dict | None = None,
+                    metadata: dict | None = None) -> tuple[dict, list]:
+    """``(header, [(name, host array), ...])`` of a checkpoint of ``layers``, as they are now."""
     architecture = [_layer_entry(i, layer) for i, layer in enumerate(layers)]
     entries = _host_params(layers, backend)
     header = {
-        "format": FORMAT_NAME,
-        "format_version": FORMAT_VERSION,
-        "xpnet_version": __version__,
+        "format": FORMAT_NAME, "format_version": FORMAT_VERSION, "xpnet_version": __version__,
         "architecture": architecture,
         "params": [{"name": n, "shape": list(a.shape), "dtype": a.dtype.name}
                    for n, a in entries],
-        "backend": backend.name,
-        "device": backend.device_name,
-        "dtype": backend.dtype_name,
+        "backend": backend.name, "device": backend.device_name, "dtype": backend.dtype_name,
         "model_config": json.loads(_to_json(model_config or {}, "model.config")),
         "metadata": json.loads(_to_json(metadata or {}, "metadata")),
         "sha256": _params_digest(entries),
     }
-    extra = _state_entries(header, state, state_arrays)
+    return header, entries
+
+
+def write_checkpoint(path: str | os.PathLike[str], header: dict, entries: list, *,
+                     state: dict | None = None, state_arrays: dict | None = None) -> None:
+    """Write :func:`describe_layers`'s checkpoint (``.npz`` or ``.safetensors``), atomically.
+
+    ``state``, ``state_arrays``: a training state (``.npz``; :mod:`xpnet.backup`): JSON and
+    NumPy arrays stored beside the parameters; ``state_sha256`` covers both (:func:`read_state`).
+    """
+    header = dict(header)
+    extra = _state_entries(path, header, state, state_arrays)
     if _is_safetensors(path):
-        if extra:
-            raise ValueError("a training state is saved as .npz, not safetensors")
-        _save_safetensors(path, entries, header)
-        return
+        return _save_safetensors(path, entries, header)
     blob = np.frombuffer(json.dumps(header).encode("utf-8"), dtype=np.uint8)
     arrays = dict(entries + extra)
     arrays[METADATA_KEY] = blob
@@ -217,10 +217,12 @@ def save_layers(path: str | os.PathLike[str], layers: Any, backend: Backend, *, 
         np.savez(f, **arrays)
 
 
-def _state_entries(header: dict, state: dict | None, arrays: dict | None) -> list:
+def _state_entries(path: Any, header: dict, state: dict | None, arrays: dict | None) -> list:
     """Add a training state to ``header``; return its ``(name, host array)`` entries."""
     if state is None and not arrays:
         return []
+    if _is_safetensors(path):
+        raise ValueError("a training state is saved as .npz, not safetensors")
     entries = [(name, np.ascontiguousarray(a)) for name, a in (arrays or {}).items()]
     for name, a in entries:
         if name == METADATA_KEY or name in {p["name"] for p in header["params"]} \

@@ -17,7 +17,7 @@ from ._threads import blas_threads as blas_threads_for
 from ._typing import Array, BackendLike, Device, DType, Initializer, SeedLike
 from ._validation import check_bool, check_int, check_number
 from .backends import get_backend
-from .backup import BackupAndRestore
+from .backup import BackupAndRestore, check_frequency
 from .callbacks import Callback, CallbackList, History
 from .errors import CheckpointError
 from .layers import Dense, ReLU
@@ -173,7 +173,8 @@ def _with_backup(callbacks: Iterable[Callback], backup_dir: Any, backup_every: A
     """``callbacks`` plus the :class:`~xpnet.backup.BackupAndRestore` that ``backup_dir`` asks for."""
     callbacks = list(callbacks)
     if backup_dir is not None:
-        callbacks.append(BackupAndRestore(backup_dir, save_freq=backup_every))
+        every = check_frequency(backup_every, "backup_every")
+        callbacks.append(BackupAndRestore(backup_dir, save_freq=every))
     elif backup_every != "epoch":
         raise ValueError(f"backup_every={backup_every!r} needs backup_dir= (where to back up)")
     return callbacks

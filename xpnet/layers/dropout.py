@@ -116,7 +116,7 @@ class Dropout(Layer):
         return self
 
     def host_rng_state(self) -> dict:
-        return self._rng.bit_generator.state
+        return dict(self._rng.bit_generator.state)
 
     def set_host_rng_state(self, state: dict) -> None:
         self._rng.bit_generator.state = state
