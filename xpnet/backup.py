@@ -156,6 +156,7 @@ class BackupAndRestore(Callback):
         self.last_backup: Path | None = None  # the newest file this callback wrote
         self._run: _Run | None = None
         self._interrupted: str | None = None
+        self._signum: int | None = None
 
     # -- what fit_loop calls ---------------------------------------------------------------
     def begin(self, model: Any, feed: Any, settings: Any, callbacks: Any, history: Any,
@@ -199,12 +200,13 @@ class BackupAndRestore(Callback):
         if self._interrupted is not None:
             self._stop(epoch, sums)
 
-    def interrupt(self, why: str = "interrupted") -> None:
+    def interrupt(self, why: str = "interrupted", signum: int | None = None) -> None:
         """Back up after the current step, then stop ``fit`` with :class:`TrainingInterrupted`.
 
         Safe to call from a signal handler (:func:`interrupt_on_signals`): it only sets a flag.
+        ``signum``, the signal that asked, is passed on as ``TrainingInterrupted.signum``.
         """
-        self._interrupted = why
+        self._interrupted, self._signum = why, signum
 
     def _stop(self, epoch: int, sums: Any) -> None:
         run, why = self._run, self._interrupted
@@ -217,7 +219,7 @@ class BackupAndRestore(Callback):
             where = f"the start of epoch {epoch + 1} (batches resume at epoch boundaries)"
         raise TrainingInterrupted(
             f"training {why}; backed up to {os.fspath(self.directory)!r}: run the same fit "
-            f"(or command) again to resume from {where}")
+            f"(or command) again to resume from {where}", signum=self._signum)
 
     def finish(self) -> None:
         """``fit`` completed: remove the backups (unless ``delete_checkpoint=False``)."""
@@ -249,7 +251,12 @@ class BackupAndRestore(Callback):
 
 class TrainingInterrupted(KeyboardInterrupt):
     """``fit`` stopped on request (Ctrl-C, SIGTERM) after writing a last backup; the message says
-    how to resume."""
+    how to resume. ``signum`` is the signal that asked (None: :meth:`BackupAndRestore.interrupt`
+    was called directly)."""
+
+    def __init__(self, message: str = "", signum: int | None = None) -> None:
+        super().__init__(message)
+        self.signum = signum
 
 
 @contextlib.contextmanager
@@ -263,7 +270,7 @@ def interrupt_on_signals(backup: BackupAndRestore,
     def handler(signum: int, frame: Any) -> None:
         if backup._interrupted is not None:  # a second signal: do not wait for the step
             raise KeyboardInterrupt
-        backup.interrupt(f"stopped by {signal.Signals(signum).name}")
+        backup.interrupt(f"stopped by {signal.Signals(signum).name}", signum)
 
     previous = {sig: signal.signal(sig, handler) for sig in signals}
     try:
