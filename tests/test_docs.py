@@ -63,6 +63,7 @@ def test_cli_page_has_every_command_and_the_own_data_flags():
     for heading in ("## `xpnet train`", "## `xpnet evaluate`", "## `xpnet show-examples`"):
         assert heading in page
     assert "--csv FILE" in page and "docs/backends.md" in page
+    assert "--backup-dir DIR" in page and "--backup-every epoch|N" in page
 
 
 def test_every_page_with_python_is_collected_by_the_docs_tests():

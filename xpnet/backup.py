@@ -79,6 +79,9 @@ _FILE = re.compile(r"^backup-(\d{8})\.npz$")
 #: How many backups are kept (the newest, and the one before in case it is damaged).
 KEEP = 2
 
+#: With several processes, they agree every this many steps on whether one was asked to stop.
+STOP_CHECK_EVERY = 8
+
 #: Tests set it to ``hook(epoch, steps_done)``: called after every step's backup check,
 #: so that a test can kill the process at a chosen step (no timing involved).
 after_step_hook: Callable[[int, int], None] | None = None
@@ -160,13 +163,14 @@ class BackupAndRestore(Callback):
         self._interrupted: str | None = None
         self._writer: ThreadPoolExecutor | None = None
         self._pending: Future | None = None
+        self._signum: int | None = None
 
     # -- what fit_loop calls ---------------------------------------------------------------
     def begin(self, model: Any, feed: Any, settings: Any, callbacks: Any, history: Any,
               last_epoch: int) -> Resume | None:
         """Before the first epoch: check and restore the newest good backup (None: none yet)."""
         self._run = run = _Run(model, feed, settings, callbacks, history, last_epoch)
-        self._since = 0
+        self._since = self._checks = 0
         found = feed.on_every_rank("reading the backup", lambda: _newest_good(self.directory))
         if found is None:
             self.restored_from = None
@@ -201,18 +205,29 @@ class BackupAndRestore(Callback):
         if after_step_hook is not None:
             self.wait()  # a test kills the process here: what was written is on disk
             after_step_hook(epoch, sums.steps)
-        if self._interrupted is not None:
+        if self._stop_requested(run.feed):
             self._stop(epoch, sums)
 
-    def interrupt(self, why: str = "interrupted") -> None:
+    def _stop_requested(self, feed: Any) -> bool:
+        """Whether any process was asked to stop. The ranks of a sharded feed agree every
+        :data:`STOP_CHECK_EVERY` steps (one scalar allreduce), so that they stop at one step."""
+        if feed.processes == 1:
+            return self._interrupted is not None
+        self._checks += 1
+        if self._checks % STOP_CHECK_EVERY:
+            return False
+        return feed.reduce(float(self._interrupted is not None)) > 0
+
+    def interrupt(self, why: str = "interrupted", signum: int | None = None) -> None:
         """Back up after the current step, then stop ``fit`` with :class:`TrainingInterrupted`.
 
         Safe to call from a signal handler (:func:`interrupt_on_signals`): it only sets a flag.
+        ``signum``, the signal that asked, is passed on as ``TrainingInterrupted.signum``.
         """
-        self._interrupted = why
+        self._interrupted, self._signum = why, signum
 
     def _stop(self, epoch: int, sums: Any) -> None:
-        run, why = self._run, self._interrupted
+        run, why = self._run, self._interrupted or "stopped on another rank"
         assert run is not None
         self._interrupted = None
         if run.feed.resumes_mid_epoch:
@@ -223,7 +238,7 @@ class BackupAndRestore(Callback):
             where = f"the start of epoch {epoch + 1} (batches resume at epoch boundaries)"
         raise TrainingInterrupted(
             f"training {why}; backed up to {os.fspath(self.directory)!r}: run the same fit "
-            f"(or command) again to resume from {where}")
+            f"(or command) again to resume from {where}", signum=self._signum)
 
     def finish(self) -> None:
         """``fit`` completed: remove the backups (unless ``delete_checkpoint=False``)."""
@@ -274,7 +289,12 @@ class BackupAndRestore(Callback):
 
 class TrainingInterrupted(KeyboardInterrupt):
     """``fit`` stopped on request (Ctrl-C, SIGTERM) after writing a last backup; the message says
-    how to resume."""
+    how to resume. ``signum`` is the signal that asked (None: :meth:`BackupAndRestore.interrupt`
+    was called directly)."""
+
+    def __init__(self, message: str = "", signum: int | None = None) -> None:
+        super().__init__(message)
+        self.signum = signum
 
 
 @contextlib.contextmanager
@@ -288,7 +308,7 @@ def interrupt_on_signals(backup: BackupAndRestore,
     def handler(signum: int, frame: Any) -> None:
         if backup._interrupted is not None:  # a second signal: do not wait for the step
             raise KeyboardInterrupt
-        backup.interrupt(f"stopped by {signal.Signals(signum).name}")
+        backup.interrupt(f"stopped by {signal.Signals(signum).name}", signum)
 
     previous = {sig: signal.signal(sig, handler) for sig in signals}
     try:
@@ -355,9 +375,10 @@ class _Run:
                  last_epoch: int) -> None:
         self.model, self.feed, self.settings = model, feed, settings
         self.history, self.last_epoch = history, last_epoch
-        # The user's callbacks (fit appends the History and the printed line after them).
+        # The user's callbacks with a state (fit appends the History and the printed line).
         self.callbacks = [cb for cb in callbacks if cb is not history
-                          and not isinstance(cb, (BackupAndRestore, EpochLogger))]
+                          and not isinstance(cb, (BackupAndRestore, EpochLogger))
+                          and cb.state_dict()]
         self.trainable = [(i, layer) for i, layer in enumerate(model.layers) if layer.param_names]
         self._start: dict = {}
         self._restored_epoch: int | None = None

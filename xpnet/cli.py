@@ -19,19 +19,38 @@ and ends with ``test_acc=... test_loss=... wall_seconds=...``.
 Errors (bad option values, missing or corrupted files, unavailable backends)
 exit with status 1 (2 for command-line syntax) and one line on stderr,
 ``xpnet: error: ...``; set ``XPNET_DEBUG=1`` to see the traceback instead.
+
+``xpnet train --backup-dir DIR [--backup-every epoch|N]`` backs the run up to
+``DIR`` (:class:`xpnet.BackupAndRestore`) at every epoch's end or every ``N``
+steps. Run the same command again after the process died and it continues
+from the last backup, printing ``resuming from DIR/backup-00000003.npz (epoch
+2, step 17)`` (epochs count from 1, the step is the number of steps of that
+epoch already done), and ends with the same model, bit for bit, as a run that
+was never stopped; when it completes, the backups are removed. A backup of
+another run (other data, model or training options) is refused (status 1).
+While training with ``--backup-dir``, Ctrl-C (SIGINT) or SIGTERM writes a
+last backup after the current step (a JAX epoch compiled as one program: at
+its end), prints how to resume and exits with status 128 + the signal's
+number: 130 for SIGINT, 143 for SIGTERM. A second signal stops at once
+(status 130; the previous backup is kept). Without ``--backup-dir``, Ctrl-C
+stops at once with status 130.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
+import shlex
+import signal
 import sys
 import time
 from pathlib import Path
 
 from ._version import __version__
 from .backends import BACKEND_NAMES, get_backend
+from .backup import BackupAndRestore, TrainingInterrupted, interrupt_on_signals
 from .callbacks import Callback
 from .checkpoint import load_model
 from .datasets import load_mnist, locate_mnist
@@ -121,6 +140,23 @@ def _hidden(text: str) -> list[int]:
             )
         sizes.append(size)
     return sizes
+
+
+def _backup_dir(text: str) -> str:
+    if Path(text).expanduser().exists() and not Path(text).expanduser().is_dir():
+        raise argparse.ArgumentTypeError(
+            f"expected a directory for the backups (created if missing), got the file {text!r}")
+    return text
+
+
+def _backup_every(text: str):
+    if text == "epoch":
+        return text
+    try:
+        return _positive_int(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"expected 'epoch' or a positive number of steps, got {text!r}") from None
 
 
 def _device(text: str):
@@ -239,6 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--early-stopping", type=_positive_int, default=None, metavar="PATIENCE",
                    help="stop when val_acc has not improved for PATIENCE epochs and keep "
                         "the best weights")
+    _add_backup_args(t)
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser(
@@ -265,6 +302,23 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_show_examples)
     _add_export_parser(sub)
     return parser
+
+
+def _add_backup_args(p) -> None:
+    g = p.add_argument_group(
+        "backups (continue a run that was stopped)",
+        "With --backup-dir, running the same command again after the process died (killed, "
+        "preempted, Ctrl-C) continues from the last backup and ends with the same model, "
+        "bit for bit; the backups are removed when the run completes, and a backup of another "
+        "run (other data, model or options) is refused. Ctrl-C or SIGTERM writes a last "
+        "backup after the current step (a compiled JAX epoch: at its end) and exits with "
+        "status 130 (SIGINT) or 143 (SIGTERM).")
+    g.add_argument("--backup-dir", type=_backup_dir, default=None, metavar="DIR",
+                   help="back the run up to this directory (created if missing; one per run) "
+                        "and resume from its last backup if it has one")
+    g.add_argument("--backup-every", type=_backup_every, default=None, metavar="epoch|N",
+                   help="back up at every epoch's end (default) or every N steps (needs "
+                        "--backup-dir)")
 
 
 def _add_export_parser(sub) -> None:
@@ -476,6 +530,35 @@ def _save(args, model, path, history, stopper, test, wall, meta, comm) -> None:
     model.save(path, training=training, metrics=metrics, history=history.history)
 
 
+class _Backup(BackupAndRestore):
+    """``--backup-dir``: a :class:`~xpnet.backup.BackupAndRestore` that says where it resumes."""
+
+    def __init__(self, directory: Path, every, announce: bool) -> None:
+        super().__init__(directory, save_freq=every)
+        self.announce = announce  # only rank 0 prints
+
+    def begin(self, *args, **kwargs):
+        resume = super().begin(*args, **kwargs)
+        if resume is not None and self.announce:
+            print(f"resuming from {self.restored_from} (epoch {resume.epoch + 1}, step "
+                  f"{resume.step})", flush=True)
+        return resume
+
+
+def _backup(args, root: bool) -> _Backup | None:
+    """``--backup-dir``'s callback (None without it), checked before anything runs."""
+    if args.backup_dir is None:
+        if args.backup_every is not None:
+            raise _UsageError("--backup-every needs --backup-dir DIR (where to back up)")
+        return None
+    return _Backup(Path(args.backup_dir).expanduser(), args.backup_every or "epoch", root)
+
+
+def _stop_on_signals(backup):
+    """With a backup, Ctrl-C/SIGTERM back up after the current step and stop fit."""
+    return contextlib.nullcontext() if backup is None else interrupt_on_signals(backup)
+
+
 def cmd_train(args) -> int:
     """``xpnet train``: the tutorial's training run (or one on ``--data``/``--csv``), end to end."""
     start = time.perf_counter()
@@ -488,6 +571,7 @@ def cmd_train(args) -> int:
     if plot_path is not None:
         require_matplotlib()
     optimizer, callbacks, scheduler, stopper = _optimization(args)
+    backup = _backup(args, root)
     be = get_backend(args.backend, device=args.device, dtype=args.dtype)
     data, (n_in, n_out), name, meta = _train_data(args, be, quiet, comm)
     X_train, y_train, X_val, y_val, X_test, y_test = _limited(data, args.limit)
@@ -506,11 +590,14 @@ def cmd_train(args) -> int:
     model = Sequential.mlp(sizes, learning_rate=args.lr, init=args.init, seed=args.seed,
                            backend=be, loss=args.loss)
     validation = None if X_val is None else (X_val, _targets(model, y_val))
-    history = model.fit(X_train, _targets(model, y_train), epochs=args.epochs,
-                        batch_size=args.batch_size, seed=args.seed, validation_data=validation,
-                        optimizer=optimizer, callbacks=callbacks, verbose=2 if quiet else 1,
-                        blas_threads=args.blas_threads,
-                        distributed=comm, train_accuracy=args.loss == "softmax_crossentropy")
+    with _stop_on_signals(backup):
+        history = model.fit(X_train, _targets(model, y_train), epochs=args.epochs,
+                            batch_size=args.batch_size, seed=args.seed,
+                            validation_data=validation, optimizer=optimizer,
+                            callbacks=callbacks + ([] if backup is None else [backup]),
+                            verbose=2 if quiet else 1, blas_threads=args.blas_threads,
+                            distributed=comm,
+                            train_accuracy=args.loss == "softmax_crossentropy")
     _report_stop(quiet, stopper)
     test = None if X_test is None else _test_scores(model, X_test, y_test, comm)
     if save_path is not None:
@@ -603,11 +690,14 @@ def main(argv=None) -> int:
     argv : list of str, optional
         Arguments without the program name (default: ``sys.argv[1:]``).
     """
+    argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
+    except TrainingInterrupted as exc:
+        return _interrupted(args, argv, exc)
     except KeyboardInterrupt:
-        print("xpnet: interrupted", file=sys.stderr, flush=True)
+        print(f"xpnet: interrupted{_kept_backups(args)}", file=sys.stderr, flush=True)
         return 130
     except _UsageError as exc:
         # Reported like argparse's own errors: the command line itself is wrong.
@@ -622,6 +712,26 @@ def main(argv=None) -> int:
         print(f"xpnet: error: {_error_message(exc)}", file=sys.stderr, flush=True)
         _abort_other_ranks(args, 1)
         return 1
+
+
+def _interrupted(args, argv, exc: TrainingInterrupted) -> int:
+    """``--backup-dir`` and Ctrl-C/SIGTERM: say how to resume; 128 + the signal's number."""
+    comm = getattr(args, "communicator", None)
+    if comm is None or comm.is_root:
+        how = (f": xpnet {shlex.join(argv)}" if comm is None else
+               f" (mpiexec ... xpnet {shlex.join(argv)})")
+        print(f"xpnet: {_one_line(exc)}\nxpnet: to resume, run the same command again{how}",
+              file=sys.stderr, flush=True)
+    return 128 + int(exc.signum or signal.SIGINT)  # 130 for SIGINT, 143 for SIGTERM
+
+
+def _kept_backups(args) -> str:
+    """After a second Ctrl-C: where the backups written so far are, if any."""
+    directory = getattr(args, "backup_dir", None)
+    if directory is None or not any(Path(directory).expanduser().glob("backup-*.npz")):
+        return ""
+    return (f" (the backups in {directory!r} are kept: run the same command again to resume "
+            "from the last one)")
 
 
 def _abort_other_ranks(args, code: int) -> None:

@@ -79,8 +79,8 @@ class Feed:
     resumes_mid_epoch : bool
         Whether an epoch can be replayed up to any step (a backup may then be taken
         mid-epoch, :mod:`xpnet.backup`); a generator of batches resumes at epoch ends.
-    rank : int
-        This process's rank among those sharing the rows (0 in one process).
+    rank, processes : int
+        This process's rank among the processes sharing the rows, and their number.
     """
 
     n: Any = None  # int, or None where unknown
@@ -92,6 +92,7 @@ class Feed:
     rescorable: bool = True
     resumes_mid_epoch: bool = True
     rank: int = 0
+    processes: int = 1
 
     # -- training ---------------------------------------------------------------------
     def epoch_blocks(self, epoch: int, settings: Any) -> Iterator[Block]:

@@ -54,7 +54,7 @@ class ShardedFeed(Feed):
         self.n, self.n_steps = inner.n, inner.n_steps
         self.weighted = inner.weighted
         self.is_root = comm.is_root
-        self.rank = comm.rank
+        self.rank, self.processes = comm.rank, comm.size
         self._host_order: Any = None
 
     def fingerprint(self) -> dict:
