@@ -52,6 +52,7 @@ Examples
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import re
@@ -384,10 +385,11 @@ class _Run:
         self._restored_epoch: int | None = None
 
     # -- identity --------------------------------------------------------------------------
+    @functools.cached_property
     def identity(self) -> dict:
-        """What must be equal for a backup to continue this run (JSON values)."""
+        """What must be equal for a backup to continue this run (JSON values, as read back)."""
         model, settings = self.model, self.settings
-        return {
+        return json.loads(json.dumps({
             "layers": [[type(layer).__name__, _without_rate(layer.get_config())]
                        for layer in model.layers],
             "parameters": [[name, list(p.shape)] for _, layer in self.trainable
@@ -397,11 +399,11 @@ class _Run:
             "batch_size": settings.batch_size, "shuffle": settings.shuffle,
             "epochs": self.last_epoch, "data": self.feed.fingerprint(),
             "callbacks": [type(cb).__name__ for cb in self.callbacks],
-        }
+        }))
 
     def check_identity(self, header: dict, path: Path) -> None:
         saved = header["state"].get("identity")
-        mine = json.loads(json.dumps(self.identity()))
+        mine = self.identity
         if saved == mine:
             return
         if not isinstance(saved, dict):
@@ -447,7 +449,7 @@ class _Run:
         for i, state in enumerate(start["callbacks"]):
             callbacks.append(_split_arrays(be, state, f"callback{i}.", arrays))
         state = {
-            "identity": self.identity(), "epoch": epoch, "step": step,
+            "identity": self.identity, "epoch": epoch, "step": step,
             "rng": start["rng"], "rates": start["rates"], "history": start["history"],
             "callbacks": callbacks, "optimizers": self._optimizer_state(arrays),
             "layer_rngs": {str(i): s for i, layer in enumerate(self.model.layers)

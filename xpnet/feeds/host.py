@@ -427,8 +427,9 @@ def host_fingerprint(X: np.ndarray, y: np.ndarray | None, rows: int = 16) -> str
     picked = sorted({(i * (n - 1)) // max(rows - 1, 1) for i in range(rows)}) if n else []
     digest = hashlib.blake2b(np.ascontiguousarray(X[picked]).tobytes(), digest_size=16)
     step = 1 << 20  # labels in slices: a memory-mapped y is never copied whole
-    for lo in range(0, 0 if y is None else y.shape[0], step):
-        digest.update(np.ascontiguousarray(y[lo:lo + step]).tobytes())
+    labels = np.empty(0) if y is None else y
+    for lo in range(0, labels.shape[0], step):
+        digest.update(np.ascontiguousarray(labels[lo:lo + step]).tobytes())
     return digest.hexdigest()
 
 
