@@ -113,10 +113,13 @@ def backup_of(callbacks: Any) -> BackupAndRestore | None:
 
 def check_frequency(save_freq: Any, name: str) -> Any:
     """``"epoch"`` or a number of steps >= 1 (Keras's ``save_freq``); a clear error naming ``name``."""
-    if save_freq == "epoch":
-        return "epoch"
     if isinstance(save_freq, str):
+        if save_freq == "epoch":
+            return "epoch"
         raise ValueError(f"{name} must be 'epoch' or a number of steps >= 1, got {save_freq!r}")
+    if isinstance(save_freq, bool) or not isinstance(save_freq, (int, np.integer)):
+        raise TypeError(f"{name} must be 'epoch' or an int number of steps >= 1, got "
+                        f"{type(save_freq).__name__} {save_freq!r}")
     return check_int(save_freq, name, low=1)
 
 
@@ -167,19 +170,23 @@ class BackupAndRestore(Callback):
         self._signum: int | None = None
 
     # -- what fit_loop calls ---------------------------------------------------------------
-    def begin(self, model: Any, feed: Any, settings: Any, callbacks: Any, history: Any,
-              last_epoch: int) -> Resume | None:
+    def begin(self, model: Any, feed: Any, validation: Any, settings: Any, callbacks: Any,
+              history: Any, last_epoch: int) -> Resume | None:
         """Before the first epoch: check and restore the newest good backup (None: none yet)."""
-        self._run = run = _Run(model, feed, settings, callbacks, history, last_epoch)
+        self._run = run = _Run(model, feed, validation, settings, callbacks, history, last_epoch)
+        run.identity  # noqa: B018 - taken now, before the order generator moves
         self._since = self._checks = 0
         found = feed.on_every_rank("reading the backup", lambda: _newest_good(self.directory))
+        # Every rank must see the same backup (or none) before any of them branches on it.
+        feed.agree(None if found is None else found[1]["state_sha256"],
+                   f"backup found in {os.fspath(self.directory)!r} (backup_dir must be on a "
+                   "file system every rank sees)")
         if found is None:
             self.restored_from = None
             self._number = 0
             return None
         path, header, params, arrays = found
         self._number = int(_FILE.match(path.name).group(1))  # type: ignore[union-attr]
-        feed.agree(header["state_sha256"], "backup (every rank must read the same one)")
         feed.on_every_rank("checking the backup", lambda: run.check_identity(header, path))
         resume = run.restore(header["state"], params, arrays)
         self.restored_from = path
@@ -230,11 +237,17 @@ class BackupAndRestore(Callback):
     def _stop(self, epoch: int, sums: Any) -> None:
         run, why = self._run, self._interrupted or "stopped on another rank"
         assert run is not None
+        self.wait()
         self._interrupted = None
         if run.feed.resumes_mid_epoch:
             self._write(epoch, sums.steps, sums)
             self.wait()
             where = f"step {sums.steps} of epoch {epoch + 1}"
+        elif self.last_backup is None and self.restored_from is None:
+            raise TrainingInterrupted(
+                f"training {why} in its first epoch: batch iterables are backed up at epoch "
+                "ends, so nothing was backed up yet and running it again starts over",
+                signum=self._signum)
         else:
             where = f"the start of epoch {epoch + 1} (batches resume at epoch boundaries)"
         raise TrainingInterrupted(
@@ -248,7 +261,7 @@ class BackupAndRestore(Callback):
             self._writer.shutdown()
             self._writer = None
         if self.delete_checkpoint and self._run is not None and self._run.feed.is_root:
-            for path in _backups(self.directory):
+            for path in _backups(self.directory) + _unfinished(self.directory):
                 path.unlink(missing_ok=True)
         self._run = None
 
@@ -274,7 +287,7 @@ class BackupAndRestore(Callback):
     def _save(self, path: Path, header: dict, entries: list, state: dict, arrays: dict) -> None:
         checkpoint.write_checkpoint(path, header, entries, state=state, state_arrays=arrays)
         self.last_backup = path
-        for old in _backups(self.directory)[KEEP:]:
+        for old in _backups(self.directory)[KEEP:] + _unfinished(self.directory):
             old.unlink(missing_ok=True)
 
     def wait(self) -> None:
@@ -327,6 +340,14 @@ def _backups(directory: Path) -> list[Path]:
     return sorted(found, key=lambda p: p.name, reverse=True)
 
 
+def _unfinished(directory: Path) -> list[Path]:
+    """Temporary files of backups whose writing was cut short (a killed process leaves them)."""
+    if not directory.is_dir():
+        return []
+    return [p for p in directory.iterdir() if p.name.startswith(".backup-")
+            and p.name.endswith(".tmp")]
+
+
 def _newest_good(directory: Path) -> tuple | None:
     """``(path, header, params, state arrays)`` of the newest backup that passes every check.
 
@@ -372,9 +393,9 @@ def _to_host(backend: Any, value: Any) -> np.ndarray:
 class _Run:
     """What one ``fit`` with backups saves and restores (see the module docstring)."""
 
-    def __init__(self, model: Any, feed: Any, settings: Any, callbacks: Any, history: Any,
-                 last_epoch: int) -> None:
-        self.model, self.feed, self.settings = model, feed, settings
+    def __init__(self, model: Any, feed: Any, validation: Any, settings: Any, callbacks: Any,
+                 history: Any, last_epoch: int) -> None:
+        self.model, self.feed, self.validation, self.settings = model, feed, validation, settings
         self.history, self.last_epoch = history, last_epoch
         # The user's callbacks with a state (fit appends the History and the printed line).
         self.callbacks = [cb for cb in callbacks if cb is not history
@@ -397,8 +418,11 @@ class _Run:
             "dtype": model.backend.dtype_name, "loss": repr(model.loss),
             "optimizers": [_optimizer_identity(layer) for _, layer in self.trainable],
             "batch_size": settings.batch_size, "shuffle": settings.shuffle,
-            "epochs": self.last_epoch, "data": self.feed.fingerprint(),
-            "callbacks": [type(cb).__name__ for cb in self.callbacks],
+            "train_accuracy": settings.train_accuracy, "epochs": self.last_epoch,
+            "order generator": settings.rng.bit_generator.state,  # the seed, as it starts
+            "data": self.feed.fingerprint(),
+            "validation": None if self.validation is None else self.validation.fingerprint(),
+            "callbacks": [_callback_identity(cb) for cb in self.callbacks],
         }))
 
     def check_identity(self, header: dict, path: Path) -> None:
@@ -522,6 +546,12 @@ class _Run:
                         value = be.asarray(host, dtype=getattr(be.xp, host.dtype.name))
                     st[key] = value
                 owner.state[(id(layer), name)] = st
+
+
+def _callback_identity(callback: Any) -> str:
+    """Its settings where its class shows them (``repr``), else its class name."""
+    shows = type(callback).__repr__ is not object.__repr__
+    return repr(callback) if shows else type(callback).__name__
 
 
 def _optimizer_identity(layer: Any) -> list:

@@ -462,8 +462,8 @@ def fit_loop(model, feed, validation, stepper, settings: FitSettings, callbacks:
     completed = False
     try:
         stepper.start(feed)
-        resume = None if backup is None else backup.begin(model, feed, settings, callbacks,
-                                                          history, last_epoch)
+        resume = None if backup is None else backup.begin(model, feed, validation, settings,
+                                                          callbacks, history, last_epoch)
         for epoch in range(settings.start_epoch if resume is None else resume.epoch, last_epoch):
             if backup is not None:  # before the callbacks change anything in this epoch
                 backup.epoch_start(epoch)

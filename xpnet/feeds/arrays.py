@@ -110,6 +110,13 @@ def data_fingerprint(be: Any, X: Array, y: Array) -> str:
 
 
 
+def weights_fingerprint(host_weight: Any) -> str | None:
+    """A digest of checked host sample weights (class weights folded in), or None."""
+    if host_weight is None:
+        return None
+    return hashlib.blake2b(host_weight.tobytes(), digest_size=16).hexdigest()
+
+
 class ArrayFeed(Feed):
     """``X`` and ``y`` on the model's device: one block per epoch, gathered by one permutation.
 
@@ -163,7 +170,8 @@ class ArrayFeed(Feed):
 
     def fingerprint(self) -> dict:
         return {**super().fingerprint(), "shape": list(self.X.shape),
-                "values": data_fingerprint(self.model.backend, self.X, self.y)}
+                "values": data_fingerprint(self.model.backend, self.X, self.y),
+                "weights": weights_fingerprint(self.host_weight)}
 
     # -- options ----------------------------------------------------------------------
     def host_sample_weight(self, sample_weight: Any) -> Any:

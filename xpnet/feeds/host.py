@@ -59,7 +59,7 @@ from ..backends import get_backend
 from ..errors import DTypeError, ShapeError
 from ..losses import as_matrix, check_target_rows, one_hot
 from ..scoring import logit_blocks
-from .arrays import check_batch_fits, trained_weight
+from .arrays import check_batch_fits, trained_weight, weights_fingerprint
 from .base import Block, Feed
 from .convert import check_exact_ints, check_real_dtype, exact_in, numpy_dtype
 
@@ -478,8 +478,13 @@ class HostFeed(Feed):
         return trained_weight(self.host_weight, self._order, self.n_steps * self.batch_size)
 
     def fingerprint(self) -> dict:
-        return {**super().fingerprint(), "shape": list(self.data.X.shape),
-                "values": host_fingerprint(self.data.X, self.data.y)}
+        data = self.data
+        return {**super().fingerprint(), "shape": list(data.X.shape),
+                "values": host_fingerprint(data.X, data.y),
+                "weights": weights_fingerprint(self.host_weight),
+                # shuffle="chunks" draws its order chunk by chunk: then the chunks count too.
+                "shuffled chunks": (data.rows_per_chunk(self.batch_size)
+                                    if data.shuffle_chunks else None)}
 
     # -- options ----------------------------------------------------------------------
     def host_sample_weight(self, sample_weight: Any) -> Any:
