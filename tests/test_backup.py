@@ -171,10 +171,14 @@ def test_batch_iterables_resume_at_the_epoch_boundary(tmp_path):
 
 # -- what a backup holds and refuses --------------------------------------------------------
 
+def _stop_late():
+    return [EarlyStopping(monitor="loss", patience=5)]
+
+
 def _two_backups(tmp_path):
     be = xpnet.get_backend("numpy", dtype="float64")
     directory = tmp_path / "run"
-    assert _train(be, directory, kill=8, every=3) == (None, None)
+    assert _train(be, directory, kill=8, every=3, callbacks=_stop_late()) == (None, None)
     files = _backups(directory)
     assert len(files) == backup_mod.KEEP
     return be, directory, [directory / f for f in files]
@@ -187,11 +191,13 @@ def test_two_backups_are_kept_and_the_newest_is_a_loadable_model(tmp_path):
     assert [type(layer).__name__ for layer in model.layers] == ["Dense", "ReLU", "Dense"]
 
 
-@pytest.mark.parametrize("change", ["model", "data", "batch_size", "optimizer", "epochs"])
+@pytest.mark.parametrize("change", ["model", "data", "batch_size", "optimizer", "epochs",
+                                    "sample_weight", "class_weight", "validation", "seed",
+                                    "train_accuracy", "callback_settings"])
 def test_a_backup_of_another_run_is_refused_before_training(tmp_path, change):
     be, directory, files = _two_backups(tmp_path)
     before = {f: f.read_bytes() for f in files}
-    kwargs: dict = {"every": 3}
+    kwargs: dict = {"every": 3, "callbacks": _stop_late()}
     if change == "model":
         kwargs["hidden"] = 9
     elif change == "data":
@@ -201,8 +207,21 @@ def test_a_backup_of_another_run_is_refused_before_training(tmp_path, change):
         kwargs["batch_size"] = 8
     elif change == "optimizer":
         kwargs["optimizer"] = xpnet.Adam(0.01)
-    else:
+    elif change == "epochs":
         kwargs["epochs"] = 5
+    elif change == "sample_weight":
+        kwargs["sample_weight"] = be.asarray(np.linspace(0.5, 1.5, 96))
+    elif change == "class_weight":
+        kwargs["class_weight"] = "balanced"
+    elif change == "validation":
+        X, y = _data(be)
+        kwargs["validation_data"] = (X[:16, ...], y[:16])
+    elif change == "seed":
+        kwargs["seed"] = 1
+    elif change == "train_accuracy":
+        kwargs["train_accuracy"] = False
+    else:
+        kwargs["callbacks"] = [EarlyStopping(monitor="loss", patience=7)]
     hooked = []
     backup_mod.after_step_hook = lambda epoch, step: hooked.append(step)
     with pytest.raises(ValueError, match="written by another run") as info:
@@ -215,9 +234,9 @@ def test_a_backup_of_another_run_is_refused_before_training(tmp_path, change):
 def test_a_damaged_newest_backup_falls_back_to_the_previous_one_with_a_warning(tmp_path):
     be, directory, (older, newest) = _two_backups(tmp_path)
     newest.write_bytes(newest.read_bytes()[:-20])
-    ref, ref_history = _train(be)
+    ref, ref_history = _train(be, callbacks=_stop_late())
     with pytest.warns(RuntimeWarning, match=newest.name):
-        model, history = _train(be, directory, every=3)
+        model, history = _train(be, directory, every=3, callbacks=_stop_late())
     assert all(np.array_equal(a, b) for a, b in zip(_params(ref), _params(model)))
     assert _same_history(ref_history, history)
 
@@ -227,7 +246,7 @@ def test_every_backup_damaged_is_an_error_not_a_fresh_start(tmp_path):
     for f in files:
         f.write_bytes(b"not a backup")
     with pytest.warns(RuntimeWarning), pytest.raises(CheckpointError, match="delete the directory"):
-        _train(be, directory, every=3)
+        _train(be, directory, every=3, callbacks=_stop_late())
 
 
 def _read(path):
@@ -359,8 +378,8 @@ def test_a_backup_directory_can_be_copied_and_resumed_elsewhere(tmp_path):
     be, directory, _ = _two_backups(tmp_path)
     copy = tmp_path / "copy"
     shutil.copytree(directory, copy)
-    ref, _ = _train(be, every=3)
-    model, _ = _train(be, copy, every=3)
+    ref, _ = _train(be, every=3, callbacks=_stop_late())
+    model, _ = _train(be, copy, every=3, callbacks=_stop_late())
     assert all(np.array_equal(a, b) for a, b in zip(_params(ref), _params(model)))
 
 
@@ -377,3 +396,30 @@ def test_a_backup_resumes_on_another_backend(tmp_path):
     # The state travels through the host; the rest of the run has the other library's rounding.
     assert all(np.allclose(a, b, rtol=1e-12, atol=0) for a, b in zip(_params(ref), _params(model)))
     assert len(history) == len(ref_history) == 4
+
+
+def test_temporary_files_of_cut_writes_are_removed(tmp_path):
+    be, directory, _ = _two_backups(tmp_path)
+    leftover = directory / ".backup-00000009.npz.abcd1234.tmp"  # what a killed write leaves
+    leftover.write_bytes(b"partial")
+    _train(be, directory, every=3, callbacks=_stop_late())
+    assert list(directory.iterdir()) == []
+
+
+def test_an_interrupt_in_the_first_epoch_of_batches_says_nothing_was_backed_up(tmp_path):
+    be = xpnet.get_backend("numpy", dtype="float64")
+    X, y = _data(be)
+    batches = [(X[i:i + 16, ...], y[i:i + 16]) for i in range(0, 96, 16)]
+    backup = BackupAndRestore(tmp_path)
+    backup_mod.after_step_hook = lambda epoch, step: backup.interrupt("asked") if step == 2 else None
+    with pytest.raises(xpnet.TrainingInterrupted, match="nothing was backed up yet"):
+        _model(be).fit(batches, epochs=3, callbacks=[backup])
+    assert _backups(tmp_path) == []
+
+
+def test_backup_every_of_the_wrong_type_is_a_type_error(tmp_path):
+    be = xpnet.get_backend("numpy")
+    X, y = _data(be)
+    for wrong in (None, True, 2.0):
+        with pytest.raises(TypeError, match="backup_every must be 'epoch' or an int"):
+            _model(be).fit(X, y, backup_dir=tmp_path, backup_every=wrong)
