@@ -179,7 +179,7 @@ class BackupAndRestore(Callback):
         found = feed.on_every_rank("reading the backup", lambda: _newest_good(self.directory))
         # Every rank must see the same backup (or none) before any of them branches on it.
         feed.agree(None if found is None else found[1]["state_sha256"],
-                   f"backup found in {os.fspath(self.directory)!r} (backup_dir must be on a "
+                   f"backups in {os.fspath(self.directory)!r} (backup_dir must be on a "
                    "file system every rank sees)")
         if found is None:
             self.restored_from = None
