@@ -1,6 +1,6 @@
 """xpnet.sklearn vs scikit-learn's own MLP: accuracy under 5-fold CV, and fit time per epoch.
 
-Run ``python -m benchmarks.sklearn_compare`` (``--help`` for the flags). Two parts:
+Run ``python -m benchmarks.sklearn_compare`` (``--help`` for the flags). Four parts:
 
 * **scores**: ``make_pipeline(StandardScaler(), MLP...)`` with the *same*
   hyperparameters for both libraries, 5-fold cross-validation (stratified for
@@ -13,6 +13,8 @@ Run ``python -m benchmarks.sklearn_compare`` (``--help`` for the flags). Two par
   and scikit-learn's defaults otherwise, xpnet (NumPy, float64) against
   scikit-learn, interleaved, the median of ``--repeats`` runs. The bar: lbfgs
   no slower than scikit-learn's.
+* **evals**: the lbfgs objective alone (loss and gradient at the points scipy
+  visits on the first fold), one BLAS thread, both libraries interleaved.
 * **speed**: fit time per epoch on MNIST (784-100-200-10, ``solver="sgd"``,
   ``batch_size=32``, float32 data) for each of ``--backends``, and a NumPy floor
   (:func:`numpy_floor`), the median of ``--repeats`` fits of
@@ -125,16 +127,17 @@ def small_data_table(args) -> dict:
     if args.quick:
         X, y = X[:200], y[:200]
     cv = StratifiedKFold(n_splits=args.folds, shuffle=True, random_state=0)
-    runs: dict = {(s, lib): [] for s in SMALL_SOLVERS for lib in ("sklearn", "xpnet")}
+    runs: dict = {(s, lib): [] for s in args.solvers for lib in ("sklearn", "xpnet")}
     scores: dict = {}
-    for _ in range(args.repeats):
-        for solver in SMALL_SOLVERS:
-            for library in ("sklearn", "xpnet"):
-                seconds, scores[(solver, library)] = _timed_cv(library, solver, X, y, cv,
-                                                               args.max_iter)
-                runs[(solver, library)].append(seconds)
+    with _blas_limit(args.blas_threads):
+        for _ in range(args.repeats):
+            for solver in args.solvers:
+                for library in ("sklearn", "xpnet"):
+                    seconds, scores[(solver, library)] = _timed_cv(library, solver, X, y, cv,
+                                                                   args.max_iter)
+                    runs[(solver, library)].append(seconds)
     rows = {}
-    for solver in SMALL_SOLVERS:
+    for solver in args.solvers:
         sk = statistics.median(runs[(solver, "sklearn")])
         xp = statistics.median(runs[(solver, "xpnet")])
         rows[solver] = {"sklearn_seconds": sk, "xpnet_seconds": xp, "ratio": xp / sk,
@@ -144,7 +147,89 @@ def small_data_table(args) -> dict:
         log(f"digits {solver}: sklearn {sk:.2f} s, xpnet {xp:.2f} s ({xp / sk:.2f}x), "
             f"accuracy {rows[solver]['sklearn_score']:.4f} / {rows[solver]['xpnet_score']:.4f}")
     return {"folds": args.folds, "repeats": args.repeats, "rows": rows,
-            "ok": rows["lbfgs"]["ratio"] <= 1.0}
+            "blas_threads": args.blas_threads,
+            "ok": rows["lbfgs"]["ratio"] <= 1.0 if "lbfgs" in rows else None}
+
+
+def _blas_limit(threads):
+    """threadpoolctl's BLAS limit for ``--blas-threads``; nothing (the default) for None."""
+    if threads is None:
+        import contextlib
+
+        return contextlib.nullcontext()
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=threads, user_api="blas")
+
+
+def _captured_objective(make, X, y, n_points: int) -> tuple:
+    """``(fun, args, points)``: the objective one lbfgs fit hands scipy, and the first
+    ``n_points`` parameter vectors scipy evaluated it at (both libraries call
+    ``scipy.optimize.minimize``, which is wrapped for the fit)."""
+    import scipy.optimize
+
+    real, got = scipy.optimize.minimize, {"points": []}
+
+    def recording(fun, x0, args=(), **kwargs):
+        def fun_recorded(x, *a):
+            if len(got["points"]) < n_points:
+                got["points"].append(np.array(x))
+            return fun(x, *a)
+
+        got.update(fun=fun, args=args)
+        return real(fun_recorded, x0, args=args, **kwargs)
+
+    scipy.optimize.minimize = recording
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            make().fit(X, y)
+    finally:
+        scipy.optimize.minimize = real
+    return got["fun"], got["args"], got["points"]
+
+
+def lbfgs_eval_table(args) -> dict:
+    """Microseconds per lbfgs loss-and-gradient evaluation, one BLAS thread: scikit-learn's
+    ``_loss_grad_lbfgs`` against xpnet's objective on digits (the first CV fold's training
+    rows, standardised, float64), at the same points, interleaved; the best round of
+    ``--repeats`` x 3 rounds (each round every point 3 times)."""
+    from sklearn.model_selection import StratifiedKFold
+    from sklearn.neural_network import MLPClassifier as SkMLP
+    from sklearn.preprocessing import StandardScaler
+    from threadpoolctl import threadpool_limits
+
+    from xpnet.sklearn import MLPClassifier as XpMLP
+
+    X, y, _ = load_dataset("digits")
+    if args.quick:
+        X, y = X[:200], y[:200]
+    train = next(iter(StratifiedKFold(n_splits=args.folds, shuffle=True,
+                                      random_state=0).split(X, y)))[0]
+    X, y = StandardScaler().fit_transform(X[train]), y[train]
+    params = dict(solver="lbfgs", max_iter=args.max_iter, random_state=0)
+    n_points = 5 if args.quick else 40
+    with threadpool_limits(limits=1, user_api="blas"):
+        objectives = {"sklearn": _captured_objective(lambda: SkMLP(**params), X, y, n_points),
+                      "xpnet": _captured_objective(lambda: XpMLP(**params), X, y, n_points)}
+        points = objectives["sklearn"][2]
+        rel = max(abs(objectives["xpnet"][0](x, *objectives["xpnet"][1])[0]
+                      / objectives["sklearn"][0](x, *objectives["sklearn"][1])[0] - 1.0)
+                  for x in points)
+        best = {name: float("inf") for name in objectives}
+        for _ in range(3 * args.repeats):
+            for name, (fun, fun_args, _) in objectives.items():  # interleaved
+                t0 = time.perf_counter()
+                for _ in range(3):
+                    for x in points:
+                        fun(x, *fun_args)
+                best[name] = min(best[name], (time.perf_counter() - t0) / (3 * len(points)))
+    out = {"rows": int(X.shape[0]), "points": len(points), "max_loss_rel_diff": rel,
+           "sklearn_us": best["sklearn"] * 1e6, "xpnet_us": best["xpnet"] * 1e6,
+           "ratio": best["xpnet"] / best["sklearn"]}
+    log(f"lbfgs evaluation, 1 BLAS thread: sklearn {out['sklearn_us']:.0f} us, xpnet "
+        f"{out['xpnet_us']:.0f} us ({out['ratio']:.2f}x), losses agree to {rel:.1e}")
+    return out
 
 
 def mnist(quick: bool):
@@ -234,12 +319,18 @@ def render(result) -> str:
                      f"{xp['mean']:.4f} +- {xp['std']:.4f} | {'yes' if r['ok'] else 'NO'} |")
     small = result.get("small")
     if small:
-        lines += ["", f"| digits, {small['folds']}-fold cross_val_score | scikit-learn s | "
+        threads = "" if small.get("blas_threads") is None else f", {small['blas_threads']} BLAS thread(s)"
+        lines += ["", f"| digits, {small['folds']}-fold cross_val_score{threads} | scikit-learn s | "
                   "xpnet s | ratio | accuracy sklearn / xpnet |", "|---|---:|---:|---:|---|"]
         for solver, r in small["rows"].items():
             lines.append(f"| {solver} | {r['sklearn_seconds']:.2f} | {r['xpnet_seconds']:.2f} | "
                          f"{r['ratio']:.2f} | {r['sklearn_score']:.4f} / "
                          f"{r['xpnet_score']:.4f} |")
+    evals = result.get("evals")
+    if evals:
+        lines += ["", f"lbfgs loss-and-gradient evaluation, 1 BLAS thread ({evals['rows']} rows, "
+                  f"{evals['points']} points): scikit-learn {evals['sklearn_us']:.0f} us, xpnet "
+                  f"{evals['xpnet_us']:.0f} us, ratio {evals['ratio']:.2f}"]
     speed = result.get("speed")
     if speed:
         s, r = speed["seconds_per_epoch"], speed["ratio"]
@@ -265,9 +356,19 @@ def parse_args(argv=None):
     p.add_argument("--no-scores", action="store_true", help="skip the cross-validation part")
     p.add_argument("--no-small", action="store_true", help="skip the digits adam/lbfgs part")
     p.add_argument("--no-speed", action="store_true", help="skip the MNIST timing part")
+    p.add_argument("--solvers", default=",".join(SMALL_SOLVERS),
+                   help="comma-separated solvers of the small-data part (default adam,lbfgs)")
+    p.add_argument("--blas-threads", type=int, default=None,
+                   help="BLAS threads for the small-data part (default: the libraries' own)")
+    p.add_argument("--no-evals", action="store_true",
+                   help="skip the single-thread timing of the lbfgs evaluations")
     p.add_argument("--json", default=None, help="also write the results to this file")
     args = p.parse_args(argv)
     args.backends = [b for b in args.backends.split(",") if b]
+    args.solvers = [s for s in args.solvers.split(",") if s]
+    unknown = set(args.solvers) - set(SMALL_SOLVERS)
+    if unknown:
+        p.error(f"--solvers: unknown {sorted(unknown)}, choose from {list(SMALL_SOLVERS)}")
     if args.quick:
         args.folds, args.max_iter, args.epochs, args.repeats = 2, 5, 1, 1
     return args
@@ -280,6 +381,8 @@ def main(argv=None) -> int:
         result["scores"] = score_table(args)
     if not args.no_small:
         result["small"] = small_data_table(args)
+    if not args.no_evals:
+        result["evals"] = lbfgs_eval_table(args)
     if not args.no_speed:
         result["speed"] = speed_table(args)
     print(render(result))

@@ -237,3 +237,100 @@ def test_softmax_crossentropy_matches_portable_twin(backend, scale):
     for f, t, w in zip(fast, twin, want):
         assert rel_err(backend.to_numpy(f), backend.to_numpy(t)) < tol
         assert rel_err(backend.to_numpy(f), w) < tol
+
+
+def test_inplace_relu_fast_paths_match_portable_twins(backend):
+    """relu_ and relu_backward_ (NumPy: written into their argument) against their twins,
+    bit for bit, and relu_backward (NumPy: no cast temporary) against its twin; on NumPy
+    -0.0 and NaN included (torch's own kernels treat those differently from the portable
+    twins, documented in TorchBackend)."""
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((6, 5))
+    g = rng.standard_normal((6, 5))
+    x[0, 0] = 0.0  # the kink
+    if backend.name == "numpy":
+        x[0, 1:3] = [-0.0, np.nan]
+        g[1, 0] = np.nan
+    want_fwd = Backend.relu(backend, backend.asarray(x))
+    want_bwd = Backend.relu_backward(backend, backend.asarray(x), backend.asarray(g))
+    xd, gd = backend.asarray(x), backend.asarray(g)
+    fwd = backend.relu_(xd)
+    # the backward of the overwritten input is the backward of the original one
+    bwd = backend.relu_backward_(fwd, gd)
+    twins = [(fwd, Backend.relu_(backend, backend.asarray(x)), want_fwd),
+             (bwd, Backend.relu_backward_(backend, backend.asarray(x), backend.asarray(g)),
+              want_bwd),
+             (backend.relu_backward(backend.asarray(x), backend.asarray(g)), want_bwd, want_bwd)]
+    for fast, twin, want in twins:
+        fast, twin, want = (backend.to_numpy(a) for a in (fast, twin, want))
+        assert fast.dtype == twin.dtype == want.dtype and fast.shape == want.shape
+        np.testing.assert_array_equal(fast, twin)  # exact, NaN where NaN
+        if backend.name == "numpy":  # bit for bit: the signs of zeros too
+            np.testing.assert_array_equal(np.signbit(fast), np.signbit(twin))
+        assert rel_err(np.nan_to_num(fast), np.nan_to_num(want)) < rtol_for(backend)
+    if type(backend).relu_ is not Backend.relu_:
+        assert fwd is xd and bwd is gd  # in place: no new array of the input's size
+    if backend.name == "numpy":  # the twins themselves never write into their arguments
+        xs, gs = backend.asarray(x), backend.asarray(g)
+        Backend.relu_(backend, xs), Backend.relu_backward_(backend, xs, gs)
+        np.testing.assert_array_equal(xs, backend.asarray(x))
+        np.testing.assert_array_equal(gs, backend.asarray(g))
+
+
+def test_numpy_fast_paths_leave_arrays_they_do_not_own():
+    """Read-only arrays, memmap-like subclasses and mixed dtypes take the twins' way."""
+    be = xpnet.get_backend("numpy", dtype="float64")
+    rng = np.random.default_rng(10)
+    x, g = rng.standard_normal((4, 3)), rng.standard_normal((4, 3))
+    frozen = x.copy()
+    frozen.flags.writeable = False
+    out = be.relu_(frozen)
+    assert out is not frozen
+    np.testing.assert_array_equal(frozen, x)
+    np.testing.assert_array_equal(out, np.maximum(x, 0.0))
+    out = be.relu_backward_(g, frozen)  # frozen as the gradient
+    assert out is not frozen
+    np.testing.assert_array_equal(out, x * (g > 0))
+    # affine: float32 product + float64 biases give float64, as the twin's x @ w + b
+    w32, b64 = rng.standard_normal((3, 2)).astype(np.float32), rng.standard_normal(2)
+    x32 = x.astype(np.float32)
+    fast, twin = be.affine(x32, w32, b64), Backend.affine(be, x32, w32, b64)
+    assert fast.dtype == twin.dtype == np.float64
+    np.testing.assert_array_equal(fast, twin)
+
+
+@pytest.mark.parametrize("first", ["relu", "dense"])
+def test_train_step_never_overwrites_the_input_or_the_loss_gradient(backend, first):
+    """The in-place ReLU runs only on the Dense outputs and input gradients the step owns:
+    X (even as a ReLU's input) and the targets stay as they were, the step's result equals
+    that of layers without the in-place variants, and the parameters agree too."""
+    from xpnet.layers.base import Layer
+    from xpnet.training import train_step
+
+    rng = np.random.default_rng(11)
+    X = rng.standard_normal((16, 6))
+    onehot = np.eye(3)[rng.integers(0, 3, 16)]
+
+    def layers():
+        head = [xpnet.ReLU(backend=backend)] if first == "relu" else []
+        return head + [xpnet.Dense(6, 8, rng=0, backend=backend), xpnet.ReLU(backend=backend),
+                       xpnet.Dense(8, 8, rng=1, backend=backend), xpnet.ReLU(backend=backend),
+                       xpnet.Dense(8, 3, rng=2, backend=backend)]
+
+    class PlainReLU(xpnet.ReLU):  # the step as it ran before the in-place variants
+        _forward_ = Layer._forward_
+        _backward_ = Layer._backward_
+
+    Xd, td = backend.asarray(X), backend.asarray(onehot)
+    fast = layers()
+    loss_fast = train_step(fast, backend.xp, Xd, td, 0)
+    plain = [PlainReLU(backend=backend) if isinstance(layer, xpnet.ReLU) else layer
+             for layer in layers()]
+    loss_plain = train_step(plain, backend.xp, backend.asarray(X), backend.asarray(onehot), 0)
+    np.testing.assert_array_equal(backend.to_numpy(Xd), backend.to_numpy(backend.asarray(X)))
+    np.testing.assert_array_equal(backend.to_numpy(td), backend.to_numpy(backend.asarray(onehot)))
+    assert rel_err(float(loss_fast), float(loss_plain)) < rtol_for(backend)
+    for a, b in zip(fast, plain):
+        for name in a.param_names:
+            assert rel_err(backend.to_numpy(getattr(a, name)),
+                           backend.to_numpy(getattr(b, name))) < rtol_for(backend)

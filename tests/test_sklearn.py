@@ -348,3 +348,5 @@ def test_sklearn_compare_benchmark_smoke_run(tmp_path):
     assert set(small) == {"adam", "lbfgs"}
     for row in small.values():  # the same fits: the same accuracy
         assert row["xpnet_score"] == pytest.approx(row["sklearn_score"], abs=1e-6)
+    evals = result["evals"]  # the same objective at the same points
+    assert evals["points"] == 5 and evals["max_loss_rel_diff"] < 1e-9

@@ -93,18 +93,29 @@ def train_step(layers, xp, X, onehot, first_trainable: int = 0, *, loss=None,
     ``weights`` the sum is ``sum_i w_i loss_i`` and the gradient that of the
     weighted mean. ``penalty`` (an :class:`L2Penalty` attached to the layers as
     their optimizer) learns the batch's total weight before the updates.
+
+    A layer whose input is a new array of this step's (the output of a layer
+    with ``fresh_output``) runs ``_forward_``, which may overwrite it (ReLU after
+    Dense, on NumPy); likewise ``_backward_`` for an input gradient of a layer
+    with ``fresh_input_grad``. ``X`` and the loss's gradient are never overwritten.
     """
     activations = [X]
+    owned = False  # whether activations[-1] is a new array of this step's (never X)
     for layer in layers:
-        activations.append(layer._forward(activations[-1]))
+        forward = layer._forward_ if owned else layer._forward
+        activations.append(forward(activations[-1]))
+        owned = layer.fresh_output
     if loss is None:
         loss_sum, grad = layers[-1].backend.softmax_crossentropy(activations[-1], onehot)
     else:
         loss_sum, grad = loss.sum_and_grad(xp, activations[-1], onehot, weights)
     if penalty is not None:
         penalty.set_batch(xp, X.shape[0] if weights is None else xp.sum(weights))
+    owned = False  # whether grad is a new array of this step's (not the loss's gradient)
     for i in range(len(layers) - 1, first_trainable - 1, -1):
-        grad = layers[i]._backward(activations[i], grad, i > first_trainable)
+        backward = layers[i]._backward_ if owned else layers[i]._backward
+        grad = backward(activations[i], grad, i > first_trainable)
+        owned = layers[i].fresh_input_grad
     return loss_sum
 
 

@@ -481,6 +481,26 @@ class Backend:
         """``grad * (x > 0)`` (the ReLU backward; the standard forbids bool * float, so cast)."""
         return grad * self.xp.astype(x > 0, grad.dtype)
 
+    def relu_(self, x: Array) -> Array:
+        """``max(x, 0)`` written into ``x`` where the backend allows; callers rebind the result.
+
+        For an intermediate the caller owns (the training step's Dense output
+        before a ReLU), never a user's array. ``relu_backward`` gives the same
+        gradient for the overwritten ``x`` (``max(x, 0) > 0`` exactly where
+        ``x > 0``). This twin allocates (:meth:`relu`); library classes may
+        work in place.
+        """
+        return self.relu(x)
+
+    def relu_backward_(self, x: Array, grad: Array) -> Array:
+        """``grad * (x > 0)`` written into ``grad`` where the backend allows; callers rebind.
+
+        ``grad`` must be an intermediate the caller owns (an input gradient the
+        training step got from the next layer), never a user's array. This
+        twin allocates (:meth:`relu_backward`); library classes may work in place.
+        """
+        return self.relu_backward(x, grad)
+
     def affine(self, x: Array, w: Array, b: Array) -> Array:
         """``x @ w + b`` (the Dense forward)."""
         return x @ w + b

@@ -74,6 +74,34 @@ class NumpyBackend(Backend):
         return np.errstate(over="ignore", invalid="ignore", divide="ignore")
 
     # -- fast paths (twins: the Backend methods of the same names) ---------------
+    def affine(self, x: Array, w: Array, b: Array) -> Array:
+        # The twin's ``x @ w + b`` holds two (n, out) arrays at once; for large n each
+        # is fresh memory from the OS (glibc hands blocks above its mmap/trim thresholds
+        # back on free), and the page faults cost more than the product: 1.9 ms against
+        # 0.55 ms for (1437, 64) @ (64, 100) in float64. Here the product's own buffer
+        # takes the biases.
+        y = x @ w  # a new array (also for scipy.sparse x), which nobody else holds
+        if type(y) is np.ndarray and y.dtype == np.result_type(y, b) and y.flags.writeable:
+            return np.add(y, b, out=y)
+        return y + b
+
+    def relu_(self, x: Array) -> Array:
+        if type(x) is np.ndarray and x.dtype.kind == "f" and x.flags.writeable:
+            return np.maximum(x, 0.0, out=x)
+        return super().relu_(x)
+
+    def relu_backward(self, x: Array, grad: Array) -> Array:
+        # bool * float directly: the twin's cast mask is a temporary of grad's size.
+        if type(grad) is np.ndarray and grad.dtype.kind == "f" and grad.shape == x.shape:
+            return np.multiply(grad, x > 0)
+        return super().relu_backward(x, grad)
+
+    def relu_backward_(self, x: Array, grad: Array) -> Array:
+        if (type(grad) is np.ndarray and grad.dtype.kind == "f" and grad.shape == x.shape
+                and grad.flags.writeable):
+            return np.multiply(grad, x > 0, out=grad)  # the mask is made before grad is written
+        return super().relu_backward_(x, grad)
+
     def sub_matmul_(self, w: Array, a: Array, b: Array) -> Array:
         # NumPy's matmul cannot accumulate into its output: ``w -= a @ b`` makes a
         # temporary the size of the weights and reads it again. BLAS itself can

@@ -95,6 +95,13 @@ class Layer:
     #: True for a final layer the loss absorbs (Softmax): training and ``evaluate``
     #: feed the softmax cross-entropy with this layer's *input*, the logits.
     fused_with_loss = False
+    #: True when :meth:`_forward` always returns a new array that nothing else holds
+    #: (Dense), so the training step may let the next layer overwrite it (:meth:`_forward_`).
+    fresh_output = False
+    #: True when :meth:`_backward` always returns a new input gradient that nothing
+    #: else holds (Dense), so the training step may let the layer below overwrite it
+    #: (:meth:`_backward_`).
+    fresh_input_grad = False
     #: The plain SGD step size of a layer with parameters (set by its ``__init__``).
     learning_rate: float
 
@@ -130,6 +137,21 @@ class Layer:
 
     def _backward(self, input: Array, grad_output: Array, need_input_grad: bool) -> Array:
         return grad_output
+
+    def _forward_(self, input: Array) -> Array:
+        """:meth:`_forward`, allowed to overwrite ``input``.
+
+        The training step calls it only for an ``input`` it owns (the output of
+        a layer with :attr:`fresh_output`), never for a user's array. A layer that
+        overwrites must keep :meth:`_backward` right when handed the overwritten
+        ``input`` (ReLU: ``max(x, 0) > 0`` exactly where ``x > 0``).
+        """
+        return self._forward(input)
+
+    def _backward_(self, input: Array, grad_output: Array, need_input_grad: bool) -> Array:
+        """:meth:`_backward`, allowed to overwrite ``grad_output`` (which the training step
+        owns: the input gradient of a layer with :attr:`fresh_input_grad`)."""
+        return self._backward(input, grad_output, need_input_grad)
 
     def output_shape_for(self, input_shape: tuple) -> tuple:
         """Shape of the output for an input of ``input_shape``."""

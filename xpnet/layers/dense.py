@@ -41,6 +41,8 @@ class Dense(Layer):
     """
 
     param_names = ("weights", "biases")
+    fresh_output = True  # backend.affine makes a new array
+    fresh_input_grad = True  # grad_output @ weights.T
 
     def __init__(self, input_units: int, output_units: int, learning_rate: float = 0.1,
                  *, init: str | Initializer = "seed", rng: SeedLike = None,

@@ -7,7 +7,6 @@ from ..losses import (
     MeanSquaredError,
     SoftmaxCrossEntropy,
     _weighted,
-    log_softmax,
     sigmoid,
 )
 
@@ -55,7 +54,9 @@ class ClippedLogLoss(SoftmaxCrossEntropy):
     the usual ``p - y``."""
 
     def sum_and_grad(self, xp, outputs, targets, weights=None):
-        p = xp.exp(log_softmax(outputs, xp=xp))
+        # scikit-learn's inplace_softmax: exp(z - max) / sum, one exp (not exp of log_softmax)
+        e = xp.exp(outputs - xp.max(outputs, axis=1, keepdims=True))
+        p = e / xp.sum(e, axis=1, keepdims=True)
         per_sample = -xp.sum(targets * xp.log(_clip_eps(xp, p)), axis=1)
         return _weighted(xp, per_sample, p - targets, weights)
 
