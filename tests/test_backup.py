@@ -423,3 +423,24 @@ def test_backup_every_of_the_wrong_type_is_a_type_error(tmp_path):
     for wrong in (None, True, 2.0):
         with pytest.raises(TypeError, match="backup_every must be 'epoch' or an int"):
             _model(be).fit(X, y, backup_dir=tmp_path, backup_every=wrong)
+
+
+def test_a_failed_background_write_is_raised_but_never_hides_fits_own_error(tmp_path,
+                                                                             monkeypatch):
+    be = xpnet.get_backend("numpy")
+    X, y = _data(be)
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(xpnet.checkpoint, "write_checkpoint", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        _model(be).fit(X, y, epochs=3, batch_size=16, backup_dir=tmp_path)
+
+
+    class Fails(xpnet.Callback):  # fit's own error, while epoch 2's backup fails in the background
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                raise Killed
+    with pytest.warns(RuntimeWarning, match="writing a backup .* failed too"), \
+            pytest.raises(Killed):
+        _model(be).fit(X, y, epochs=3, batch_size=16, backup_dir=tmp_path, callbacks=[Fails()])

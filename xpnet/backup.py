@@ -290,11 +290,21 @@ class BackupAndRestore(Callback):
         for old in _backups(self.directory)[KEEP:] + _unfinished(self.directory):
             old.unlink(missing_ok=True)
 
-    def wait(self) -> None:
-        """Return when the backup being written is on disk (raises its error, if any)."""
+    def wait(self, quiet: bool = False) -> None:
+        """Return when the backup being written is on disk (raises its error, if any).
+
+        ``quiet``: warn instead (``fit`` is failing already; its own error is the one to see).
+        """
         pending, self._pending = self._pending, None
-        if pending is not None:
+        if pending is None:
+            return
+        try:
             pending.result()
+        except Exception as exc:
+            if not quiet:
+                raise
+            warnings.warn(f"writing a backup to {os.fspath(self.directory)!r} failed too: "
+                          f"{type(exc).__name__}: {exc}", RuntimeWarning, stacklevel=2)
 
     def __repr__(self) -> str:
         return (f"BackupAndRestore(backup_dir={os.fspath(self.directory)!r}, "

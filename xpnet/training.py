@@ -490,8 +490,8 @@ def fit_loop(model, feed, validation, stepper, settings: FitSettings, callbacks:
         completed = True
     finally:
         callbacks.on_train_end(logs)
-        if backup is not None:
-            backup.wait()  # the backup being written, also when fit fails
+        if backup is not None:  # the backup being written, also when fit fails
+            backup.wait(quiet=not completed)
     if backup is not None and completed:
         backup.finish()
     return history
