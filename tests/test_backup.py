@@ -436,7 +436,6 @@ def test_a_failed_background_write_is_raised_but_never_hides_fits_own_error(tmp_
     with pytest.raises(OSError, match="No space left"):
         _model(be).fit(X, y, epochs=3, batch_size=16, backup_dir=tmp_path)
 
-
     class Fails(xpnet.Callback):  # fit's own error, while epoch 2's backup fails in the background
         def on_epoch_end(self, epoch, logs=None):
             if epoch == 1:
