@@ -97,17 +97,21 @@ class UncheckedArrays:
 FINGERPRINT_ROWS = 16
 
 
+def fingerprint_rows(n: int) -> list[int]:
+    """The ``FINGERPRINT_ROWS`` evenly spaced row indices (fewer for short data) a fingerprint reads."""
+    step = max(FINGERPRINT_ROWS - 1, 1)
+    return sorted({(i * (n - 1)) // step for i in range(FINGERPRINT_ROWS)}) if n else []
+
+
 def data_fingerprint(be: Any, X: Array, y: Array) -> str:
     """A digest of every label and of ``FINGERPRINT_ROWS`` evenly spaced rows of X (exact bytes)."""
     xp = be.xp
-    n = X.shape[0]
-    rows = sorted({(i * (n - 1)) // max(FINGERPRINT_ROWS - 1, 1) for i in range(FINGERPRINT_ROWS)})
-    sample = xp.take(X, be.asarray(rows, dtype=be.index_dtype), axis=0) if n else X
+    rows = fingerprint_rows(X.shape[0])
+    sample = xp.take(X, be.asarray(rows, dtype=be.index_dtype), axis=0) if rows else X
     digest = hashlib.blake2b(digest_size=16)
     digest.update(be.to_numpy(sample).tobytes())
     digest.update(be.to_numpy(y).tobytes())
     return digest.hexdigest()
-
 
 
 def weights_fingerprint(host_weight: Any) -> str | None:

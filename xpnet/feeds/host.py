@@ -59,7 +59,7 @@ from ..backends import get_backend
 from ..errors import DTypeError, ShapeError
 from ..losses import as_matrix, check_target_rows, one_hot
 from ..scoring import logit_blocks
-from .arrays import check_batch_fits, trained_weight, weights_fingerprint
+from .arrays import check_batch_fits, fingerprint_rows, trained_weight, weights_fingerprint
 from .base import Block, Feed
 from .convert import check_exact_ints, check_real_dtype, exact_in, numpy_dtype
 
@@ -421,10 +421,9 @@ def _chunk_targets(model: Any, chunk: Chunk) -> Array:
     return chunk.y
 
 
-def host_fingerprint(X: np.ndarray, y: np.ndarray | None, rows: int = 16) -> str:
-    """A digest of ``rows`` evenly spaced rows of host ``X`` and of every label (reads only those)."""
-    n = X.shape[0]
-    picked = sorted({(i * (n - 1)) // max(rows - 1, 1) for i in range(rows)}) if n else []
+def host_fingerprint(X: np.ndarray, y: np.ndarray | None) -> str:
+    """:func:`~xpnet.feeds.arrays.data_fingerprint` of host data: reads only those rows of ``X``."""
+    picked = fingerprint_rows(X.shape[0])
     digest = hashlib.blake2b(np.ascontiguousarray(X[picked]).tobytes(), digest_size=16)
     step = 1 << 20  # labels in slices: a memory-mapped y is never copied whole
     labels = np.empty(0) if y is None else y

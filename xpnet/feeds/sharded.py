@@ -11,14 +11,13 @@ process.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from .._distributed_fit import on_every_rank
 from .._typing import Array
 from ..scoring import logit_blocks
-from .arrays import ArrayFeed, data_fingerprint
+from .arrays import ArrayFeed, data_fingerprint, weights_fingerprint
 from .base import Block, Feed
 
 __all__ = ["ShardedFeed", "shard_rows", "check_same_weights", "data_fingerprint"]
@@ -42,8 +41,8 @@ def shard_rows(n: int, block: int, rank: int, size: int) -> tuple:
 
 def check_same_weights(comm: Any, host_weight: Any) -> None:
     """A DistributedError on every rank unless the host weights are bitwise equal on all ranks."""
-    digest = hashlib.blake2b(host_weight.tobytes(), digest_size=16).hexdigest()
-    comm.check_same(digest, "sample weights (a fingerprint of their values)")
+    comm.check_same(weights_fingerprint(host_weight),
+                    "sample weights (a fingerprint of their values)")
 
 
 class ShardedFeed(Feed):
