@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
 import xpnet
-from xpnet._threads import ENV_VAR, SMALL_STEP_FLOPS, step_flops, threads_for
+from xpnet._threads import ENV_VAR, SMALL_STEP_FLOPS, scipy_blas_paths, step_flops, threads_for
 
 threadpoolctl = pytest.importorskip("threadpoolctl")
 
@@ -85,3 +87,53 @@ def test_thread_count_does_not_change_the_weights(monkeypatch):
     two, _ = _fit([20, 256, 3], 512, blas_threads=2)
     for a, b in zip(one.layers[::2], two.layers[::2]):
         np.testing.assert_array_equal(a.weights, b.weights)
+
+
+def test_scipy_blas_paths_picks_only_the_library_scipy_ships(tmp_path):
+    site = tmp_path / "site-packages"
+    for folder in ("scipy", "scipy.libs", "numpy.libs", "scipy_extra"):
+        (site / folder).mkdir(parents=True)
+    paths = [str(site / "scipy.libs" / "libscipy_openblas.so"),
+             str(site / "numpy.libs" / "libscipy_openblas64_.so"),
+             str(site / "scipy_extra" / "libopenblas.so"),  # a sibling package, not scipy
+             str(site / "scipy" / "linalg" / "libblas.so")]
+    assert scipy_blas_paths(paths, str(site / "scipy")) == [paths[0], paths[3]]
+    linked = tmp_path / "venv-link"
+    linked.symlink_to(site)  # a venv reached through a link still counts as scipy's
+    assert scipy_blas_paths([str(linked / "scipy.libs" / "x.so")], str(site / "scipy")) == [
+        str(linked / "scipy.libs" / "x.so")]
+
+
+def _pools_by_path() -> dict:
+    return {p["filepath"]: p["num_threads"] for p in threadpoolctl.threadpool_info()
+            if p["user_api"] == "blas"}
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_lbfgs_runs_scipys_blas_on_one_thread_and_leaves_the_rest(monkeypatch):
+    pytest.importorskip("sklearn")
+    import scipy
+
+    from xpnet.sklearn import MLPClassifier
+
+    before = _pools_by_path()
+    scipy_dir = os.path.realpath(os.path.dirname(scipy.__file__))
+    own = scipy_blas_paths(list(before), scipy_dir)
+    others = [path for path in before if path not in own]
+    if not own or before[own[0]] < 2:
+        pytest.skip("scipy has no BLAS of its own with two threads here (a shared BLAS is "
+                    "left alone)")
+    seen = []
+    real = MLPClassifier._lbfgs_loss_grad
+
+    def recording(self, *args):
+        seen.append(_pools_by_path())
+        return real(self, *args)
+
+    monkeypatch.setattr(MLPClassifier, "_lbfgs_loss_grad", recording)
+    rng = np.random.default_rng(0)
+    MLPClassifier((5,), solver="lbfgs", max_iter=3, random_state=0).fit(
+        rng.normal(size=(30, 4)), rng.integers(0, 3, 30))
+    assert seen and all(pools[own[0]] == 1 for pools in seen)
+    assert all(pools[path] == before[path] for pools in seen for path in others)
+    assert _pools_by_path() == before

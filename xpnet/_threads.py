@@ -18,7 +18,8 @@ import contextlib
 import os
 from typing import Any
 
-__all__ = ["ENV_VAR", "SMALL_STEP_FLOPS", "step_flops", "threads_for", "blas_threads"]
+__all__ = ["ENV_VAR", "SMALL_STEP_FLOPS", "step_flops", "threads_for", "blas_threads",
+           "scipy_blas_paths", "scipy_blas_one_thread"]
 
 ENV_VAR = "XPNET_BLAS_THREADS"
 #: Floating-point operations of one training step below which one BLAS thread
@@ -81,3 +82,44 @@ def blas_threads(layers: Any, batch_size: int, requested: Any = None) -> Any:
     except ImportError:  # optional: without it BLAS keeps its own default
         return contextlib.nullcontext()
     return threadpool_limits(limits=limit, user_api="blas")
+
+
+def scipy_blas_paths(filepaths: list, scipy_dir: str) -> list:
+    """The BLAS libraries among ``filepaths`` that scipy ships for itself (wheel layout:
+    inside the package or its ``scipy.libs`` sibling); none where scipy uses a shared one.
+
+    Examples
+    --------
+    >>> scipy_blas_paths(["/sp/scipy.libs/libscipy_openblas.so",
+    ...                   "/sp/numpy.libs/libscipy_openblas64_.so"], "/sp/scipy")
+    ['/sp/scipy.libs/libscipy_openblas.so']
+    >>> scipy_blas_paths(["/conda/lib/libopenblas.so"], "/conda/lib/python3.12/site-packages/scipy")
+    []
+    """
+    roots = tuple(os.path.join(scipy_dir + suffix, "") for suffix in ("", ".libs"))
+    return [path for path in filepaths if os.path.realpath(path).startswith(roots)]
+
+
+def scipy_blas_one_thread() -> Any:
+    """A context manager: one thread for scipy's own BLAS library, for an lbfgs fit.
+
+    pip's scipy and numpy wheels each bring an OpenBLAS with its own thread pool:
+    L-BFGS-B's vector work runs on scipy's, the loss and gradient on the array
+    library's. A pool's threads keep spinning for a while after each call, so
+    two pools take cores from each other: a digits lbfgs fit on a 2-core machine
+    took 3x longer with both pools at 2 threads than with scipy's at 1
+    (``benchmarks/results/sklearn.md``). L-BFGS-B's vectors are small next to the
+    products, so one thread costs it nothing. Where scipy shares the array
+    library's BLAS (conda), nothing is limited.
+    """
+    try:
+        import scipy
+        from threadpoolctl import ThreadpoolController
+    except ImportError:
+        return contextlib.nullcontext()
+    controller = ThreadpoolController()
+    blas = [lib.filepath for lib in controller.lib_controllers if lib.user_api == "blas"]
+    paths = scipy_blas_paths(blas, os.path.realpath(os.path.dirname(scipy.__file__)))
+    if not paths:
+        return contextlib.nullcontext()
+    return controller.select(filepath=paths).limit(limits=1)

@@ -14,6 +14,7 @@ import numpy as np
 import scipy.optimize
 from sklearn.utils.optimize import _check_optimize_result
 
+from .._threads import scipy_blas_one_thread
 from ..feeds.sparse import SparseRows
 from ..optimizers import KeepGrads
 from ..training import train_step
@@ -36,11 +37,12 @@ class LbfgsMixin:
         loss = self._lbfgs_loss()
         weights = None if sw is None else be.asarray(sw)
         sw_sum = float(X.shape[0]) if sw is None else float(sw.sum())
-        result = scipy.optimize.minimize(
-            self._lbfgs_loss_grad, self._pack(be, [(d.weights, d.biases) for d in layers]),
-            method="L-BFGS-B", jac=True,
-            options={"maxfun": self.max_fun, "maxiter": self.max_iter, "gtol": self.tol},
-            args=(be, X, targets, weights, sw_sum, loss))
+        with scipy_blas_one_thread():  # its pool would take cores from the products'
+            result = scipy.optimize.minimize(
+                self._lbfgs_loss_grad, self._pack(be, [(d.weights, d.biases) for d in layers]),
+                method="L-BFGS-B", jac=True,
+                options={"maxfun": self.max_fun, "maxiter": self.max_iter, "gtol": self.tol},
+                args=(be, X, targets, weights, sw_sum, loss))
         # The same n_iter_ and ConvergenceWarning as scikit-learn (its own helper).
         self.n_iter_ = _check_optimize_result("lbfgs", result, self.max_iter)
         self.loss_ = float(result.fun)
