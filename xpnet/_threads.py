@@ -15,6 +15,7 @@ and is a no-op where threadpoolctl is not installed.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 from typing import Any
 
@@ -108,18 +109,24 @@ def scipy_blas_one_thread() -> Any:
     library's. A pool's threads keep spinning for a while after each call, so
     two pools take cores from each other: a digits lbfgs fit on a 2-core machine
     took 3x longer with both pools at 2 threads than with scipy's at 1
-    (``benchmarks/results/sklearn.md``). L-BFGS-B's vectors are small next to the
+    (``benchmarks/results/sklearn_compare.md``). L-BFGS-B's vectors are small next to the
     products, so one thread costs it nothing. Where scipy shares the array
     library's BLAS (conda), nothing is limited.
     """
+    scipys = _scipy_blas_controller()
+    return contextlib.nullcontext() if scipys is None else scipys.limit(limits=1)
+
+
+@functools.cache
+def _scipy_blas_controller() -> Any:
+    """threadpoolctl's controller of scipy's own BLAS libraries, or None; found once (a
+    search of the loaded libraries takes milliseconds, a share of a small lbfgs fit)."""
     try:
-        import scipy
+        import scipy.optimize  # noqa: F401  (loads scipy's BLAS)
         from threadpoolctl import ThreadpoolController
     except ImportError:
-        return contextlib.nullcontext()
+        return None
     controller = ThreadpoolController()
     blas = [lib.filepath for lib in controller.lib_controllers if lib.user_api == "blas"]
     paths = scipy_blas_paths(blas, os.path.realpath(os.path.dirname(scipy.__file__)))
-    if not paths:
-        return contextlib.nullcontext()
-    return controller.select(filepath=paths).limit(limits=1)
+    return controller.select(filepath=paths) if paths else None
