@@ -137,3 +137,19 @@ def test_lbfgs_runs_scipys_blas_on_one_thread_and_leaves_the_rest(monkeypatch):
     assert seen and all(pools[own[0]] == 1 for pools in seen)
     assert all(pools[path] == before[path] for pools in seen for path in others)
     assert _pools_by_path() == before
+
+
+def test_overlapping_lbfgs_fits_restore_scipys_pool_when_the_last_ends():
+    from xpnet._threads import _scipy_blas_controller, scipy_blas_one_thread
+
+    scipys = _scipy_blas_controller()
+    if scipys is None or scipys.info()[0]["num_threads"] < 2:
+        pytest.skip("scipy has no BLAS of its own with two threads here")
+    before = scipys.info()[0]["num_threads"]
+    first, second = scipy_blas_one_thread(), scipy_blas_one_thread()
+    first.__enter__()
+    second.__enter__()  # a second fit (another Python thread) starts during the first
+    first.__exit__(None, None, None)
+    assert scipys.info()[0]["num_threads"] == 1  # the second fit still runs
+    second.__exit__(None, None, None)
+    assert scipys.info()[0]["num_threads"] == before

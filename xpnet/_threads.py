@@ -17,6 +17,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 __all__ = ["ENV_VAR", "SMALL_STEP_FLOPS", "step_flops", "threads_for", "blas_threads",
@@ -114,7 +116,38 @@ def scipy_blas_one_thread() -> Any:
     library's BLAS (conda), nothing is limited.
     """
     scipys = _scipy_blas_controller()
-    return contextlib.nullcontext() if scipys is None else scipys.limit(limits=1)
+    return contextlib.nullcontext() if scipys is None else _SCIPY_ONE_THREAD.held(scipys)
+
+
+class _SharedLimit:
+    """One thread for a pool while any fit needs it, restored when the last one ends.
+
+    Fits in several Python threads (joblib's threading backend) overlap: with a
+    limiter each, the one that ends last would restore the limit of one instead
+    of the pool's own count.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._users = 0
+        self._limiter: Any = None
+
+    @contextlib.contextmanager
+    def held(self, controller: Any) -> Iterator[None]:
+        with self._lock:
+            if self._users == 0:
+                self._limiter = controller.limit(limits=1)
+            self._users += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._users -= 1
+                if self._users == 0:
+                    self._limiter.restore_original_limits()
+
+
+_SCIPY_ONE_THREAD = _SharedLimit()
 
 
 @functools.cache
