@@ -30,12 +30,57 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from xpnet.sklearn import MLPClassifier, MLPRegressor
 
+#: Checks that scikit-learn's own MLP with the same parameters fails as well (tested below).
+SKLEARN_FAILS_TOO = {
+    "check_classifiers_multilabel_output_format_predict_proba":
+        "scikit-learn's MLPClassifier(solver='lbfgs') fails it too: after lbfgs some sigmoid "
+        "outputs round to exactly 1.0, which the check does not allow",
+}
+
+
+def _expected_failures(estimator) -> dict:
+    lbfgs_classifier = estimator.solver == "lbfgs" and isinstance(estimator, MLPClassifier)
+    return SKLEARN_FAILS_TOO if lbfgs_classifier else {}
+
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
-@parametrize_with_checks([MLPClassifier(), MLPRegressor()])
+@parametrize_with_checks([MLPClassifier(), MLPRegressor(), MLPClassifier(solver="lbfgs"),
+                          MLPRegressor(solver="lbfgs"), MLPClassifier(solver="sgd")],
+                         expected_failed_checks=_expected_failures)
 def test_sklearn_estimator_checks(estimator, check):
-    """Every check of scikit-learn's suite, with scikit-learn's default hyperparameters."""
+    """Every check of scikit-learn's suite, with scikit-learn's default hyperparameters and
+    with each solver (lbfgs once failed a check that the default adam passed)."""
     check(estimator)
+
+
+def test_the_checks_excused_for_lbfgs_fail_for_scikit_learns_own_mlp_too():
+    from sklearn.utils import estimator_checks
+
+    for name in SKLEARN_FAILS_TOO:
+        with pytest.raises(AssertionError):
+            getattr(estimator_checks, name)(
+                "MLPClassifier", SkMLPClassifier(solver="lbfgs", random_state=0))
+
+
+def test_predict_log_proba_is_log_of_predict_proba_as_in_scikit_learn():
+    rng = np.random.default_rng(0)
+    X = np.concatenate([rng.normal(size=(20, 2)) + c for c in ([0, 0], [40, 0], [0, 40])])
+    y = np.repeat([0, 1, 2], 20)
+    params = dict(hidden_layer_sizes=(8,), solver="lbfgs", random_state=0)
+    ours = _fit_quietly(MLPClassifier(**params), X, y)
+    theirs = _fit_quietly(SkMLPClassifier(**params), X, y)
+    far = X * 30  # some probabilities underflow to exactly 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # and no divide-by-zero warning for them
+        logs = ours.predict_log_proba(far)
+    with np.errstate(divide="ignore"):
+        expected = np.log(ours.predict_proba(far))
+        sklearn_logs = theirs.predict_log_proba(far)
+    assert np.isneginf(logs).sum() > 0
+    np.testing.assert_array_equal(logs, expected)
+    np.testing.assert_array_equal(np.isneginf(logs), np.isneginf(sklearn_logs))
+    finite = np.isfinite(logs)
+    np.testing.assert_allclose(logs[finite], sklearn_logs[finite], rtol=1e-6)  # weights: ~1e-8
 
 
 # -- the same numbers as scikit-learn's own MLP ------------------------------------
