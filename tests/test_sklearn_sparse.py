@@ -110,9 +110,13 @@ def test_sparse_matches_scikit_learn_sparse_fit():
 
 
 @pytest.mark.parametrize("densify", [False, True])
-@pytest.mark.parametrize("solver", ["adam", "lbfgs"])
-def test_sparse_input_is_never_densified_whole(monkeypatch, densify, solver):
-    """Blocks of at most a batch (training) or BLOCK_ROWS rows (inference, lbfgs)."""
+@pytest.mark.parametrize("params", [dict(solver="adam"), dict(solver="lbfgs"),
+                                    dict(solver="adam", early_stopping=True,
+                                         validation_fraction=0.5)],
+                         ids=["adam", "lbfgs", "early_stopping"])
+def test_sparse_input_is_never_densified_whole(monkeypatch, densify, params):
+    """Blocks of at most a batch (training) or BLOCK_ROWS rows (inference, lbfgs, and
+    early stopping's validation rows)."""
     if densify:
         monkeypatch.setattr(feeds_sparse, "SPARSE_PRODUCT_MAX_DENSITY", -1.0)
     monkeypatch.setattr(feeds_sparse, "BLOCK_ROWS", 64)
@@ -131,8 +135,8 @@ def test_sparse_input_is_never_densified_whole(monkeypatch, densify, solver):
     monkeypatch.setattr(feeds_sparse.SparseRows, "rows", spy)
     monkeypatch.setattr(feeds_sparse.SparseRows.blocks, "__defaults__", (64,))
     dense, y = _tfidf_like(n=300)
-    clf = _fit(MLPClassifier(hidden_layer_sizes=(5,), max_iter=2, batch_size=40, solver=solver,
-                             random_state=0), sparse.csr_matrix(dense), y)
+    clf = _fit(MLPClassifier(hidden_layer_sizes=(5,), max_iter=2, batch_size=40,
+                             random_state=0, **params), sparse.csr_matrix(dense), y)
     clf.predict_proba(sparse.csr_matrix(dense))
     assert sizes and max(sizes) <= 64 < dense.shape[0]
 

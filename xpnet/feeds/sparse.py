@@ -20,6 +20,7 @@ caller already imported ``scipy.sparse``.
 
 from __future__ import annotations
 
+import copy
 import sys
 from collections.abc import Iterator
 
@@ -106,6 +107,14 @@ class SparseRows:
         if self.sparse_products:
             return block
         return self.backend.asarray(block.toarray())
+
+    def subset(self, index) -> SparseRows:
+        """The rows ``index`` (host integer array) as another :class:`SparseRows`, still
+        sparse (early stopping's validation rows, scored block by block)."""
+        part = copy.copy(self)
+        part.matrix = self.matrix[index]
+        part.shape = tuple(part.matrix.shape)
+        return part
 
     def blocks(self, block_rows: int = BLOCK_ROWS) -> Iterator:
         """Every row in order, ``block_rows`` at a time (the last block may be smaller)."""

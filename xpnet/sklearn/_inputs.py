@@ -73,6 +73,14 @@ def check_sample_weight(sample_weight, n_samples: int):
     return sw
 
 
+def subset_rows(be, X, idx_host):
+    """All of ``X``'s rows ``idx_host`` (validation rows): gathered on the device, or a
+    smaller sparse matrix that inference densifies block by block."""
+    if isinstance(X, SparseRows):
+        return X.subset(idx_host)
+    return be.take_rows(X, be.asarray(idx_host, dtype=be.index_dtype))
+
+
 def take_rows(be, X, idx_device, idx_host):
     """The rows of ``X`` for a batch: a device gather, or a block of a sparse matrix."""
     if isinstance(X, SparseRows):

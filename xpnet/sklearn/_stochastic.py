@@ -21,7 +21,7 @@ from ..feeds.base import Block, Feed
 from ..feeds.sparse import SparseRows
 from ..optimizers import SGD, Adam, _one_minus_pow, _sqrt
 from ..training import FitSettings, Stepper, run_epoch, train_step
-from ._inputs import take_rows
+from ._inputs import subset_rows, take_rows
 from ._network import dense_layers
 
 
@@ -355,7 +355,7 @@ class StochasticMixin:
     def _track_validation_score(self, be, X, y_host, sw, val_idx) -> None:
         """Early stopping: score the validation rows (NaN when the outputs are not finite,
         as scikit-learn records it); keep the best parameters."""
-        Xv = take_rows(be, X, be.asarray(val_idx, dtype=be.index_dtype), val_idx)
+        Xv = subset_rows(be, X, val_idx)
         score = self._score_device(be, Xv, y_host[val_idx],
                                    None if sw is None else sw[val_idx])
         self.validation_scores_.append(score)
