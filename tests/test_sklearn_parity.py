@@ -86,9 +86,12 @@ def test_lbfgs_matches_scikit_learn_after_20_iterations(target):
     assert not hasattr(ours, "loss_curve_") and not hasattr(ref, "loss_curve_")
 
 
-@pytest.mark.parametrize("target", ["multiclass", "binary"])
-def test_lbfgs_at_convergence_same_n_iter_and_score(target):
-    X, y, ref, cls, params = _lbfgs_pair(target, max_iter=500)
+@pytest.mark.parametrize("target, tol", [("multiclass", 1e-4), ("binary", 1e-4),
+                                         ("squared_error", 1e-3), ("poisson", 1e-2)])
+def test_lbfgs_at_convergence_same_n_iter_and_score(target, tol):
+    """Runs that converge within some 60 iterations (longer ones amplify rounding:
+    docs/sklearn.md, "Differences")."""
+    X, y, ref, cls, params = _lbfgs_pair(target, max_iter=500, tol=tol)
     with warnings.catch_warnings():
         warnings.simplefilter("error", ConvergenceWarning)  # both converge
         ref.fit(X, y)
