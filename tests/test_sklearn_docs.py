@@ -39,3 +39,12 @@ def test_tables_name_every_parameter_and_attribute():
     names |= set(re.findall(r"^    (\w+_) :", attributes, flags=re.M))
     missing = sorted(n for n in names if f"`{n}`" not in text)
     assert not missing and len(names) > 30
+
+
+def test_readme_tables_are_the_docs_tables():
+    """README.md repeats docs/sklearn.md's parameter and attribute tables: row for row."""
+    readme = (DOC.parents[1] / "README.md").read_text()
+    readme = readme[readme.index("### Every parameter"):]
+    rows = [line for line in DOC.read_text().splitlines() if line.startswith("| `")]
+    readme_rows = [line for line in readme.splitlines() if line.startswith("| `")]
+    assert len(rows) > 30 and readme_rows[:len(rows)] == rows
