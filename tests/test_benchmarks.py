@@ -314,3 +314,16 @@ def test_torch_step_benchmark_runs(capsys):
     out = capsys.readouterr().out
     assert "| 256 | xpnet |" in out and "| 256 | by hand |" in out
     assert "| 256 | compiled |" in out or "torch.compile failed" in out
+
+
+def test_sparse_products_benchmark_times_both_paths_and_restores_the_threshold(capsys):
+    pytest.importorskip("sklearn")
+    import xpnet.feeds.sparse as feeds_sparse
+    from benchmarks import sparse_products
+
+    before = feeds_sparse.SPARSE_PRODUCT_MAX_DENSITY
+    sparse_products.main(["--quick", "--densities", "0.01,0.3"])
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.startswith(("| 0.01 |", "| 0.3 |"))]
+    assert len(rows) == 2 and all(float(r.split("|")[4]) > 0 for r in rows)
+    assert feeds_sparse.SPARSE_PRODUCT_MAX_DENSITY == before
