@@ -9,7 +9,9 @@ times the batch size): below :data:`SMALL_STEP_FLOPS` one thread, above it
 the BLAS library's own default. ``XPNET_BLAS_THREADS`` (a positive int, or
 ``auto``) and ``fit(blas_threads=...)`` override the choice. The limit goes
 through threadpoolctl, as in scikit-learn, for the duration of the fit only,
-and is a no-op where threadpoolctl is not installed.
+and is a no-op where threadpoolctl is not installed. An lbfgs fit of
+``xpnet.sklearn`` also runs SciPy's own BLAS on one thread
+(:func:`scipy_blas_one_thread`).
 """
 
 from __future__ import annotations
