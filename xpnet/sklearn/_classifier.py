@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from sklearn.base import ClassifierMixin
 from sklearn.metrics import accuracy_score
@@ -241,10 +239,9 @@ dense array of any array library or a scipy.sparse CSR/CSC matrix.""",
         """``log(predict_proba(X))``, as scikit-learn computes it: ``-inf`` where a
         probability underflowed to 0 (scikit-learn's estimator checks require that equality)."""
         be, z, X = self._raw_outputs(X, "predict_log_proba")
-        xp, proba = be.xp, self._proba_device(be, z)
-        positive = proba > 0  # log(0) is -inf, without NumPy's divide-by-zero warning
-        logs = xp.log(xp.where(positive, proba, xp.ones_like(proba)))
-        return self._output(be, xp.where(positive, logs, xp.full_like(proba, -math.inf)), X)
+        proba = self._proba_device(be, z)
+        with be.floating_point_errors_ignored():  # log(0) is -inf, no divide-by-zero warning
+            return self._output(be, be.xp.log(proba), X)
 
     def _score_device(self, be, Xd, y_host, sw) -> float:
         labels = self._labels_from_logits(be, self._forward(be, Xd))
