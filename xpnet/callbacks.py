@@ -57,7 +57,6 @@ from .errors import StateError
 __all__ = ["Callback", "CallbackList", "History", "LearningRateScheduler", "EarlyStopping",
            "ReduceLROnPlateau", "EpochLogger", "format_epoch", "LEGACY_KEYS"]
 
-
 #: Today's History keys and the Keras log keys they are recorded as in ``logs``.
 LEGACY_KEYS = MappingProxyType({"train_acc": "accuracy", "val_acc": "val_accuracy"})
 

@@ -22,6 +22,7 @@ from .base import Block, Feed
 
 __all__ = ["ShardedFeed", "shard_rows", "check_same_weights", "data_fingerprint"]
 
+
 def shard_rows(n: int, block: int, rank: int, size: int) -> tuple:
     """This rank's contiguous rows ``[lo, hi)`` of ``n``, cut at multiples of ``block``.
 
