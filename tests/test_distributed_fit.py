@@ -30,7 +30,8 @@ from _helpers import assert_ranks_ok, mpi_env, mpi_skip_reason, mpiexec_path
 from _helpers import run_mpi as run_mpi_job
 
 import xpnet
-from xpnet.distributed import SingleProcessCommunicator
+from xpnet._distributed_fit import on_every_rank
+from xpnet.distributed import SingleProcessCommunicator, raised_on_every_rank
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ROOT / "tests" / "mpi_scripts"
@@ -191,22 +192,54 @@ def test_cli_distributed_equals_one_process(tmp_path):
     assert (tmp_path / "a.png").stat().st_size > 0
 
 
+def _cli_job(tmp_path, *command: str, batch_size: int) -> subprocess.CompletedProcess:
+    """``mpiexec -n 2 COMMAND train --distributed ...`` without ``-m mpi4py``: the
+    command line itself must end the job when a rank fails."""
+    cmd = [mpiexec_path(), "-n", "2", sys.executable, *command, "train", "--distributed",
+           "--epochs", "1", "--limit", "256", "--batch-size", str(batch_size), "--quiet",
+           "--save", "never.npz"]
+    return subprocess.run(cmd, env=_env(), cwd=tmp_path, capture_output=True, text=True,
+                          timeout=120)
+
+
 @needs_mpi
 @pytest.mark.skipif(not _mnist_present(), reason="no MNIST copy in data/mnist")
-def test_cli_refuses_an_indivisible_batch_on_every_rank_even_without_mpi4py_runner(tmp_path):
-    # Launched without `-m mpi4py`: the CLI itself must end the job (MPI_Abort).
-    cmd = [mpiexec_path(), "-n", "2", sys.executable, "-m", "xpnet", "train", "--distributed",
-           "--epochs", "1", "--limit", "256", "--batch-size", "33", "--quiet",
-           "--save", "never.npz"]
-    proc = subprocess.run(cmd, env=_env(), cwd=tmp_path, capture_output=True, text=True,
-                          timeout=120)
-    assert proc.returncode != 0
-    assert "xpnet: error: global_batch=33 is not divisible by the 2 ranks" in proc.stderr, \
-        proc.stderr[-4000:]
+def test_cli_refuses_an_indivisible_batch_on_every_rank_and_exits_without_abort(tmp_path):
+    proc = _cli_job(tmp_path, "-m", "xpnet", batch_size=33)
+    assert proc.returncode == 1, proc.stderr[-4000:]
+    # Every rank raised the error together: each exits by itself, so nothing is
+    # aborted and both messages reach the launcher.
+    assert proc.stderr.count("xpnet: error: global_batch=33 is not divisible by the 2 ranks") \
+        == 2, proc.stderr[-4000:]
+    assert "MPI_Abort" not in proc.stderr, proc.stderr[-4000:]
+    assert "epoch 1/1" not in proc.stdout and not (tmp_path / "never.npz").exists()
+
+
+@needs_mpi
+@pytest.mark.skipif(not _mnist_present(), reason="no MNIST copy in data/mnist")
+def test_cli_aborts_the_job_when_one_rank_fails_alone(tmp_path):
+    # Rank 1 fails while rank 0 waits for it in a collective: without MPI_Abort the
+    # job would hang until the timeout below turns it into a failure.
+    proc = _cli_job(tmp_path, str(SCRIPTS / "cli_one_rank_fails.py"), batch_size=32)
+    assert proc.returncode != 0, (proc.stdout + proc.stderr)[-4000:]
     assert "epoch 1/1" not in proc.stdout and not (tmp_path / "never.npz").exists()
 
 
 # -- one process, no MPI needed ----------------------------------------------------------
+
+def test_only_errors_shared_by_every_rank_are_marked_so():
+    """The command line exits without MPI_Abort only after an error every rank raised."""
+    def fails():
+        raise OSError("disk full")
+
+    with pytest.raises(OSError) as alone:
+        fails()
+    with pytest.raises(OSError, match="disk full") as shared:
+        on_every_rank(SingleProcessCommunicator(), "writing", fails)
+    assert not raised_on_every_rank(alone.value)
+    assert raised_on_every_rank(shared.value)
+    assert on_every_rank(SingleProcessCommunicator(), "adding", lambda: 1 + 1) == 2
+
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
 def test_a_one_rank_communicator_trains_like_no_communicator(backend, optimizer):

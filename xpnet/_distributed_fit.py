@@ -43,7 +43,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._typing import Array
-from .distributed import Communicator, DistributedError
+from .distributed import Communicator, DistributedError, on_every_rank_error
 from .errors import StateError
 from .layers.base import loss_layers
 from .optimizers import SGD, KeepGrads
@@ -106,7 +106,7 @@ def check_fit_agreement(comm: Communicator, model: Any, X: Any, y: Any, *, epoch
          "loss": repr(model.loss), **{k: repr(v) for k, v in sorted(options.items())}},
         "settings or models")
     if isinstance(batch_size, int) and not isinstance(batch_size, bool) and batch_size >= 1:
-        comm.check_global_batch(batch_size)
+        _on_every_rank(comm, "checking the batch size", lambda: comm.check_global_batch(batch_size))
 
 
 def _parameters(layers: Sequence[Layer]) -> list[Array]:
@@ -341,9 +341,10 @@ def _on_every_rank(comm: Communicator, what: str, fn: Callable[[], _T]) -> _T:
         error = exc
     failed = comm.allreduce_scalar(float(error is not None), "max")
     if error is not None:
-        raise error
+        raise on_every_rank_error(error)
     if failed:
-        raise DistributedError(f"another rank failed while {what} (see its error message)")
+        raise on_every_rank_error(
+            DistributedError(f"another rank failed while {what} (see its error message)"))
     return result
 
 

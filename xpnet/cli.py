@@ -67,6 +67,8 @@ LOSS_CHOICES = ("softmax_crossentropy", "mse", "binary_crossentropy")
 INIT_CHOICES = ("seed", "he_normal", "he_uniform", "glorot_normal", "glorot_uniform")
 SCHEDULE_CHOICES = ("none", "step", "cosine")
 N_FEATURES, N_CLASSES = 784, 10
+#: Seconds between an error message and ``MPI_Abort`` (which may drop unforwarded output).
+_ABORT_GRACE_S = 0.5
 
 
 # --------------------------------------------------------------------------
@@ -703,14 +705,14 @@ def main(argv=None) -> int:
         # Reported like argparse's own errors: the command line itself is wrong.
         print(f"xpnet: error: {_one_line(exc)} (see 'xpnet {args.command} --help')",
               file=sys.stderr, flush=True)
-        _abort_other_ranks(args, 2)
+        _abort_other_ranks(args, 2, exc)
         return 2
     except (XpnetError, ValueError, TypeError, KeyError, OSError, ImportError,
             MemoryError) as exc:
         if os.environ.get("XPNET_DEBUG"):
             raise
         print(f"xpnet: error: {_error_message(exc)}", file=sys.stderr, flush=True)
-        _abort_other_ranks(args, 1)
+        _abort_other_ranks(args, 1, exc)
         return 1
 
 
@@ -734,14 +736,22 @@ def _kept_backups(args) -> str:
             "from the last one)")
 
 
-def _abort_other_ranks(args, code: int) -> None:
+def _abort_other_ranks(args, code: int, exc: BaseException) -> None:
     """After an error on one rank of ``--distributed``, end the others too.
 
-    Launched through ``python -m mpi4py`` the job would abort anyway; without
-    it the other ranks would wait forever in their next collective.
+    An error that every rank raised together (a refused batch size, ranks
+    that disagree) needs nothing: each rank exits by itself. ``MPI_Abort``
+    can drop what the ranks printed last, their error messages included,
+    so it is kept for an error of one rank alone: without it the other
+    ranks would wait forever in their next collective.
     """
     comm = getattr(args, "communicator", None)
-    if comm is not None and comm.size > 1:
+    if comm is None or comm.size == 1:
+        return
+    from .distributed import raised_on_every_rank
+
+    if not raised_on_every_rank(exc):
+        time.sleep(_ABORT_GRACE_S)  # the launcher forwards the message printed just before
         comm.abort(code)
 
 

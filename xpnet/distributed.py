@@ -70,6 +70,7 @@ if TYPE_CHECKING:
     from .backends import Backend
 
 _T = TypeVar("_T")
+_E = TypeVar("_E", bound=BaseException)
 
 __all__ = [
     "init",
@@ -77,6 +78,7 @@ __all__ = [
     "SingleProcessCommunicator",
     "DistributedError",
     "MPI_INSTALL_HINT",
+    "raised_on_every_rank",
 ]
 
 MPI_INSTALL_HINT = f'{install_command("mpi")}  (mpi4py>=4 and the mpich wheel)'
@@ -89,6 +91,29 @@ _SCALAR_OPS = ("sum", "mean", "max", "min")
 
 class DistributedError(XpnetError, ValueError):
     """The ranks of a job disagree (data sizes, shapes, parameters) or misuse a collective."""
+
+
+_EVERY_RANK_MARK = "_xpnet_raised_on_every_rank"
+
+
+def on_every_rank_error(exc: _E) -> _E:
+    """``exc``, marked as raised by every rank of the job together (none is left waiting)."""
+    try:
+        setattr(exc, _EVERY_RANK_MARK, True)
+    except AttributeError:  # an exception type with __slots__: left unmarked, so ranks abort
+        pass
+    return exc
+
+
+def raised_on_every_rank(exc: BaseException) -> bool:
+    """Whether every rank raised ``exc`` together, so each can exit without ``MPI_Abort``.
+
+    Errors of the agreement checks (:meth:`MPICommunicator.check_same`,
+    :meth:`~MPICommunicator.check_equal`, and a failure that one rank shares
+    with the others before training) are; any other error may be one rank's
+    alone while the others wait in a collective.
+    """
+    return bool(getattr(exc, _EVERY_RANK_MARK, False))
 
 
 def _import_mpi() -> Any:
@@ -484,10 +509,10 @@ class MPICommunicator(_CommunicatorBase):
         digests = self.comm.allgather(digest)
         differing = [r for r, d in enumerate(digests) if d != digests[0]]
         if differing:
-            raise DistributedError(
+            raise on_every_rank_error(DistributedError(
                 f"{what} differ between ranks: ranks {differing} do not match rank 0 "
                 "(broadcast them from rank 0 with comm.broadcast before training)"
-            )
+            ))
         return digest
 
     def check_same(self, value: _T, what: str) -> _T:
@@ -500,10 +525,10 @@ class MPICommunicator(_CommunicatorBase):
         values = self.comm.allgather(value)
         if any(v != values[0] for v in values[1:]):
             listing = ", ".join(f"rank {r}: {v!r}" for r, v in enumerate(values))
-            raise DistributedError(
+            raise on_every_rank_error(DistributedError(
                 f"the ranks were given different {what} ({listing}); every rank must "
                 "load the same data and use the same settings"
-            )
+            ))
         return value
 
     def _blocks_layout(self, block: Array, backend: Backend) -> tuple[np.ndarray, tuple, list[int], list[int]]:

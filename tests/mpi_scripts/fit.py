@@ -24,7 +24,7 @@ import numpy as np
 
 import xpnet
 from xpnet.callbacks import Callback
-from xpnet.distributed import DistributedError, init
+from xpnet.distributed import DistributedError, init, raised_on_every_rank
 from xpnet.optimizers import SGD, Adam
 
 N_ROWS, N_FEATURES, N_CLASSES = 192, 12, 4
@@ -125,6 +125,7 @@ def expect_refused(comm, kind, text, X, y, batch_size):
                   distributed=comm)
     except kind as exc:
         assert text in str(exc), exc
+        assert raised_on_every_rank(exc), f"not marked as raised on every rank: {exc!r}"
         print(f"REFUSED {comm.rank}: {type(exc).__name__}: {exc}", flush=True)
         return
     raise AssertionError(f"fit accepted batch_size={batch_size}, X {X.shape}")
