@@ -70,7 +70,9 @@ def command(work, name: str, *extra) -> list[str]:
 def _run(work, program, argv, **env) -> subprocess.CompletedProcess:
     """``python PROGRAM ARGV`` (under ``mpiexec -n 2`` when ``argv`` has ``--distributed``)."""
     if "--distributed" in argv:
-        launch, base = [mpiexec_path(), "-n", "2", sys.executable, "-m", "mpi4py"], mpi_env(ROOT)
+        # Without `-m mpi4py`, whose abort at a failing exit may cut off the last output:
+        # the command line ends the job by itself.
+        launch, base = [mpiexec_path(), "-n", "2", sys.executable], mpi_env(ROOT)
     else:
         launch, base = [sys.executable], cli_env()
     return subprocess.run([*launch, *program, *argv], capture_output=True, text=True,

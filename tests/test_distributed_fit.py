@@ -241,6 +241,39 @@ def test_only_errors_shared_by_every_rank_are_marked_so():
     assert on_every_rank(SingleProcessCommunicator(), "adding", lambda: 1 + 1) == 2
 
 
+class _TwoRanks:
+    """What the command line's error path uses of a communicator: the abort it calls."""
+
+    size, aborted = 2, None
+
+    def abort(self, code):
+        self.aborted = code
+
+
+@pytest.mark.parametrize("shared,runner,aborted", [
+    (True, False, None),  # every rank failed together: each exits by itself
+    (True, True, 1),      # python -m mpi4py aborts any failing exit anyway
+    (False, False, 1),    # one rank alone: the others would wait forever
+])
+def test_the_command_line_aborts_the_job_only_when_it_must(shared, runner, aborted,
+                                                           monkeypatch):
+    from xpnet import cli
+
+    def fails():
+        raise OSError("disk full")
+
+    with pytest.raises(OSError) as caught:
+        on_every_rank(SingleProcessCommunicator(), "writing", fails) if shared else fails()
+    monkeypatch.setattr(cli, "_ABORT_GRACE_S", 0.0)
+    if runner:
+        monkeypatch.setitem(sys.modules, "mpi4py.run", object())
+    else:
+        monkeypatch.delitem(sys.modules, "mpi4py.run", raising=False)
+    args = type("Args", (), {"communicator": _TwoRanks()})()
+    cli._abort_other_ranks(args, 1, caught.value)
+    assert args.communicator.aborted == aborted
+
+
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
 def test_a_one_rank_communicator_trains_like_no_communicator(backend, optimizer):
     """The split step (KeepGrads, allreduce, optimizer step) on one rank is the fused step:

@@ -257,7 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="use only the first N images of each split (quick runs and tests)")
     t.add_argument("--distributed", action="store_true",
                    help="data-parallel training over MPI; launch as 'mpiexec -n 4 python -m "
-                        "mpi4py -m xpnet train --distributed' (needs xpnet[mpi]); --batch-size "
+                        "xpnet train --distributed' (needs xpnet[mpi]); --batch-size "
                         "is the global batch; only rank 0 prints, saves and plots")
     g = t.add_argument_group("optimization (beyond the tutorial)")
     g.add_argument("--optimizer", choices=OPTIMIZER_CHOICES, default="sgd",
@@ -737,22 +737,25 @@ def _kept_backups(args) -> str:
 
 
 def _abort_other_ranks(args, code: int, exc: BaseException) -> None:
-    """After an error on one rank of ``--distributed``, end the others too.
+    """After an error under ``--distributed``, make sure the whole job ends.
 
     An error that every rank raised together (a refused batch size, ranks
-    that disagree) needs nothing: each rank exits by itself. ``MPI_Abort``
-    can drop what the ranks printed last, their error messages included,
-    so it is kept for an error of one rank alone: without it the other
-    ranks would wait forever in their next collective.
+    given different data) needs nothing: each rank prints it and exits, and
+    the launcher forwards every message. After an error of one rank alone the
+    others would wait forever in their next collective, so the job is aborted
+    (``MPI_Abort``), as is every failing exit under ``python -m mpi4py``. An
+    abort may drop output not yet forwarded: the grace before it lets the
+    launcher pass on the message just printed.
     """
     comm = getattr(args, "communicator", None)
     if comm is None or comm.size == 1:
         return
     from .distributed import raised_on_every_rank
 
-    if not raised_on_every_rank(exc):
-        time.sleep(_ABORT_GRACE_S)  # the launcher forwards the message printed just before
-        comm.abort(code)
+    if raised_on_every_rank(exc) and "mpi4py.run" not in sys.modules:
+        return
+    time.sleep(_ABORT_GRACE_S)
+    comm.abort(code)
 
 
 if __name__ == "__main__":  # pragma: no cover
