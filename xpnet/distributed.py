@@ -109,9 +109,11 @@ def raised_on_every_rank(exc: BaseException) -> bool:
     """Whether every rank raised ``exc`` together, so each can exit without ``MPI_Abort``.
 
     Errors of the agreement checks (:meth:`MPICommunicator.check_same`,
-    :meth:`~MPICommunicator.check_equal`, and a failure that one rank shares
-    with the others before training) are; any other error may be one rank's
-    alone while the others wait in a collective.
+    :meth:`~MPICommunicator.check_equal`, a global batch the ranks do not
+    divide in ``fit``) are, and so are the failures that ``fit``, ``evaluate``
+    and the backups share with every rank (reading the data, the sample
+    weights or a backup; scoring). Any other error may be one rank's alone
+    while the others wait in a collective.
     """
     return bool(getattr(exc, _EVERY_RANK_MARK, False))
 
