@@ -43,7 +43,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._typing import Array
-from .distributed import Communicator, DistributedError, on_every_rank_error
+from .distributed import Communicator, DistributedError, mark_raised_on_every_rank
 from .errors import StateError
 from .layers.base import loss_layers
 from .optimizers import SGD, KeepGrads
@@ -340,11 +340,11 @@ def _on_every_rank(comm: Communicator, what: str, fn: Callable[[], _T]) -> _T:
     except Exception as exc:  # re-raised below, after the other ranks heard of it
         error = exc
     failed = comm.allreduce_scalar(float(error is not None), "max")
+    if failed and error is None:
+        error = DistributedError(f"another rank failed while {what} (see its error message)")
     if error is not None:
-        raise on_every_rank_error(error)
-    if failed:
-        raise on_every_rank_error(
-            DistributedError(f"another rank failed while {what} (see its error message)"))
+        mark_raised_on_every_rank(error)
+        raise error
     return result
 
 

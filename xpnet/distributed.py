@@ -70,7 +70,6 @@ if TYPE_CHECKING:
     from .backends import Backend
 
 _T = TypeVar("_T")
-_E = TypeVar("_E", bound=BaseException)
 
 __all__ = [
     "init",
@@ -96,13 +95,19 @@ class DistributedError(XpnetError, ValueError):
 _EVERY_RANK_MARK = "_xpnet_raised_on_every_rank"
 
 
-def on_every_rank_error(exc: _E) -> _E:
-    """``exc``, marked as raised by every rank of the job together (none is left waiting)."""
+def mark_raised_on_every_rank(exc: BaseException) -> None:
+    """Mark ``exc`` as raised by every rank of the job together (none is left waiting)."""
     try:
         setattr(exc, _EVERY_RANK_MARK, True)
     except AttributeError:  # an exception type with __slots__: left unmarked, so ranks abort
         pass
-    return exc
+
+
+def _disagreement(message: str) -> DistributedError:
+    """The error every rank raises when the agreement checks find the ranks differ."""
+    error = DistributedError(message)
+    mark_raised_on_every_rank(error)
+    return error
 
 
 def raised_on_every_rank(exc: BaseException) -> bool:
@@ -511,10 +516,10 @@ class MPICommunicator(_CommunicatorBase):
         digests = self.comm.allgather(digest)
         differing = [r for r, d in enumerate(digests) if d != digests[0]]
         if differing:
-            raise on_every_rank_error(DistributedError(
+            raise _disagreement(
                 f"{what} differ between ranks: ranks {differing} do not match rank 0 "
                 "(broadcast them from rank 0 with comm.broadcast before training)"
-            ))
+            )
         return digest
 
     def check_same(self, value: _T, what: str) -> _T:
@@ -527,10 +532,10 @@ class MPICommunicator(_CommunicatorBase):
         values = self.comm.allgather(value)
         if any(v != values[0] for v in values[1:]):
             listing = ", ".join(f"rank {r}: {v!r}" for r, v in enumerate(values))
-            raise on_every_rank_error(DistributedError(
+            raise _disagreement(
                 f"the ranks were given different {what} ({listing}); every rank must "
                 "load the same data and use the same settings"
-            ))
+            )
         return value
 
     def _blocks_layout(self, block: Array, backend: Backend) -> tuple[np.ndarray, tuple, list[int], list[int]]:
