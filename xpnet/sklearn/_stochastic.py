@@ -210,21 +210,24 @@ class StochasticMixin:
         """scikit-learn's ``_fit_stochastic``: epochs until a stopping rule or ``max_iter``."""
         self._prepare_optimizer(incremental)
         n = X.shape[0]
-        train_idx, val_idx = np.arange(n), None
+        train_idx, validation = np.arange(n), None
         if self.early_stopping:
             train_idx, val_idx = self._validation_split(y_host, n)
+            # Gathered once per fit, scored after every epoch.
+            validation = (subset_rows(be, X, val_idx), y_host[val_idx],
+                          None if sw is None else sw[val_idx])
         batch_size = self._batch_size(train_idx.shape[0])
         weights = None if sw is None else be.asarray(sw)
         self.n_iter_ = 0  # counts this call's epochs, as scikit-learn >= 1.6
         try:
-            self._epochs(be, X, targets, y_host, sw, weights, train_idx, val_idx,
+            self._epochs(be, X, targets, sw, weights, train_idx, validation,
                          batch_size, incremental)
         except KeyboardInterrupt:  # as scikit-learn: keep what was learnt so far
             warnings.warn("Training interrupted by user.", stacklevel=4)
         if self.early_stopping:  # restore the best weights (the initial ones if none was)
             self._set_params(self._best_params)
 
-    def _epochs(self, be, X, targets, y_host, sw, weights, train_idx, val_idx,
+    def _epochs(self, be, X, targets, sw, weights, train_idx, validation,
                 batch_size: int, incremental: bool) -> None:
         """scikit-learn's epoch loop: shuffle, one pass, the stopping rules."""
         order = train_idx
@@ -234,7 +237,7 @@ class StochasticMixin:
                     order = self._random_state.permutation(order)
                 self.loss_ = self._epoch(be, X, targets, weights, sw, order, batch_size,
                                          epochs=1 if incremental else self.max_iter)
-                if self._end_of_epoch(be, X, y_host, sw, val_idx, train_idx.shape[0]):
+                if self._end_of_epoch(be, validation, train_idx.shape[0]):
                     break
                 if incremental:
                     break
@@ -244,14 +247,14 @@ class StochasticMixin:
                         "and the optimization hasn't converged yet.", ConvergenceWarning,
                         stacklevel=5)
 
-    def _end_of_epoch(self, be, X, y_host, sw, val_idx, n_train: int) -> bool:
+    def _end_of_epoch(self, be, validation, n_train: int) -> bool:
         """Count the epoch, check the stopping rule; True to stop."""
         self.n_iter_ += 1
         self.t_ += n_train
         self.loss_curve_.append(self.loss_)
         if self.verbose:
             print(f"Iteration {self.n_iter_}, loss = {self.loss_:.8f}")
-        self._update_no_improvement_count(be, X, y_host, sw, val_idx)
+        self._update_no_improvement_count(be, validation)
         self._update_learning_rate()
         if self._no_improvement_count > self.n_iter_no_change:
             if self._stop_or_decay():
@@ -340,9 +343,9 @@ class StochasticMixin:
             cached = self._compiled = (key, CompiledEpoch(be, self._layers, step))
         return cached[1]
 
-    def _update_no_improvement_count(self, be, X, y_host, sw, val_idx) -> None:
-        if val_idx is not None:
-            self._track_validation_score(be, X, y_host, sw, val_idx)
+    def _update_no_improvement_count(self, be, validation) -> None:
+        if validation is not None:
+            self._track_validation_score(be, *validation)
             return
         last = self.loss_curve_[-1]
         if last > self.best_loss_ - self.tol:
@@ -352,12 +355,10 @@ class StochasticMixin:
         if last < self.best_loss_:
             self.best_loss_ = last
 
-    def _track_validation_score(self, be, X, y_host, sw, val_idx) -> None:
+    def _track_validation_score(self, be, Xv, yv_host, swv) -> None:
         """Early stopping: score the validation rows (NaN when the outputs are not finite,
         as scikit-learn records it); keep the best parameters."""
-        Xv = subset_rows(be, X, val_idx)
-        score = self._score_device(be, Xv, y_host[val_idx],
-                                   None if sw is None else sw[val_idx])
+        score = self._score_device(be, Xv, yv_host, swv)
         self.validation_scores_.append(score)
         if self.verbose:
             print(f"Validation score: {score:f}")
